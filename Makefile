@@ -1,0 +1,49 @@
+# The repository's commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch for the PyTorch Keras backend (a CPU build of this version installs offline here)
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: help setup test test-unit test-notebooks test-backends reproduce report clean distclean
+
+help: ## list every target with one line each
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: ## create .venv from nothing and install the package with its dev extras
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "error: Python 3.10+ is needed (3.11 recommended); set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "environment ready: $(VENV) (activate with 'source $(VENV)/bin/activate')"
+
+test: test-unit test-notebooks ## run the whole suite: unit tests, then every notebook in smoke mode (nbval)
+
+test-unit: ## pytest over tests/ (includes the papermill notebook harness)
+	REPRO_PROFILE=smoke $(PY) -m pytest tests
+
+test-notebooks: ## nbval over notebooks/ with the smoke profile (results go to a temp dir)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  tmp=$$(mktemp -d); \
+	  REPRO_PROFILE=smoke REPRO_RESULTS_DIR=$$tmp $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks; \
+	else echo "no notebooks in notebooks/ yet: nbval has nothing to run"; fi
+
+test-backends: ## model tests under the PyTorch Keras backend (installs the pinned CPU torch into .venv)
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	KERAS_BACKEND=torch REPRO_PROFILE=smoke $(PY) -m pytest -m backend tests
+
+reproduce: ## run every notebook (demo profile) into results/, refresh figures/
+	$(PY) -m common.reproduce
+
+report: ## claimed-vs-reproduced tables for every run under results/
+	$(PY) -m common.claims
+
+clean: ## remove run outputs and caches (keeps .venv, data and figures/)
+	rm -rf results .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean ## also remove .venv
+	rm -rf $(VENV)

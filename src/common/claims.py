@@ -1,0 +1,195 @@
+"""Claimed vs reproduced: load ``claims/<paper>.yaml`` and join it with a run's metrics.
+
+The YAML schema is documented in ``claims/README.md``. In short::
+
+    paper: 01_kandi
+    citation: Kandi et al. ...
+    defaults: {unit: percent, class: overall, protocol: "SMOTE on all data, then split"}
+    claims:
+      - {table: "Table 6", model: hybrid, metric: accuracy, value: 96.6}
+      - {table: "Table 6", model: hybrid, class: weighted, metric: precision, value: 97}
+
+Each claim is compared with the run's rows of the same (model, class, metric),
+once for every protocol the run reports (``published``, ``leak_free``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from common.evaluate import format_value
+from common.paths import claims_dir
+
+REQUIRED_FIELDS = ("table", "model", "metric", "value")
+OPTIONAL_FIELDS = ("class", "unit", "protocol", "note")
+UNITS = ("percent", "fraction")
+METRIC_ALIASES = {
+    "recall": "sensitivity", "tpr": "sensitivity", "true positive rate": "sensitivity",
+    "f1 score": "f1", "f1-score": "f1", "f1_score": "f1", "f-score": "f1",
+    "auc-roc": "auc", "roc auc": "auc", "roc_auc": "auc", "tnr": "specificity",
+    "acc": "accuracy", "ppv": "precision",
+}
+CLAIM_COLUMNS = ["table", "protocol", "model", "class", "metric", "value", "unit", "note"]
+
+
+def normalise_metric(name: str) -> str:
+    """Map a paper's metric name (Recall, F1-score, ...) to this package's name."""
+    key = str(name).strip().lower()
+    return METRIC_ALIASES.get(key, key)
+
+
+def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
+    """Read and validate ``claims/<paper>.yaml``; one row per claim (:data:`CLAIM_COLUMNS`).
+
+    ``value`` stays as the paper prints it; ``unit`` says whether that is percent
+    or a fraction.
+    """
+    path = Path(directory or claims_dir()) / f"{paper}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; transcribe the paper's tables there (see claims/README.md)")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list) or not doc["claims"]:
+        raise ValueError(f"{path} needs a non-empty 'claims' list (see claims/README.md)")
+    defaults = {"class": "overall", "unit": "percent", "protocol": "as published", "note": ""}
+    defaults.update(doc.get("defaults") or {})
+    rows = []
+    for i, claim in enumerate(doc["claims"], start=1):
+        if not isinstance(claim, dict):
+            raise ValueError(f"{path}: claim {i} is not a mapping")
+        missing = [f for f in REQUIRED_FIELDS if f not in claim]
+        extra = sorted(set(claim) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+        if missing or extra:
+            raise ValueError(f"{path}: claim {i} lacks {missing} / has unknown fields {extra}; see claims/README.md")
+        row = {**defaults, **claim}
+        if row["unit"] not in UNITS:
+            raise ValueError(f"{path}: claim {i} has unit {row['unit']!r}; use one of {UNITS}")
+        try:
+            row["value"] = float(row["value"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: claim {i} value {claim['value']!r} is not a number") from None
+        row["metric"] = normalise_metric(row["metric"])
+        row["class"] = str(row["class"])
+        row["model"] = str(row["model"])
+        rows.append({c: row[c] for c in CLAIM_COLUMNS})
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str] | None = None) -> pd.DataFrame:
+    """Join claims with reproduced metric rows.
+
+    Returns one row per claim with, for each protocol, the reproduced value and CI
+    (as fractions) and ``delta_<protocol>`` = reproduced - claimed in the claim's
+    unit (percentage points for percent claims). Claims the run does not cover
+    keep NaN there.
+    """
+    if protocols is None:
+        protocols = [p for p in ("published", "leak_free") if p in set(metrics["protocol"])] or sorted(set(metrics["protocol"]))
+    out = claims.copy()
+    scale = np.where(out["unit"] == "percent", 100.0, 1.0)
+    keyed = metrics.set_index(["protocol", "model", "class", "metric"])
+    for protocol in protocols:
+        values, lows, highs = [], [], []
+        for _, claim in claims.iterrows():
+            key = (protocol, claim["model"], claim["class"], claim["metric"])
+            if key in keyed.index:
+                hit = keyed.loc[key]
+                hit = hit.iloc[0] if isinstance(hit, pd.DataFrame) else hit
+                values.append(hit["value"])
+                lows.append(hit["ci_low"])
+                highs.append(hit["ci_high"])
+            else:
+                values.append(np.nan)
+                lows.append(np.nan)
+                highs.append(np.nan)
+        out[protocol] = values
+        out[f"{protocol}_ci_low"] = lows
+        out[f"{protocol}_ci_high"] = highs
+        out[f"delta_{protocol}"] = np.asarray(values, dtype=float) * scale - out["value"]
+    out.attrs["protocols"] = list(protocols)
+    return out
+
+
+def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -> str:
+    """Render :func:`compare`'s result as a Markdown table with the data source stated.
+
+    Reproduced cells are "value [95% CI]" in the claim's unit; deltas are
+    reproduced - claimed (percentage points for percent claims).
+    """
+    protocols = comparison.attrs.get("protocols") or [
+        c for c in ("published", "leak_free") if c in comparison.columns
+    ]
+    table = pd.DataFrame({
+        "table": comparison["table"], "model": comparison["model"], "class": comparison["class"],
+        "metric": comparison["metric"],
+        "claimed": [f"{v:g}{'%' if u == 'percent' else ''}" for v, u in zip(comparison["value"], comparison["unit"])],
+    })
+    for protocol in protocols:
+        percent = comparison["unit"] == "percent"
+        table[f"reproduced ({protocol})"] = [
+            format_value(v, lo, hi, percent=p) or "not run"
+            for v, lo, hi, p in zip(comparison[protocol], comparison[f"{protocol}_ci_low"],
+                                    comparison[f"{protocol}_ci_high"], percent)
+        ]
+        table[f"Δ {protocol}"] = [
+            "" if not np.isfinite(d) else f"{d:+.2f}{' pp' if p else ''}"
+            for d, p in zip(comparison[f"delta_{protocol}"], percent)
+        ]
+    header = f"Data source: **{source}**." + (" Figures and numbers below come from generated data, not the paper's dataset." if source == "synthetic" else "")
+    lines = [header]
+    if note:
+        lines.append(note)
+    lines += ["", table.to_markdown(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def claims_vs_run(paper: str, run_dir: Path | str, source: str | None = None, directory: Path | None = None) -> tuple[pd.DataFrame, str]:
+    """Load a paper's claims and a run's metrics (from disk) and return (comparison, markdown)."""
+    import json
+
+    from common.evaluate import read_metrics
+
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    if source is None:
+        run_json = run_dir / "run.json"
+        source = json.loads(run_json.read_text())["data"]["source"] if run_json.is_file() else "unknown"
+    comparison = compare(load_claims(paper, directory), metrics)
+    return comparison, comparison_markdown(comparison, source)
+
+
+def write_report(results: Path | None = None, directory: Path | None = None) -> list[Path]:
+    """For every run with metrics and a claims file, write ``claims_vs_reproduced.md``."""
+    from common.paths import atomic_write_text, results_root
+
+    results = Path(results or results_root())
+    directory = Path(directory or claims_dir())
+    written = []
+    for metrics in sorted(results.glob("*/*/metrics.json")):
+        run_dir, paper = metrics.parent, metrics.parent.parent.name
+        if not (directory / f"{paper}.yaml").is_file():
+            continue
+        _, markdown = claims_vs_run(paper, run_dir, directory=directory)
+        title = f"# {paper}: claimed vs reproduced (run {run_dir.name})\n\n"
+        written.append(atomic_write_text(run_dir / "claims_vs_reproduced.md", title + markdown))
+    return written
+
+
+def main() -> int:
+    """``make report``: write and list the claimed-vs-reproduced tables."""
+    written = write_report()
+    if not written:
+        print("no run under results/ has both metrics.json and a claims file yet: run `make reproduce` first")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

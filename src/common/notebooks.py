@@ -1,0 +1,102 @@
+"""Running notebooks with papermill and checking what they wrote.
+
+Each notebook declares in its metadata (``metadata.repro``)::
+
+    {"paper": "01_kandi", "figures": ["roc.png", "confusion_matrix.png"]}
+
+``paper`` is the results folder name (``results/<paper>/<run>/``) and ``figures``
+the PNG files every run must produce. ``make reproduce`` and the notebook tests
+both use these functions, so what CI checks is what users run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from common.paths import RESULTS_ENV, notebooks_dir
+
+KERNEL_NAME = "python3"
+
+
+def discover(directory: Path | None = None) -> list[Path]:
+    """Notebooks in ``directory`` (default ``notebooks/``), sorted by name."""
+    directory = Path(directory or notebooks_dir())
+    return sorted(p for p in directory.glob("*.ipynb") if not p.name.startswith("."))
+
+
+def notebook_meta(path: Path) -> dict[str, Any]:
+    """The ``repro`` metadata of a notebook: ``paper`` and declared ``figures``."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    meta = nb.get("metadata", {}).get("repro")
+    if not isinstance(meta, dict) or not meta.get("paper"):
+        raise ValueError(f"{path} lacks metadata.repro.paper; add {{'paper': '<id>', 'figures': [...]}} to its metadata")
+    figures = meta.get("figures", [])
+    if not isinstance(figures, list):
+        raise ValueError(f"{path}: metadata.repro.figures must be a list of PNG names")
+    return {"paper": str(meta["paper"]), "figures": [str(f) for f in figures]}
+
+
+@contextmanager
+def _results_env(results_root: Path) -> Iterator[None]:
+    """Point ``$REPRO_RESULTS_DIR`` at ``results_root`` for kernels started inside."""
+    old = os.environ.get(RESULTS_ENV)
+    os.environ[RESULTS_ENV] = str(results_root)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(RESULTS_ENV, None)
+        else:
+            os.environ[RESULTS_ENV] = old
+
+
+def run_notebook(
+    path: Path,
+    results_root: Path,
+    profile: str,
+    run: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Execute ``path`` with papermill; return its run folder ``<root>/<paper>/<run>``.
+
+    The executed copy is saved inside the run folder as ``<notebook name>``.
+    """
+    import papermill as pm
+
+    meta = notebook_meta(path)
+    run = run or profile
+    run_dir = Path(results_root) / meta["paper"] / run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    params = {"profile": profile, "run": run, **dict(parameters or {})}
+    with _results_env(Path(results_root)):
+        pm.execute_notebook(
+            str(path), str(run_dir / Path(path).name), parameters=params, kernel_name=KERNEL_NAME,
+            progress_bar=progress, cwd=str(Path(path).parent),
+        )
+    return run_dir
+
+
+def check_run(run_dir: Path, figures: list[str]) -> list[str]:
+    """Problems with a finished run: missing/empty metrics, run.json, declared figures.
+
+    Returns a list of one-line problems (empty when the run is complete).
+    """
+    run_dir = Path(run_dir)
+    problems = []
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        problems.append(f"{metrics} is missing")
+    else:
+        rows = json.loads(metrics.read_text(encoding="utf-8") or "[]")
+        if not rows:
+            problems.append(f"{metrics} has no rows")
+    if not (run_dir / "run.json").is_file():
+        problems.append(f"{run_dir / 'run.json'} is missing")
+    for name in figures:
+        if not (run_dir / name).is_file():
+            problems.append(f"declared figure {run_dir / name} is missing")
+    return problems

@@ -1,0 +1,245 @@
+"""Run bookkeeping: profiles, parameters, seeding, the run folder and ``run.json``.
+
+A notebook declares its defaults once per profile::
+
+    PROFILES = {
+        "smoke": {"epochs": 1, "n_samples": 60},
+        "demo":  {"epochs": 20, "n_samples": None},
+        "paper": {"epochs": 200, "n_samples": None},
+    }
+    params = resolve_params(PROFILES, profile=profile, epochs=epochs)
+
+``profile`` itself resolves as: the explicit argument, else ``$REPRO_PROFILE``, else
+``demo``. A profile only fills defaults: any parameter passed as something other
+than ``None`` overrides it. Unknown parameter names are an error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from common.paths import atomic_write_text, repo_root, results_root
+
+PROFILE_NAMES = ("smoke", "demo", "paper")
+PROFILE_ENV = "REPRO_PROFILE"
+DEFAULT_PROFILE = "demo"
+DATA_SOURCES = ("real", "embedded-real", "synthetic")
+#: Keys every resolved parameter set carries, whatever the notebook declares.
+COMMON_DEFAULTS = {"seed": 0}
+#: Packages whose versions ``run.json`` records (when installed).
+RECORDED_PACKAGES = (
+    "numpy", "pandas", "scipy", "scikit-learn", "imbalanced-learn", "scikit-image",
+    "statsmodels", "matplotlib", "seaborn", "keras", "tensorflow", "torch", "jax",
+    "papermill", "leukemia-repro-common",
+)
+#: Output files a new run replaces; anything else in the folder (e.g. the executed
+#: notebook papermill is writing) is left alone.
+RUN_OUTPUT_SUFFIXES = (".png", ".csv", ".md", ".json")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """The profile to use: ``profile``, else ``$REPRO_PROFILE``, else ``demo``."""
+    name = profile or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILE_NAMES:
+        source = "argument profile" if profile else f"${PROFILE_ENV}"
+        raise ValueError(
+            f"unknown profile {name!r} (from {source}); choose one of {', '.join(PROFILE_NAMES)}"
+        )
+    return name
+
+
+def resolve_params(
+    profiles: Mapping[str, Mapping[str, Any]],
+    profile: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Merge a profile's defaults with explicit overrides.
+
+    Parameters
+    ----------
+    profiles : mapping profile name -> {parameter: default}. Every profile must name
+        the same parameters (a typo in one profile is an error, not a silent gap).
+    profile : profile name or None (then ``$REPRO_PROFILE`` or ``demo``).
+    **overrides : parameter values; ``None`` means "take the profile's value".
+
+    Returns a new dict with every parameter, plus ``profile`` and ``seed``.
+    """
+    missing = [p for p in PROFILE_NAMES if p not in profiles]
+    if missing:
+        raise ValueError(f"profiles lack {', '.join(missing)}; define smoke, demo and paper")
+    key_sets = {name: set(profiles[name]) for name in PROFILE_NAMES}
+    reference = key_sets["demo"]
+    for name, keys in key_sets.items():
+        if keys != reference:
+            diff = sorted(keys ^ reference)
+            raise ValueError(f"profile {name!r} and 'demo' differ in parameters {diff}; give every profile the same names")
+    chosen = resolve_profile(profile)
+    known = reference | set(COMMON_DEFAULTS)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(known)}")
+    params: dict[str, Any] = {**COMMON_DEFAULTS, **dict(profiles[chosen])}
+    for key, value in overrides.items():
+        if value is not None:
+            params[key] = value
+    params["profile"] = chosen
+    return params
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the active Keras backend from one integer."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    os.environ["PYTHONHASHSEED"] = str(int(seed))
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    import keras  # imported here so that non-Keras helpers stay light
+
+    keras.utils.set_random_seed(int(seed))
+
+
+def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` (packages that are absent are left out)."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(cwd: Path | None = None) -> dict[str, Any]:
+    """Commit hash of the checkout and whether it has uncommitted changes."""
+    cwd = cwd or repo_root()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def backend_and_devices() -> dict[str, Any]:
+    """Active Keras backend and the devices it sees (backend-agnostic)."""
+    import keras
+
+    try:
+        devices = [str(d) for d in keras.distribution.list_devices()]
+    except Exception as exc:  # a backend without device listing must not stop a run
+        devices = [f"unknown ({type(exc).__name__})"]
+    return {"backend": keras.backend.backend(), "devices": devices, "machine": platform.machine()}
+
+
+def _clean_json(value: Any) -> Any:
+    """Make parameters JSON-safe (NumPy scalars, paths, tuples)."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@dataclass
+class Run:
+    """One execution of a notebook: its folder, parameters, data and timings."""
+
+    paper: str
+    name: str
+    dir: Path
+    params: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    def path(self, filename: str) -> Path:
+        """Path of an output file inside the run folder."""
+        return self.dir / filename
+
+    @property
+    def source(self) -> str | None:
+        """The data source recorded with :meth:`set_data` (None before)."""
+        return self.data.get("source")
+
+    def set_data(self, source: str, fingerprint: str, description: str = "", **extra: Any) -> None:
+        """Record where the data came from (``real``/``embedded-real``/``synthetic``)."""
+        if source not in DATA_SOURCES:
+            raise ValueError(f"data source {source!r} is not one of {', '.join(DATA_SOURCES)}")
+        if not fingerprint:
+            raise ValueError("a dataset fingerprint is required; use the loader's fingerprint")
+        self.data = {"source": source, "fingerprint": fingerprint, "description": description, **_clean_json(extra)}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage of the run; the wall time lands in ``run.json``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "paper": self.paper,
+            "run": self.name,
+            "params": _clean_json(self.params),
+            "data": self.data,
+            "versions": package_versions(),
+            **backend_and_devices(),
+            "git": git_commit(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "timings_s": {**self.timings, "total": round(time.time() - self.started_at, 3)},
+        }
+
+    def write(self) -> Path:
+        """Write ``run.json`` (atomically). Call at the end of the notebook."""
+        if not self.data:
+            raise ValueError("run.json needs the data source: call run.set_data(source, fingerprint) first")
+        return atomic_write_text(self.path("run.json"), json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+
+def start_run(paper: str, params: Mapping[str, Any], run: str | None = None, root: Path | None = None) -> Run:
+    """Seed everything and prepare ``<root>/<paper>/<run>/``.
+
+    ``run`` defaults to the profile name. Outputs of an earlier run with the same
+    name (PNG/CSV/MD/JSON files) are removed so that nothing stale survives.
+    """
+    if "seed" not in params or "profile" not in params:
+        raise ValueError("params must come from resolve_params (they need 'seed' and 'profile')")
+    if not paper or any(sep in paper for sep in "/\\"):
+        raise ValueError(f"paper id {paper!r} must be a plain folder name such as '01_kandi'")
+    name = run or str(params["profile"])
+    if any(sep in name for sep in "/\\") or name in {"", ".", ".."}:
+        raise ValueError(f"run name {name!r} must be a plain folder name")
+    run_dir = Path(root or results_root()) / paper / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for item in run_dir.iterdir():
+        if item.is_file() and item.suffix in RUN_OUTPUT_SUFFIXES:
+            item.unlink()
+        elif item.is_dir() and item.name in {"tables", "figures"}:
+            shutil.rmtree(item)
+    seed_everything(int(params["seed"]))
+    return Run(paper=paper, name=name, dir=run_dir, params=dict(params))
