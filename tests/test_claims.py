@@ -1,0 +1,93 @@
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common import claims
+from common import evaluate as ev
+
+CLAIMS_YAML = textwrap.dedent("""
+    paper: 99_test
+    citation: Someone et al. (2024)
+    defaults: {unit: percent, protocol: "SMOTE on all data, then 80/20 split"}
+    claims:
+      - {table: "Table 6", model: hybrid, metric: Accuracy, value: 96.6}
+      - {table: "Table 6", model: hybrid, class: weighted, metric: Recall, value: 97}
+      - {table: "Table 7", model: hybrid, class: a, metric: F1-score, value: 0.9, unit: fraction}
+      - {table: "Table 8", model: vit, metric: accuracy, value: 90}
+""")
+
+
+@pytest.fixture
+def claims_dir(tmp_path):
+    (tmp_path / "99_test.yaml").write_text(CLAIMS_YAML)
+    return tmp_path
+
+
+def metric_rows():
+    y = np.array([0, 0, 1, 1, 1, 0, 1, 0])
+    p = np.array([0, 0, 1, 1, 0, 0, 1, 0])  # 7/8 correct
+    published = ev.evaluate(y, p, class_names=["a", "b"], model="hybrid", protocol="published", n_bootstrap=0)
+    leak_free = ev.evaluate(y, np.where(np.arange(8) < 4, p, 1 - p), class_names=["a", "b"], model="hybrid",
+                            protocol="leak_free", n_bootstrap=0)
+    return pd.concat([published, leak_free], ignore_index=True)
+
+
+def test_load_normalises_metric_names_and_applies_defaults(claims_dir):
+    df = claims.load_claims("99_test", claims_dir)
+    assert df["metric"].tolist() == ["accuracy", "sensitivity", "f1", "accuracy"]
+    assert df["class"].tolist() == ["overall", "weighted", "a", "overall"]
+    assert df["unit"].tolist() == ["percent", "percent", "fraction", "percent"]
+    assert set(df["protocol"]) == {"SMOTE on all data, then 80/20 split"}
+
+
+def test_compare_gives_deltas_in_the_claims_unit(claims_dir):
+    comparison = claims.compare(claims.load_claims("99_test", claims_dir), metric_rows())
+    first = comparison.iloc[0]
+    assert first["published"] == pytest.approx(7 / 8)
+    assert first["delta_published"] == pytest.approx(87.5 - 96.6)  # percentage points
+    # leak_free flips the last 4 predictions (3 right, 1 wrong -> 1 right): 4 + 1 = 5/8 correct
+    assert first["delta_leak_free"] == pytest.approx(62.5 - 96.6)
+    f1_row = comparison.iloc[2]
+    assert f1_row["delta_published"] == pytest.approx(f1_row["published"] - 0.9)  # fraction unit
+    assert np.isnan(comparison.iloc[3]["published"]), "a model the run lacks stays empty"
+
+
+def test_markdown_states_source_and_protocols(claims_dir):
+    comparison = claims.compare(claims.load_claims("99_test", claims_dir), metric_rows())
+    md = claims.comparison_markdown(comparison, source="synthetic")
+    assert md.startswith("Data source: **synthetic**") and "generated data" in md
+    assert "reproduced (published)" in md and "reproduced (leak_free)" in md
+    assert "-9.10 pp" in md and "not run" in md
+
+
+def test_report_reads_runs_from_disk(tmp_path, claims_dir):
+    run_dir = tmp_path / "results" / "99_test" / "demo"
+    ev.write_metrics(metric_rows(), run_dir)
+    (run_dir / "run.json").write_text('{"data": {"source": "embedded-real"}}')
+    written = claims.write_report(tmp_path / "results", claims_dir)
+    assert written == [run_dir / "claims_vs_reproduced.md"]
+    assert "Data source: **embedded-real**" in written[0].read_text()
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("claims: []", "non-empty 'claims'"),
+        ("claims:\n  - {table: T1, model: m, metric: accuracy}", r"lacks \['value'\]"),
+        ("claims:\n  - {table: T1, model: m, metric: accuracy, value: 1, colour: red}", "unknown fields"),
+        ("claims:\n  - {table: T1, model: m, metric: accuracy, value: 1, unit: permille}", "unit 'permille'"),
+        ("claims:\n  - {table: T1, model: m, metric: accuracy, value: high}", "not a number"),
+        ("claims: [unclosed", "not valid YAML"),
+    ],
+)
+def test_bad_claims_files(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        claims.load_claims("bad", tmp_path)
+
+
+def test_missing_claims_file_says_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="claims/README.md"):
+        claims.load_claims("nope", tmp_path)
