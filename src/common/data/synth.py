@@ -1,0 +1,379 @@
+"""Synthetic twins: generated data written in each real dataset's exact on-disk layout.
+
+The real loaders read these trees unchanged; a ``SYNTHETIC_DATA.txt`` marker at the
+root makes them report ``source = "synthetic"`` so that every table and figure made
+from them says so.
+
+Images are stained single cells: a round-ish cell with cytoplasm and a darker
+nucleus, on a black background (``cnmc``) or a smear-like one (``aria_all``,
+``aml_mll``). Classes differ in morphology (nucleus-to-cytoplasm ratio, contour
+irregularity, chromatin texture, nucleoli, granules, an Auer-rod-like streak for
+PML_RARA). Every patient has its own stain and size signature, so image-level
+splits leak patient identity the way they do on the real data. ``difficulty`` in
+[0, 1] pulls every class towards the average morphology: 0 keeps the classes far
+apart, 1 makes them identical (chance accuracy).
+
+Same arguments, same bytes: every random draw comes from ``seed``.
+"""
+from __future__ import annotations
+
+import shutil
+import string
+import tempfile
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage
+
+from common.data.core import SYNTHETIC_MARKER, DataError
+from common.data.images import AML_CLASSES, ARIA_CLASSES, CNMC_DIR, CNMC_PRELIM_CSV, CNMC_PRELIM_DIR
+
+TRUTH_FILE = "SYNTHETIC_TRUTH.csv"  # generator's ground truth (patient per image); loaders never read it
+
+
+@dataclass(frozen=True)
+class Morphology:
+    """Class-dependent cell appearance (all relative, unitless)."""
+
+    cell_radius: float = 0.30   # cell radius / image size
+    nc_ratio: float = 0.70      # nucleus radius / cell radius
+    irregularity: float = 0.05  # amplitude of nuclear contour harmonics
+    chromatin: float = 0.30     # chromatin texture contrast
+    nucleoli: float = 0.0       # mean number of nucleoli
+    granules: float = 0.0       # mean number of cytoplasmic granules
+    auer_rod: float = 0.0       # probability of an Auer-rod-like streak
+
+
+MORPHOLOGY = {
+    "cnmc": {
+        "all": Morphology(cell_radius=0.26, nc_ratio=0.86, irregularity=0.10, chromatin=0.18, nucleoli=2.0),
+        "hem": Morphology(cell_radius=0.22, nc_ratio=0.72, irregularity=0.03, chromatin=0.45, nucleoli=0.2),
+    },
+    "aria_all": {
+        "Benign": Morphology(cell_radius=0.20, nc_ratio=0.70, irregularity=0.03, chromatin=0.45, granules=3),
+        "Early": Morphology(cell_radius=0.23, nc_ratio=0.84, irregularity=0.07, chromatin=0.30, nucleoli=1.0),
+        "Pre": Morphology(cell_radius=0.25, nc_ratio=0.80, irregularity=0.12, chromatin=0.22, nucleoli=2.0),
+        "Pro": Morphology(cell_radius=0.27, nc_ratio=0.90, irregularity=0.18, chromatin=0.15, nucleoli=3.0),
+    },
+    "aml_mll": {
+        "control": Morphology(cell_radius=0.24, nc_ratio=0.50, irregularity=0.25, chromatin=0.50, granules=25),
+        "CBFB_MYH11": Morphology(cell_radius=0.30, nc_ratio=0.68, irregularity=0.10, chromatin=0.25, granules=30, nucleoli=1),
+        "NPM1": Morphology(cell_radius=0.28, nc_ratio=0.78, irregularity=0.20, chromatin=0.20, nucleoli=2.5),
+        "PML_RARA": Morphology(cell_radius=0.30, nc_ratio=0.62, irregularity=0.15, chromatin=0.25, granules=45, auer_rod=0.8),
+        "RUNX1_RUNX1T1": Morphology(cell_radius=0.29, nc_ratio=0.72, irregularity=0.08, chromatin=0.30, granules=10, nucleoli=1.5),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Patient:
+    """A patient's signature: stain (RGB gains), brightness and cell size."""
+
+    pid: str
+    stain: tuple[float, float, float]
+    brightness: float
+    size: float
+
+
+def make_patient(pid: str, rng: np.random.Generator) -> Patient:
+    return Patient(pid, tuple(float(g) for g in rng.normal(1.0, 0.07, 3)), float(rng.normal(0.0, 0.05)),
+                   float(rng.normal(1.0, 0.08)))
+
+
+def blend(class_m: Morphology, mean_m: Morphology, difficulty: float) -> Morphology:
+    """Pull ``class_m`` towards ``mean_m`` by ``difficulty`` in [0, 1]."""
+    return replace(class_m, **{f.name: (1 - difficulty) * getattr(class_m, f.name) + difficulty * getattr(mean_m, f.name)
+                               for f in fields(Morphology)})
+
+
+def mean_morphology(styles: dict[str, Morphology]) -> Morphology:
+    return Morphology(**{f.name: float(np.mean([getattr(m, f.name) for m in styles.values()])) for f in fields(Morphology)})
+
+
+def _contour(theta: np.ndarray, radius: float, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """Radius at each angle: a circle with random low harmonics of total ``amplitude``."""
+    r = np.ones_like(theta)
+    for k in range(2, 7):
+        r += amplitude / (k - 1) * rng.normal(0, 0.8) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    return radius * r
+
+
+def render_cell(size: int, m: Morphology, patient: Patient, rng: np.random.Generator, background: str) -> tuple[np.ndarray, np.ndarray]:
+    """One RGB uint8 image (size, size, 3) and its cell mask (size, size) bool."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    cy, cx = size / 2 + rng.normal(0, size * 0.03, 2)
+    cell_r = size * m.cell_radius * patient.size * rng.normal(1.0, 0.05)
+    theta = np.arctan2(yy - cy, xx - cx)
+    rho = np.hypot(yy - cy, xx - cx)
+    cell = rho < _contour(theta, cell_r, 0.04, rng)
+    ny, nx = cy + rng.normal(0, cell_r * 0.06), cx + rng.normal(0, cell_r * 0.06)
+    n_theta = np.arctan2(yy - ny, xx - nx)
+    n_rho = np.hypot(yy - ny, xx - nx)
+    nucleus = (n_rho < _contour(n_theta, cell_r * min(m.nc_ratio, 0.95), m.irregularity, rng)) & cell
+
+    if background == "black":
+        img = np.zeros((size, size, 3), np.float32)
+    else:  # smear: pale pink field with a few red cells and grain
+        img = np.empty((size, size, 3), np.float32)
+        img[:] = (0.92, 0.84, 0.84)
+        for _ in range(rng.poisson(3)):
+            ry, rx, rr = rng.uniform(0, size), rng.uniform(0, size), size * rng.uniform(0.08, 0.14)
+            disc = np.hypot(yy - ry, xx - rx) < rr
+            img[disc] = (0.88, 0.62, 0.62)
+        img += ndimage.gaussian_filter(rng.normal(0, 0.03, (size, size)), 2)[..., None]
+    img[cell] = (0.74, 0.70, 0.90)
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), max(1.0, size / 90))
+    texture /= texture.std() + 1e-8
+    dark = np.array((0.36, 0.20, 0.55), np.float32)
+    img[nucleus] = dark * (1 + m.chromatin * 0.6 * texture[nucleus])[:, None]
+    for _ in range(rng.poisson(m.nucleoli)):
+        r = rng.uniform(0, cell_r * m.nc_ratio * 0.6)
+        a = rng.uniform(0, 2 * np.pi)
+        spot = np.hypot(yy - (ny + r * np.sin(a)), xx - (nx + r * np.cos(a))) < size * 0.018
+        img[spot & nucleus] = (0.60, 0.50, 0.78)
+    cytoplasm = cell & ~nucleus
+    cyt_y, cyt_x = np.nonzero(cytoplasm)
+    if cyt_y.size:
+        for _ in range(rng.poisson(m.granules)):
+            i = rng.integers(cyt_y.size)
+            dot = np.hypot(yy - cyt_y[i], xx - cyt_x[i]) < max(1.0, size * 0.008)
+            img[dot & cell] = (0.55, 0.15, 0.35)
+        if rng.random() < m.auer_rod:
+            i = rng.integers(cyt_y.size)
+            a = rng.uniform(0, np.pi)
+            dist = np.abs((yy - cyt_y[i]) * np.cos(a) - (xx - cyt_x[i]) * np.sin(a))
+            along = np.abs((yy - cyt_y[i]) * np.sin(a) + (xx - cyt_x[i]) * np.cos(a))
+            img[(dist < max(1.0, size * 0.006)) & (along < size * 0.08) & cell] = (0.70, 0.10, 0.25)
+    img = ndimage.gaussian_filter(img, sigma=(0.7, 0.7, 0))
+    img = img * np.asarray(patient.stain, np.float32) + patient.brightness
+    img += rng.normal(0, 0.015, img.shape)
+    if background == "black":
+        img[~ndimage.binary_dilation(cell, iterations=1)] = 0.0
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), cell
+
+
+def _styles(dataset: str, difficulty: float) -> dict[str, Morphology]:
+    if not 0.0 <= difficulty <= 1.0:
+        raise DataError(f"difficulty must be in [0, 1], got {difficulty}")
+    styles = MORPHOLOGY[dataset]
+    mean = mean_morphology(styles)
+    return {c: blend(m, mean, difficulty) for c, m in styles.items()}
+
+
+def _split_counts(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _check_sizes(n_per_class: int, patients_per_class: int, size: int) -> None:
+    if n_per_class < 1 or patients_per_class < 1:
+        raise DataError(f"n_per_class ({n_per_class}) and patients_per_class ({patients_per_class}) must be at least 1")
+    if patients_per_class > n_per_class:
+        raise DataError(f"patients_per_class ({patients_per_class}) exceeds n_per_class ({n_per_class}); every patient needs an image")
+    if size < 16:
+        raise DataError(f"size {size} is too small to draw a cell; use 16 or more")
+
+
+class _Staging:
+    """Write into a temporary folder next to ``out``; move into place only when complete."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+
+    def __enter__(self) -> Path:
+        if self.out.exists() and any(self.out.iterdir()):
+            raise DataError(f"{self.out} exists and is not empty; choose a new --out folder or delete it")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=".synth-", dir=self.out.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            if self.out.exists():
+                self.out.rmdir()
+            self.tmp.rename(self.out)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _marker(root: Path, dataset: str, **params) -> None:
+    lines = [f"Synthetic twin of '{dataset}' written by common.data.synth; not real data.",
+             *(f"{k}: {v}" for k, v in sorted(params.items()))]
+    (root / SYNTHETIC_MARKER).write_text("\n".join(lines) + "\n")
+
+
+def _save(img: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".bmp": "BMP", ".jpg": "JPEG", ".tif": "TIFF"}[path.suffix]
+    Image.fromarray(img).save(path, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+
+
+# ------------------------------------------------------------------------ writers
+def synth_cnmc(out: Path, n_per_class: int = 30, patients_per_class: int = 6, size: int = 450, seed: int = 0,
+               difficulty: float = 0.5) -> Path:
+    """C-NMC twin: three subject-disjoint folds, a labelled prelim set (renamed files + CSV),
+    and a few unlabelled final-phase images."""
+    _check_sizes(n_per_class, patients_per_class, size)
+    styles = _styles("cnmc", difficulty)
+    n_prelim = max(1, n_per_class // 4)
+    truth = []
+    with _Staging(out) as tmp:
+        base = tmp / CNMC_DIR
+        prelim_rows, prelim_imgs = [], []
+        for ci, label in enumerate(("all", "hem")):
+            n_subjects = patients_per_class + 1  # the last subject is kept for the prelim set
+            subjects = [f"H{i + 1}" if label == "hem" else str(i + 1) for i in range(n_subjects)]
+            # some healthy subjects are written lower-case, as on the real data
+            subjects = [s.lower() if label == "hem" and i % 3 == 2 else s for i, s in enumerate(subjects)]
+            counts = _split_counts(n_per_class, patients_per_class) + [n_prelim]
+            for si, (subject, count) in enumerate(zip(subjects, counts)):
+                patient = make_patient(subject, np.random.default_rng([seed, 1, ci, si]))
+                for k in range(count):
+                    rng = np.random.default_rng([seed, 2, ci, si, k])
+                    img, _ = render_cell(size, styles[label], patient, rng, "black")
+                    name = f"UID_{subject}_{k + 1}_{rng.integers(1, 20)}_{label}.bmp"
+                    if si < patients_per_class:
+                        rel = Path("training_data") / f"fold_{si % 3}" / label / name
+                        _save(img, base / rel)
+                        truth.append((str(Path(CNMC_DIR) / rel), subject.upper()))
+                    else:
+                        prelim_rows.append((name, 1 if label == "all" else 0))
+                        prelim_imgs.append((img, subject.upper()))
+        order = np.random.default_rng([seed, 3]).permutation(len(prelim_rows))
+        csv_rows = []
+        for new_idx, i in enumerate(order, start=1):
+            (name, lab), (img, subject) = prelim_rows[i], prelim_imgs[i]
+            _save(img, base / CNMC_PRELIM_DIR / f"{new_idx}.bmp")
+            csv_rows.append({"Patient_ID": name, "new_names": f"{new_idx}.bmp", "labels": lab})
+            truth.append((str(Path(CNMC_DIR) / CNMC_PRELIM_DIR / f"{new_idx}.bmp"), subject))
+        pd.DataFrame(csv_rows).to_csv(base / CNMC_PRELIM_CSV, index=False)
+        for k in range(2):
+            patient = make_patient("X", np.random.default_rng([seed, 4, k]))
+            img, _ = render_cell(size, styles["all"], patient, np.random.default_rng([seed, 5, k]), "black")
+            _save(img, base / "testing_data" / "C-NMC_test_final_phase_data" / f"{k + 1}.bmp")
+        pd.DataFrame(truth, columns=["path", "patient"]).to_csv(tmp / TRUTH_FILE, index=False)
+        _marker(tmp, "cnmc", n_per_class=n_per_class, patients_per_class=patients_per_class, size=size,
+                seed=seed, difficulty=difficulty)
+    return Path(out)
+
+
+def synth_aria_all(out: Path, n_per_class: int = 30, patients_per_class: int = 6, size: int = 224, seed: int = 0,
+                   difficulty: float = 0.5) -> Path:
+    """Aria ALL twin: ``Original/`` (smear background) and ``Segmented/`` (background black).
+
+    File names carry no patient id, as on the real data; the generator's patients
+    are only in ``SYNTHETIC_TRUTH.csv``.
+    """
+    _check_sizes(n_per_class, patients_per_class, size)
+    styles = _styles("aria_all", difficulty)
+    truth = []
+    with _Staging(out) as tmp:
+        for ci, label in enumerate(ARIA_CLASSES):
+            prefix = "WBC-Benign" if label == "Benign" else f"WBC-Malignant-{label}"
+            k = 0
+            for pi, count in enumerate(_split_counts(n_per_class, patients_per_class)):
+                patient = make_patient(f"{label}{pi}", np.random.default_rng([seed, 1, ci, pi]))
+                for _ in range(count):
+                    k += 1
+                    img, mask = render_cell(size, styles[label], patient, np.random.default_rng([seed, 2, ci, pi, k]), "smear")
+                    name = f"{prefix}-{k:03d}.jpg"
+                    segmented = np.where(mask[..., None], img, 0).astype(np.uint8)
+                    _save(img, tmp / "Original" / label / name)
+                    _save(segmented, tmp / "Segmented" / label / name)
+                    truth += [(f"Original/{label}/{name}", patient.pid), (f"Segmented/{label}/{name}", patient.pid)]
+        pd.DataFrame(truth, columns=["path", "patient"]).to_csv(tmp / TRUTH_FILE, index=False)
+        _marker(tmp, "aria_all", n_per_class=n_per_class, patients_per_class=patients_per_class, size=size,
+                seed=seed, difficulty=difficulty)
+    return Path(out)
+
+
+def _pseudonyms(n: int, rng: np.random.Generator) -> list[str]:
+    names: list[str] = []
+    while len(names) < n:
+        name = "".join(rng.choice(list(string.ascii_uppercase), 3))
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def synth_aml_mll(out: Path, n_per_class: int = 30, patients_per_class: int = 4, size: int = 144, seed: int = 0,
+                  difficulty: float = 0.5) -> Path:
+    """AML-Cytomorphology_MLL_Helmholtz twin: ``data/<class>/<patient>/*.tif`` and a metadata CSV
+    (semicolon-free, comma-separated, ages with decimal commas in quotes)."""
+    _check_sizes(n_per_class, patients_per_class, size)
+    styles = _styles("aml_mll", difficulty)
+    names = _pseudonyms(patients_per_class * len(AML_CLASSES), np.random.default_rng([seed, 9]))
+    meta = []
+    with _Staging(out) as tmp:
+        for ci, label in enumerate(AML_CLASSES):
+            counts = _split_counts(n_per_class, patients_per_class)
+            for pi, count in enumerate(counts):
+                pid = names[ci * patients_per_class + pi]
+                prng = np.random.default_rng([seed, 1, ci, pi])
+                patient = make_patient(pid, prng)
+                for k in range(count):
+                    img, _ = render_cell(size, styles[label], patient, np.random.default_rng([seed, 2, ci, pi, k]), "smear")
+                    _save(img, tmp / "data" / label / pid / f"image_{k:04d}.tif")
+                meta.append({"patient_id": pid, "sex_1f_2m": int(prng.integers(1, 3)),
+                             "age": f"{prng.uniform(20, 80):.1f}".replace(".", ","), "bag_label": label,
+                             "instance_count": count})
+        pd.DataFrame(meta).to_csv(tmp / "metadata.csv", index=False)
+        _marker(tmp, "aml_mll", n_per_class=n_per_class, patients_per_class=patients_per_class, size=size,
+                seed=seed, difficulty=difficulty)
+    return Path(out)
+
+
+CUMIDA_SERIES = {
+    "GSE28497": ["B-CELL_ALL", "B-CELL_ALL_ETV6-RUNX1", "B-CELL_ALL_HYPERDIP", "B-CELL_ALL_T-ALL",
+                 "B-CELL_ALL_TCF3-PBX1", "B-CELL_ALL_HYPO", "B-CELL_ALL_MLL"],
+    "GSE22529_U133A": ["CLL", "normal"],
+    "GSE63270": ["AML", "normal"],
+}
+
+
+def synth_cumida(out: Path, n_per_class: int = 12, n_probes: int = 400, seed: int = 0, difficulty: float = 0.5,
+                 series: dict[str, list[str]] | None = None) -> Path:
+    """CuMiDa twin: one ``Leukemia_<series>.csv`` per series, with the real label strings.
+
+    Series draw different but overlapping probe sets (about 80% of ``n_probes``
+    each, in their own order) and have a batch offset; each class shifts the mean
+    of its own 20 marker probes by an amount that falls with ``difficulty``.
+    """
+    if not 0.0 <= difficulty <= 1.0:
+        raise DataError(f"difficulty must be in [0, 1], got {difficulty}")
+    if n_per_class < 1 or n_probes < 40:
+        raise DataError(f"need n_per_class >= 1 and n_probes >= 40, got {n_per_class} and {n_probes}")
+    series = series or CUMIDA_SERIES
+    rng = np.random.default_rng([seed, 0])
+    pool = [f"{1000 + i}_at" if i % 3 else f"{1000 + i}_s_at" for i in range(n_probes)]
+    all_labels = sorted({lab for labels in series.values() for lab in labels})
+    markers = {lab: rng.choice(n_probes, 20, replace=False) for lab in all_labels}
+    shift = 2.5 * (1 - difficulty)
+    with _Staging(out) as tmp:
+        for si, (name, labels) in enumerate(series.items()):
+            srng = np.random.default_rng([seed, 1, si])
+            keep = np.sort(srng.choice(n_probes, int(0.8 * n_probes), replace=False))
+            order = srng.permutation(keep)
+            rows = []
+            for lab in labels:
+                base = srng.normal(7.0, 1.5, (n_per_class, n_probes)) + srng.normal(0, 0.3)
+                base[:, markers[lab]] += shift
+                for k in range(n_per_class):
+                    rows.append([f"GSM{srng.integers(100000, 999999)}.CEL.gz", lab, *np.round(base[k, order], 5)])
+            table = pd.DataFrame(rows, columns=["samples", "type", *[pool[i] for i in order]])
+            table.to_csv(tmp / f"Leukemia_{name}.csv", index=False)
+        _marker(tmp, "cumida", n_per_class=n_per_class, n_probes=n_probes, seed=seed, difficulty=difficulty)
+    return Path(out)
+
+
+WRITERS = {"cnmc": synth_cnmc, "aria_all": synth_aria_all, "aml_mll": synth_aml_mll, "cumida": synth_cumida}
+
+
+def synth(dataset: str, out: Path, **kwargs) -> Path:
+    """Write the synthetic twin of ``dataset`` to ``out`` (see the per-dataset writers)."""
+    if dataset not in WRITERS:
+        raise DataError(f"no synthetic twin for {dataset!r}; choose one of {sorted(WRITERS)}")
+    return WRITERS[dataset](Path(out), **kwargs)
