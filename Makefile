@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch for the PyTorch Keras backend (a CPU build of this version installs offline here)
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help setup test test-unit test-notebooks test-backends reproduce report clean distclean
+.PHONY: help setup data test test-unit test-notebooks test-backends reproduce report clean distclean
 
 help: ## list every target with one line each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,6 +19,10 @@ setup: ## create .venv from nothing and install the package with its dev extras
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@echo "environment ready: $(VENV) (activate with 'source $(VENV)/bin/activate')"
+
+data: ## fetch the real microarray sets that install here (Bioconductor ALL, golub) into data/raw/debian
+	$(PY) -m common.data fetch bioc_all
+	@echo "image datasets cannot be downloaded from here: python -m common.data fetch <dataset> prints the steps"
 
 test: test-unit test-notebooks ## run the whole suite: unit tests, then every notebook in smoke mode (nbval)
 

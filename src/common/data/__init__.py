@@ -1,0 +1,97 @@
+"""Datasets: one registry, real-layout loaders, synthetic twins, streaming batches.
+
+>>> from common.data import load
+>>> ds = load("bioc_all")                 # default root: <data>/raw/debian
+>>> ds = load("cnmc", root="data/raw/cnmc")
+
+Every loader returns a :class:`~common.data.core.Dataset`. ``python -m common.data``
+is the command-line interface (``list``, ``inspect``, ``synth``, ``fetch``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from common.data.core import SYNTHETIC_MARKER, DataError, Dataset
+from common.data.images import load_aml_mll, load_aria_all, load_cnmc
+from common.data.microarray import debian_root, load_bioc_all, load_cumida, load_golub
+from common.paths import data_root
+
+__all__ = ["DATASETS", "DataError", "Dataset", "SYNTHETIC_MARKER", "default_root", "load"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the registry knows about a dataset."""
+
+    id: str
+    title: str
+    papers: str
+    source: str
+    licence: str
+    layout: str
+    loader: Callable[..., Dataset]
+    fetch: str  # "debian" or manual instructions
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.id: d
+    for d in [
+        DatasetInfo(
+            "cumida", "CuMiDa leukemia microarray series", "01",
+            "CuMiDa (Feltes et al. 2019), one CSV per GEO series",
+            "public GEO-derived data; cite Feltes et al. 2019 and each GSE series",
+            "<root>/Leukemia_<GSE>[_<platform>].csv  (samples, type, <probe ids>...)", load_cumida,
+            "Download each Leukemia_*.csv from the CuMiDa website (Leukemia section) into <root>.",
+        ),
+        DatasetInfo(
+            "bioc_all", "Bioconductor ALL (Chiaretti et al. 2004)", "01 (embedded-real stand-in)",
+            "Debian package r-bioc-all", "Artistic-2.0 (Bioconductor package ALL)",
+            "<root>/**/site-library/ALL/data/ALL.rda", load_bioc_all, "debian",
+        ),
+        DatasetInfo(
+            "golub", "Golub et al. 1999 (Dudoit et al. preprocessing)", "01 (embedded-real stand-in)",
+            "Debian package r-bioc-multtest", "LGPL (Bioconductor package multtest)",
+            "<root>/**/site-library/multtest/data/golub.RData", load_golub, "debian",
+        ),
+        DatasetInfo(
+            "cnmc", "C-NMC 2019 single-cell images", "02, 03",
+            "Kaggle andrewmvd/leukemia-classification (from TCIA C-NMC 2019)",
+            "see the Kaggle and TCIA pages (TCIA data usage policy); verify before redistribution",
+            "<root>/C-NMC_Leukemia/training_data/fold_{0,1,2}/{all,hem}/*.bmp, validation_data/...", load_cnmc,
+            "kaggle datasets download -d andrewmvd/leukemia-classification -p <root> --unzip",
+        ),
+        DatasetInfo(
+            "aria_all", "Kaggle ALL images (Aria et al.)", "05",
+            "Kaggle mehradaria/leukemia", "see the Kaggle page; verify before redistribution",
+            "<root>/{Original,Segmented}/{Benign,Early,Pre,Pro}/*.jpg", load_aria_all,
+            "kaggle datasets download -d mehradaria/leukemia -p <root> --unzip",
+        ),
+        DatasetInfo(
+            "aml_mll", "AML-Cytomorphology_MLL_Helmholtz (Hehr et al. 2023)", "04",
+            "The Cancer Imaging Archive (TCIA) collection AML-Cytomorphology_MLL_Helmholtz",
+            "TCIA data usage policy (see the collection page)",
+            "<root>/data/{control,CBFB_MYH11,NPM1,PML_RARA,RUNX1_RUNX1T1}/<patient>/*.tif [+ metadata CSV]", load_aml_mll,
+            "Download the collection with the NBIA Data Retriever from its TCIA page into <root>.",
+        ),
+    ]
+}
+
+
+def default_root(name: str) -> Path:
+    """Where a dataset lives by default: ``<data>/raw/debian`` or ``<data>/raw/<name>``."""
+    info = registry_entry(name)
+    return debian_root(data_root()) if info.fetch == "debian" else data_root() / "raw" / name
+
+
+def registry_entry(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def load(name: str, root: Path | str | None = None, **kwargs: Any) -> Dataset:
+    """Load a dataset by registry id from ``root`` (default :func:`default_root`)."""
+    info = registry_entry(name)
+    return info.loader(Path(root) if root is not None else default_root(name), **kwargs)

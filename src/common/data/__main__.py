@@ -1,0 +1,149 @@
+"""``python -m common.data``: list, inspect, synth and fetch datasets.
+
+Bad input ends with exit code 2 and one line ``error: ...`` on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from common.data import DATASETS, DataError, default_root, load, registry_entry
+from common.data.core import check_images, image_sizes
+from common.data.microarray import fetch_debian
+from common.data.synth import WRITERS, synth
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for info in DATASETS.values():
+        root = default_root(info.id)
+        try:
+            present = "present" if root.is_dir() and any(root.iterdir()) else "absent"
+        except OSError:
+            present = "absent"
+        print(f"{info.id}: {info.title} (paper {info.papers})")
+        print(f"  source:  {info.source}")
+        print(f"  licence: {info.licence}")
+        print(f"  layout:  {info.layout}")
+        print(f"  local:   {root} ({present})")
+    return 0
+
+
+def inspect_dataset(name: str, root: Path | None, check: bool) -> dict:
+    ds = load(name, root)
+    problems = list(ds.problems)
+    sizes: list = []
+    if ds.paths is not None:
+        if check:
+            problems += check_images(ds.paths)
+        else:
+            bad = check_images(ds.paths[:20])
+            if bad:
+                raise DataError(bad[0].replace("; re-download or delete it", "; run inspect with --check-images to list every bad file"))
+        sizes = image_sizes(ds.paths)
+    return {"dataset": name, "n_samples": len(ds), "classes": ds.class_counts(), "n_patients": ds.n_patients,
+            "problems": problems, "_extra": {"source": ds.source, "fingerprint": ds.fingerprint,
+                                             "image_sizes": sizes, "root": str(ds.root), "info": ds.info,
+                                             "n_features": None if ds.X is None else int(ds.X.shape[1])}}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    report = inspect_dataset(args.dataset, Path(args.root) if args.root else None, args.check_images)
+    extra = report.pop("_extra")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"dataset:    {report['dataset']} ({extra['source']}, fingerprint {extra['fingerprint']})")
+    print(f"root:       {extra['root']}")
+    print(f"n_samples:  {report['n_samples']}")
+    print(f"n_patients: {report['n_patients'] if report['n_patients'] is not None else 'none recorded in this layout'}")
+    if extra["n_features"] is not None:
+        print(f"n_features: {extra['n_features']}")
+    if extra["image_sizes"]:
+        print(f"image size(s) (first 20 files): {', '.join(f'{w}x{h}' for w, h in extra['image_sizes'])}")
+    print("classes:")
+    for label, count in report["classes"].items():
+        print(f"  {label}: {count}")
+    print(f"problems:   {len(report['problems'])}")
+    for problem in report["problems"]:
+        print(f"  - {problem}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    kwargs = {"n_per_class": args.n_per_class, "seed": args.seed, "difficulty": args.difficulty}
+    if args.dataset != "cumida":
+        kwargs.update(patients_per_class=args.patients_per_class)
+        if args.size is not None:
+            kwargs["size"] = args.size
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    out = synth(args.dataset, Path(args.out), **kwargs)
+    print(f"wrote a synthetic {args.dataset} tree to {out} (inspect it with: python -m common.data inspect {args.dataset} --root {out})")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    info = registry_entry(args.dataset)
+    root = Path(args.root) if args.root else default_root(args.dataset)
+    if info.fetch == "debian":
+        fetch_debian(root)
+        ds = load(args.dataset, root)
+        print(f"fetched {args.dataset} into {root}: {len(ds)} samples, {ds.X.shape[1]} features")
+        return 0
+    if info.fetch.startswith("kaggle") and shutil.which("kaggle"):
+        command = info.fetch.replace("<root>", str(root)).split()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode == 0:
+            print(f"downloaded {args.dataset} into {root}; check it with: python -m common.data inspect {args.dataset} --root {root}")
+            return 0
+        print(f"kaggle download failed: {(proc.stderr.strip().splitlines() or ['no message'])[-1]}")
+    print(f"{args.dataset} cannot be fetched automatically from here. Manual steps:")
+    print(f"  1. {info.fetch.replace('<root>', str(root))}")
+    print(f"  2. the tree must look like: {info.layout.replace('<root>', str(root))}")
+    print(f"  3. check it: python -m common.data inspect {args.dataset} --root {root}")
+    return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m common.data", description="List, inspect, synthesise and fetch the datasets.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the datasets, their source, licence, layout and local presence").set_defaults(func=cmd_list)
+    ins = sub.add_parser("inspect", help="read a dataset with its real loader and summarise it")
+    ins.add_argument("dataset", choices=list(DATASETS))
+    ins.add_argument("--root", help="dataset root (default: data/raw/<dataset>)")
+    ins.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    ins.add_argument("--check-images", action="store_true", help="decode every image and list the bad ones")
+    ins.set_defaults(func=cmd_inspect)
+    syn = sub.add_parser("synth", help="write a synthetic twin in the real layout")
+    syn.add_argument("dataset", choices=sorted(WRITERS))
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--n-per-class", type=int, default=None)
+    syn.add_argument("--patients-per-class", type=int, default=None)
+    syn.add_argument("--size", type=int, default=None)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--difficulty", type=float, default=None)
+    syn.set_defaults(func=cmd_synth)
+    fet = sub.add_parser("fetch", help="download a dataset (Debian route for bioc_all/golub; instructions otherwise)")
+    fet.add_argument("dataset", choices=list(DATASETS))
+    fet.add_argument("--root", help="where to put it (default: data/raw/<dataset>)")
+    fet.set_defaults(func=cmd_fetch)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # permissions, missing files found late
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Streaming image batches from disk with ``keras.utils.PyDataset`` (every backend).
+
+Only one batch of pixels is in memory at a time (per worker): the dataset holds
+file paths and labels, and ``__getitem__`` decodes, resizes, optionally segments,
+augments and preprocesses the files of one batch.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+from PIL import Image
+
+from common.data.core import DataError
+
+#: hook(image uint8 (H, W, 3)) -> image uint8 (H, W, 3), applied per image before batching
+ImageHook = Callable[[np.ndarray], np.ndarray]
+#: hook(batch float32 (B, H, W, 3)) -> batch float32, applied per batch
+BatchHook = Callable[[np.ndarray], np.ndarray]
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one image as RGB uint8 (H, W, 3); resize to ``size`` = (height, width) if given."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if size is not None and img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {path} ({type(exc).__name__}); re-download it or remove it from the list") from None
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """Batches of images (float32, 0-255 unless ``preprocess`` rescales) and optional labels.
+
+    Parameters
+    ----------
+    paths : image file paths.
+    labels : (n,) int labels or None (then batches are images only).
+    batch_size, image_size : batch length and (height, width).
+    segment : per-image hook on uint8 RGB, e.g. HSV segmentation.
+    augment : per-batch hook on float32 (training only: leave None for evaluation).
+    preprocess : per-batch hook, e.g. a backbone's ``preprocess_input``.
+    shuffle, seed : reshuffle the order every epoch, deterministically from ``seed``.
+    **kwargs : ``workers``, ``use_multiprocessing``, ``max_queue_size`` (keras.utils.PyDataset).
+    """
+
+    def __init__(
+        self, paths: Sequence[str], labels: Sequence[int] | None = None, batch_size: int = 32,
+        image_size: tuple[int, int] = (224, 224), segment: ImageHook | None = None,
+        augment: BatchHook | None = None, preprocess: BatchHook | None = None,
+        shuffle: bool = False, seed: int = 0, **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.paths = np.asarray(list(paths), dtype=str)
+        if self.paths.size == 0:
+            raise DataError("no image paths to stream; check the dataset root and filters")
+        self.labels = None if labels is None else np.asarray(labels)
+        if self.labels is not None and self.labels.shape[0] != self.paths.shape[0]:
+            raise DataError(f"{self.labels.shape[0]} labels for {self.paths.shape[0]} images")
+        if batch_size < 1:
+            raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size, self.image_size = int(batch_size), tuple(image_size)
+        self.segment, self.augment, self.preprocess = segment, augment, preprocess
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.paths.size)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.paths.size)
+
+    def __len__(self) -> int:
+        return math.ceil(self.paths.size / self.batch_size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
+        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        images = []
+        for path in self.paths[idx]:
+            img = load_image(path, self.image_size)
+            if self.segment is not None:
+                img = self.segment(img)
+            images.append(img)
+        batch = np.stack(images).astype(np.float32)
+        if self.augment is not None:
+            batch = np.asarray(self.augment(batch), dtype=np.float32)
+        if self.preprocess is not None:
+            batch = np.asarray(self.preprocess(batch), dtype=np.float32)
+        if self.labels is None:
+            return batch
+        return batch, self.labels[idx]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()

@@ -1,0 +1,74 @@
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from common.data import DataError, load, synth
+from common.data.stream import ImageBatches
+
+
+@pytest.fixture(scope="module")
+def aria(tmp_path_factory):
+    root = synth.synth_aria_all(tmp_path_factory.mktemp("s") / "aria", n_per_class=10, patients_per_class=2, size=40)
+    return load("aria_all", root)
+
+
+def test_batches_shapes_labels_and_hooks(aria):
+    calls = {"segment": 0, "augment": 0}
+
+    def segment(img):
+        calls["segment"] += 1
+        assert img.dtype == np.uint8 and img.shape == (32, 32, 3)
+        return img
+
+    def augment(batch):
+        calls["augment"] += 1
+        return batch[:, ::-1]
+
+    batches = ImageBatches(aria.paths, aria.y, batch_size=16, image_size=(32, 32), segment=segment, augment=augment,
+                           preprocess=lambda b: b / 255.0)
+    assert len(batches) == 3  # 40 images
+    x, y = batches[2]
+    assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    np.testing.assert_array_equal(y, aria.y[32:])
+    assert calls == {"segment": 8, "augment": 1}
+    with pytest.raises(IndexError):
+        batches[3]
+
+
+def test_shuffle_is_seeded_and_changes_per_epoch(aria):
+    a = ImageBatches(aria.paths, aria.y, batch_size=40, image_size=(8, 8), shuffle=True, seed=5)
+    b = ImageBatches(aria.paths, aria.y, batch_size=40, image_size=(8, 8), shuffle=True, seed=5)
+    np.testing.assert_array_equal(a[0][1], b[0][1])
+    first = a[0][1].copy()
+    a.on_epoch_end()
+    assert not np.array_equal(first, a[0][1])
+    assert sorted(a[0][1]) == sorted(first)
+
+
+def test_memory_is_bounded_by_the_batch(aria):
+    """Peak memory of a full pass does not grow with the number of images."""
+    def peak(n_images):
+        paths = np.resize(aria.paths, n_images)
+        batches = ImageBatches(paths, batch_size=8, image_size=(64, 64))
+        tracemalloc.start()
+        for i in range(len(batches)):
+            batches[i]
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(16), peak(160)
+    batch_bytes = 8 * 64 * 64 * 3 * 4
+    # ten times the images: the peak stays within a few batches, not ten times larger
+    assert large < small + 4 * batch_bytes, (small, large)
+
+
+def test_unreadable_image_names_the_file(aria, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    batches = ImageBatches([aria.paths[0], str(bad)], batch_size=2, image_size=(8, 8))
+    with pytest.raises(DataError, match="broken.jpg"):
+        batches[0]
+    with pytest.raises(DataError, match="2 labels for 1 images"):
+        ImageBatches([str(bad)], labels=[0, 1])
