@@ -6,6 +6,8 @@ import pytest
 from common.data import DataError, load, synth
 from common.data.stream import ImageBatches
 
+pytestmark = pytest.mark.backend
+
 
 @pytest.fixture(scope="module")
 def aria(tmp_path_factory):

@@ -148,7 +148,10 @@ def render_cell(size: int, m: Morphology, patient: Patient, rng: np.random.Gener
             along = np.abs((yy - cyt_y[i]) * np.sin(a) + (xx - cyt_x[i]) * np.cos(a))
             img[(dist < max(1.0, size * 0.006)) & (along < size * 0.08) & cell] = (0.70, 0.10, 0.25)
     img = ndimage.gaussian_filter(img, sigma=(0.7, 0.7, 0))
-    img = img * np.asarray(patient.stain, np.float32) + patient.brightness
+    # stain uptake tints the cell fully; illumination tints the background a third as much
+    stain = np.asarray(patient.stain, np.float32)
+    soft = ndimage.gaussian_filter(cell.astype(np.float32), 1.5)[..., None]
+    img = img * (soft * stain + (1 - soft) * (1 + 0.3 * (stain - 1))) + patient.brightness
     img += rng.normal(0, 0.015, img.shape)
     if background == "black":
         img[~ndimage.binary_dilation(cell, iterations=1)] = 0.0
