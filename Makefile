@@ -27,7 +27,7 @@ data: ## fetch the real microarray sets that install here (Bioconductor ALL, gol
 test: test-unit test-notebooks ## run the whole suite: unit tests, then every notebook in smoke mode (nbval)
 
 test-unit: ## pytest over tests/ (includes the papermill notebook harness)
-	REPRO_PROFILE=smoke $(PY) -m pytest tests
+	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend" tests
 
 test-notebooks: ## nbval over notebooks/ with the smoke profile (results go to a temp dir)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
@@ -35,9 +35,10 @@ test-notebooks: ## nbval over notebooks/ with the smoke profile (results go to a
 	  REPRO_PROFILE=smoke REPRO_RESULTS_DIR=$$tmp $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks; \
 	else echo "no notebooks in notebooks/ yet: nbval has nothing to run"; fi
 
-test-backends: ## model tests under the PyTorch Keras backend (installs the pinned CPU torch into .venv)
+test-backends: ## model tests under the PyTorch backend, Grad-CAM on TF/JAX/torch (installs CPU torch and jax into .venv)
 	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	KERAS_BACKEND=torch REPRO_PROFILE=smoke $(PY) -m pytest -m backend tests
+	$(PY) -c 'import jax' 2>/dev/null || $(PY) -m pip install --quiet jax jaxlib
+	KERAS_BACKEND=torch REPRO_PROFILE=smoke $(PY) -m pytest -m "backend or multibackend" tests
 
 reproduce: ## run every notebook (demo profile) into results/, refresh figures/
 	$(PY) -m common.reproduce
