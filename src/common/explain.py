@@ -60,7 +60,7 @@ def _gradients(head: keras.Model, activations: np.ndarray, class_index: np.ndarr
         score = (head(a, training=False) * torch.as_tensor(onehot, device=a.device)).sum()
         score.backward()
         return a.grad.detach().cpu().numpy()
-    raise NotImplementedError(f"Grad-CAM has no gradient for the {backend!r} backend (tensorflow, jax and torch are supported)")
+    raise ValueError(f"Grad-CAM needs gradients, which the {backend!r} backend lacks; set KERAS_BACKEND to tensorflow, jax or torch")
 
 
 def grad_cam(model: keras.Model, images: np.ndarray, layer: str | None = None, class_index=None) -> tuple[np.ndarray, np.ndarray]:

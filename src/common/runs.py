@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -239,7 +238,5 @@ def start_run(paper: str, params: Mapping[str, Any], run: str | None = None, roo
     for item in run_dir.iterdir():
         if item.is_file() and item.suffix in RUN_OUTPUT_SUFFIXES:
             item.unlink()
-        elif item.is_dir() and item.name in {"tables", "figures"}:
-            shutil.rmtree(item)
     seed_everything(int(params["seed"]))
     return Run(paper=paper, name=name, dir=run_dir, params=dict(params))
