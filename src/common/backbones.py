@@ -197,7 +197,7 @@ def build_backbone(
     if str(pretrained) == "imagenet" and name in CUSTOM:
         raise ValueError(f"keras.applications has no ImageNet weights for {name}; use pretrained='none' or a local weights file")
     keras.utils.set_random_seed(seed)
-    needs_full = include_top or layer not in ("gap",) and name in ("vgg16", "alexnet")
+    needs_full = include_top or (layer != "gap" and name in ("vgg16", "alexnet"))  # fc layers need the full net
     if name in APPLICATIONS:
         constructor = getattr(keras.applications, APPLICATIONS[name][0])
         kwargs = {"include_top": needs_full, "input_shape": (size, size, 3),
