@@ -26,13 +26,14 @@ data: ## fetch the real microarray sets that install here (Bioconductor ALL, gol
 
 test: test-unit test-notebooks ## run the whole suite: unit tests, then every notebook in smoke mode (nbval)
 
-test-unit: ## pytest over tests/ (includes the papermill notebook harness)
-	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend" tests
+test-unit: ## pytest over tests/ (the harness itself; each notebook runs once, in test-notebooks)
+	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend and not notebooks" tests
 
-test-notebooks: ## nbval over notebooks/ with the smoke profile (results go to a temp dir)
+test-notebooks: ## nbval over notebooks/ in the smoke profile, then check each run's declared outputs
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  tmp=$$(mktemp -d); \
-	  REPRO_PROFILE=smoke REPRO_RESULTS_DIR=$$tmp $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks; \
+	  REPRO_PROFILE=smoke REPRO_RESULTS_DIR=$$tmp $(PY) -m pytest --nbval-lax -p no:cacheprovider notebooks \
+	    && $(PY) -m common.notebooks check $$tmp; \
 	else echo "no notebooks in notebooks/ yet: nbval has nothing to run"; fi
 
 test-backends: ## model tests under the PyTorch backend, Grad-CAM on TF/JAX/torch (installs CPU torch and jax into .venv)

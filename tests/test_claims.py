@@ -91,3 +91,32 @@ def test_bad_claims_files(tmp_path, text, message):
 def test_missing_claims_file_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="claims/README.md"):
         claims.load_claims("nope", tmp_path)
+
+
+def test_protocol_gap_states_the_difference_from_the_rows():
+    from common.claims import protocol_gap
+
+    rows = pd.DataFrame([
+        {"protocol": "published", "model": "m", "class": "overall", "metric": "accuracy", "value": 0.95, "ci_low": 0.9, "ci_high": 0.99},
+        {"protocol": "leak_free", "model": "m", "class": "overall", "metric": "accuracy", "value": 0.70, "ci_low": 0.6, "ci_high": 0.8},
+    ])
+    text = protocol_gap(rows, "m")
+    assert "+25.0 percentage points" in text and "do not overlap" in text
+    rows.loc[1, "ci_high"] = 0.92
+    assert "overlap, so this run cannot tell" in protocol_gap(rows, "m")
+    with pytest.raises(ValueError, match="both protocols"):
+        protocol_gap(rows.iloc[:1], "m")
+
+
+def test_count_claims_compare_as_printed(tmp_path):
+    from common.claims import compare, comparison_markdown, load_claims
+    from common.evaluate import measurement_rows
+
+    (tmp_path / "p.yaml").write_text(
+        "paper: p\nclaims:\n  - {table: T3, model: dataset, class: AML, metric: n_before_smote, value: 58, unit: count}\n")
+    rows = measurement_rows({"n_before_smote": 60}, "published", "dataset", "AML")
+    comparison = compare(load_claims("p", tmp_path), rows)
+    assert comparison["delta_published"].tolist() == [2.0]
+    import re
+
+    assert re.search(r"\|\s+58 \|\s+60 \|", comparison_markdown(comparison, "real"))

@@ -241,3 +241,17 @@ def test_cli_fetch_offline_prints_manual_steps(tmp_path):
     proc = cli("fetch", "aml_mll", "--root", str(tmp_path / "aml"))
     assert proc.returncode == 1
     assert "Manual steps" in proc.stdout and str(tmp_path / "aml") in proc.stdout
+
+
+def test_load_or_fetch_fetches_debian_sets_only_when_missing(tmp_path, monkeypatch):
+    import common.data as D
+
+    calls = []
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(D, "fetch_debian", lambda dest: calls.append(dest) or dest.mkdir(parents=True))
+    with pytest.raises(D.DataError):  # fetched (here: an empty folder), then loaded: nothing there
+        D.load_or_fetch("golub")
+    assert calls == [tmp_path / "raw" / "debian"]
+    with pytest.raises(D.DataError):
+        D.load_or_fetch("golub")
+    assert len(calls) == 1, "an existing folder is not fetched again"

@@ -87,3 +87,17 @@ def test_reproduce_runs_demo_and_refreshes_figures(tmp_path, monkeypatch, capsys
     assert "results" in out and "figure(s) refreshed" in out
     assert sorted(p.name for p in (figures / "00_harness").iterdir()) == ["confusion_matrix.png"]
     assert (tmp_path / "results" / "00_harness" / "demo" / "metrics.json").is_file()
+
+
+def test_check_all_reports_each_notebooks_missing_outputs(tmp_path, capsys):
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    (nb_dir / FIXTURE.name).write_bytes(FIXTURE.read_bytes())
+    run_dir = tmp_path / "results" / "00_harness" / "smoke"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text('[{"protocol": "published"}]')
+    (run_dir / "run.json").write_text("{}")
+    problems = notebooks.check_all(tmp_path / "results", nb_dir)
+    assert problems == [f"{FIXTURE.name}: declared figure {run_dir / 'confusion_matrix.png'} is missing"]
+    (run_dir / "confusion_matrix.png").write_bytes(b"png")
+    assert notebooks.check_all(tmp_path / "results", nb_dir) == []

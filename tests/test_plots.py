@@ -78,3 +78,23 @@ def test_synthetic_figures_say_so_on_their_face(tmp_path):
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_reconstruction_and_protocol_figures(tmp_path):
+    import pandas as pd
+
+    from common import plots
+
+    rng = np.random.default_rng(0)
+    fig = plots.plot_reconstruction(rng.normal(size=(2, 50)), rng.uniform(size=(2, 50)), ["a", "b"], n_features=30)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    with pytest.raises(ValueError, match="disagree"):
+        plots.plot_reconstruction(rng.normal(size=(2, 50)), rng.uniform(size=(2, 40)), ["a", "b"])
+    rows = pd.DataFrame([{"protocol": p, "model": m, "class": "overall", "metric": "accuracy", "value": v,
+                          "ci_low": v - 0.05, "ci_high": v + 0.05}
+                         for p, m, v in [("published", "x", 0.9), ("leak_free", "x", 0.7), ("published", "y", 0.8)]])
+    fig = plots.plot_protocol_comparison(rows)
+    heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches if np.isfinite(b.get_height()))
+    assert heights == [70.0, 80.0, 90.0], "y has no leak_free row: no bar for it"
+    with pytest.raises(ValueError, match="no rows"):
+        plots.plot_protocol_comparison(rows, metric="f1")

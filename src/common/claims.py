@@ -26,7 +26,7 @@ from common.paths import claims_dir
 
 REQUIRED_FIELDS = ("table", "model", "metric", "value")
 OPTIONAL_FIELDS = ("class", "unit", "protocol", "note")
-UNITS = ("percent", "fraction")
+UNITS = ("percent", "fraction", "count", "value")  # count/value: raw numbers (class counts, errors)
 METRIC_ALIASES = {
     "recall": "sensitivity", "tpr": "sensitivity", "true positive rate": "sensitivity",
     "f1 score": "f1", "f1-score": "f1", "f1_score": "f1", "f-score": "f1",
@@ -133,9 +133,9 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
     for protocol in protocols:
         percent = comparison["unit"] == "percent"
         table[f"reproduced ({protocol})"] = [
-            format_value(v, lo, hi, percent=p) or "not run"
-            for v, lo, hi, p in zip(comparison[protocol], comparison[f"{protocol}_ci_low"],
-                                    comparison[f"{protocol}_ci_high"], percent)
+            (format_value(v, lo, hi, percent=p) if p or u == "fraction" else _plain(v)) or "not run"
+            for v, lo, hi, p, u in zip(comparison[protocol], comparison[f"{protocol}_ci_low"],
+                                       comparison[f"{protocol}_ci_high"], percent, comparison["unit"])
         ]
         table[f"Δ {protocol}"] = [
             "" if not np.isfinite(d) else f"{d:+.2f}{' pp' if p else ''}"
@@ -147,6 +147,28 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
         lines.append(note)
     lines += ["", table.to_markdown(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def _plain(value: float) -> str:
+    """A count or raw value as printed: integers without decimals, others to 4 significant digits."""
+    if value is None or not np.isfinite(value):
+        return ""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"
+
+
+def protocol_gap(metrics: pd.DataFrame, model: str, metric: str = "accuracy", cls: str = "overall") -> str:
+    """One sentence, from a run's metric rows, on what the leak is worth for ``model``."""
+    rows = metrics[(metrics["model"] == model) & (metrics["metric"] == metric) & (metrics["class"] == cls)]
+    by = {r["protocol"]: r for _, r in rows.iterrows()}
+    if not {"published", "leak_free"} <= set(by):
+        raise ValueError(f"no {cls} {metric} of {model!r} under both protocols in these metric rows")
+    pub, free = by["published"], by["leak_free"]
+    gap = 100 * (pub["value"] - free["value"])
+    overlap = not (pub["ci_low"] > free["ci_high"] or free["ci_low"] > pub["ci_high"])
+    return (f"{model}: {metric} {format_value(pub['value'], pub['ci_low'], pub['ci_high'])}% under the paper's "
+            f"protocol (published) and {format_value(free['value'], free['ci_low'], free['ci_high'])}% without the "
+            f"leak (leak_free), a difference of {gap:+.1f} percentage points; the 95% intervals "
+            + ("overlap, so this run cannot tell the two apart." if overlap else "do not overlap."))
 
 
 def claims_vs_run(paper: str, run_dir: Path | str, source: str | None = None, directory: Path | None = None) -> tuple[pd.DataFrame, str]:

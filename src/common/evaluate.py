@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -361,6 +361,25 @@ def mcnemar_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, exact: bo
         "accuracy_a": float(a_ok.mean()),
         "accuracy_b": float(b_ok.mean()),
     }
+
+
+def evaluate_models(y_true: Sequence, proba: Mapping[str, np.ndarray], class_names: Sequence[str], protocol: str,
+                    suffix: str = "", n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """:func:`evaluate` for several models' class probabilities on one test set
+    (labels 0..K-1, prediction = argmax); model names get ``suffix`` appended."""
+    labels = list(range(len(class_names)))
+    return pd.concat([
+        evaluate(y_true, np.asarray(p).argmax(axis=1), p, labels=labels, class_names=class_names, protocol=protocol,
+                 model=f"{name}{suffix}", n_bootstrap=n_bootstrap, seed=seed)
+        for name, p in proba.items()
+    ], ignore_index=True)
+
+
+def measurement_rows(values: Mapping[str, float], protocol: str, model: str, cls: str = "overall") -> pd.DataFrame:
+    """Metric rows for numbers that are not classifier scores (class counts,
+    reconstruction errors, parameter counts), so claims can sit beside them."""
+    return pd.DataFrame([{"protocol": protocol, "model": model, "class": cls, "metric": name, "value": float(v),
+                          "ci_low": np.nan, "ci_high": np.nan} for name, v in values.items()], columns=ROW_COLUMNS)
 
 
 # ------------------------------------------------------------------ files and tables

@@ -100,3 +100,36 @@ def check_run(run_dir: Path, figures: list[str]) -> list[str]:
         if not (run_dir / name).is_file():
             problems.append(f"declared figure {run_dir / name} is missing")
     return problems
+
+
+def check_all(results_root: Path, directory: Path | None = None, profile: str = "smoke") -> list[str]:
+    """Problems with the runs every notebook in ``directory`` left under ``results_root``
+    (``<root>/<paper>/<profile>``), e.g. after nbval executed them."""
+    problems = []
+    for path in discover(directory):
+        meta = notebook_meta(path)
+        run_dir = Path(results_root) / meta["paper"] / profile
+        problems += [f"{path.name}: {p}" for p in check_run(run_dir, meta["figures"])]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m common.notebooks check RESULTS_ROOT [--profile smoke]``: after nbval."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m common.notebooks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="every notebook left metrics.json, run.json and its declared figures")
+    check.add_argument("results_root", type=Path)
+    check.add_argument("--profile", default="smoke")
+    args = parser.parse_args(argv)
+    problems = check_all(args.results_root, profile=args.profile)
+    for problem in problems:
+        print("error:", problem)
+    if not problems:
+        print(f"every notebook's run under {args.results_root} is complete")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -187,3 +187,79 @@ def plot_image_grid(images: Sequence[np.ndarray], captions: Sequence[str] | None
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_reconstruction(original: np.ndarray, reconstructed: np.ndarray, names: Sequence[str], n_features: int = 200,
+                        title: str = "Original vs reconstructed values") -> plt.Figure:
+    """One panel per sample: its first ``n_features`` values and their reconstruction,
+    with the [0, 1] band a sigmoid output can reach shaded."""
+    original, reconstructed = np.atleast_2d(original), np.atleast_2d(reconstructed)
+    if original.shape != reconstructed.shape or len(names) != original.shape[0]:
+        raise ValueError(f"original {original.shape}, reconstructed {reconstructed.shape} and {len(names)} names disagree")
+    set_style()
+    n = original.shape[0]
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False, sharex=True)
+    idx = np.arange(min(n_features, original.shape[1]))
+    for ax, orig, rec, name in zip(axes[:, 0], original, reconstructed, names):
+        ax.axhspan(0, 1, color="grey", alpha=0.15, label="sigmoid range [0, 1]")
+        ax.plot(idx, orig[idx], linewidth=1, label="original (standardized)")
+        ax.plot(idx, rec[idx], linewidth=1, label="reconstructed")
+        ax.set(ylabel="value", title=str(name))
+    axes[0, 0].legend(fontsize=8, loc="upper right", ncol=3)
+    axes[-1, 0].set_xlabel("feature index")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_protocol_comparison(rows: Any, metric: str = "accuracy", cls: str = "overall", models: Sequence[str] | None = None,
+                             title: str | None = None) -> plt.Figure:
+    """Bars of one metric per model, one bar per protocol, with the 95% CI as error bars."""
+    import pandas as pd
+
+    rows = pd.DataFrame(rows)
+    sel = rows[(rows["metric"] == metric) & (rows["class"] == cls)]
+    if models is not None:
+        sel = sel[sel["model"].isin(models)]
+    if sel.empty:
+        raise ValueError(f"no rows with metric={metric!r} and class={cls!r}")
+    models = list(models) if models is not None else list(dict.fromkeys(sel["model"]))
+    protocols = list(dict.fromkeys(sel["protocol"]))
+    set_style()
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(models) * len(protocols)), 4.5))
+    width = 0.8 / len(protocols)
+    for j, protocol in enumerate(protocols):
+        part = sel[sel["protocol"] == protocol].set_index("model").reindex(models)
+        x = np.arange(len(models)) + (j - (len(protocols) - 1) / 2) * width
+        value = 100 * part["value"].to_numpy(dtype=float)
+        low = 100 * part["ci_low"].to_numpy(dtype=float)
+        high = 100 * part["ci_high"].to_numpy(dtype=float)
+        err = np.vstack([value - low, high - value])
+        ax.bar(x, value, width, label=protocol, yerr=np.where(np.isfinite(err), err, 0), capsize=3)
+    ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right")
+    ax.set(ylabel=f"{metric} ({cls}, %)", ylim=(0, 105), title=title or f"{metric} by protocol (95% CI)")
+    ax.legend(title="protocol")
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(table: Any, title: str = "", ylabel: str = "%") -> plt.Figure:
+    """Grouped bars from a DataFrame: one group per row (e.g. metric), one bar per column
+    (e.g. training / test), values as given (pass percentages for a % axis), labelled on top."""
+    import pandas as pd
+
+    table = pd.DataFrame(table)
+    if table.empty:
+        raise ValueError("no values to plot")
+    set_style()
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(table) * max(1, table.shape[1]) / 2), 4.2))
+    width = 0.8 / table.shape[1]
+    for j, column in enumerate(table.columns):
+        x = np.arange(len(table)) + (j - (table.shape[1] - 1) / 2) * width
+        bars = ax.bar(x, table[column].to_numpy(dtype=float), width, label=str(column))
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(np.arange(len(table)), [str(i) for i in table.index])
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -16,6 +16,7 @@ than ``None`` overrides it. Unknown parameter names are an error.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import random
@@ -220,12 +221,22 @@ class Run:
         return atomic_write_text(self.path("run.json"), json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
 
 
+def quiet_notebook_logs() -> None:
+    """Keep notebook output readable: TensorFlow's retracing notes and Keras's NumPy-2
+    ``__array__`` deprecation warning say nothing about the reproduction."""
+    import warnings
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept a copy keyword.*")
+
+
 def start_run(paper: str, params: Mapping[str, Any], run: str | None = None, root: Path | None = None) -> Run:
     """Seed everything and prepare ``<root>/<paper>/<run>/``.
 
     ``run`` defaults to the profile name. Outputs of an earlier run with the same
     name (PNG/CSV/MD/JSON files) are removed so that nothing stale survives.
     """
+    quiet_notebook_logs()
     if "seed" not in params or "profile" not in params:
         raise ValueError("params must come from resolve_params (they need 'seed' and 'profile')")
     if not paper or any(sep in paper for sep in "/\\"):

@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 from common.data.core import SYNTHETIC_MARKER, DataError, Dataset
 from common.data.images import load_aml_mll, load_aria_all, load_cnmc
-from common.data.microarray import debian_root, load_bioc_all, load_cumida, load_golub
+from common.data.microarray import debian_root, fetch_debian, load_bioc_all, load_cumida, load_golub
 from common.paths import data_root
 
-__all__ = ["DATASETS", "DataError", "Dataset", "SYNTHETIC_MARKER", "default_root", "load"]
+__all__ = ["DATASETS", "DataError", "Dataset", "SYNTHETIC_MARKER", "default_root", "load", "load_or_fetch"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,12 @@ def load(name: str, root: Path | str | None = None, **kwargs: Any) -> Dataset:
     """Load a dataset by registry id from ``root`` (default :func:`default_root`)."""
     info = registry_entry(name)
     return info.loader(Path(root) if root is not None else default_root(name), **kwargs)
+
+
+def load_or_fetch(name: str, root: Path | str | None = None, **kwargs: Any) -> Dataset:
+    """:func:`load`, first fetching a Debian-packaged set (``bioc_all``, ``golub``)
+    into its default folder when it is not there yet. Other datasets are loaded as they are."""
+    info = registry_entry(name)
+    if info.fetch == "debian" and root is None and not default_root(name).is_dir():
+        fetch_debian(default_root(name))
+    return load(name, root, **kwargs)

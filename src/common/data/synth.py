@@ -335,6 +335,14 @@ CUMIDA_SERIES = {
     "GSE22529_U133A": ["CLL", "normal"],
     "GSE63270": ["AML", "normal"],
 }
+# The 13 classes of paper 01's Table 3 spread over five series. Which series holds which
+# label is a plausible guess from the series descriptions (ATL in GSE14317, JMML in GSE71449);
+# the twin only needs the paper's label strings, several series per label and batch effects.
+CUMIDA_PAPER_SERIES = {
+    **CUMIDA_SERIES,
+    "GSE14317": ["ATL", "normal"],
+    "GSE71449": ["JMML_LIN28_high", "JMML_LIN28_low", "normal"],
+}
 
 
 def synth_cumida(out: Path, n_per_class: int = 12, n_probes: int = 400, seed: int = 0, difficulty: float = 0.5,

@@ -1,0 +1,223 @@
+"""Paper 02 (AL-Hammadi): convolutional autoencoder (CAE) and the 1-D CNN on its code.
+
+Pure Keras 3 (runs on TensorFlow, JAX and PyTorch). The CAE's encoder is three
+3x3 convolutions (9, 27, 27 filters) with Leaky ReLU and 3x3 average pooling
+between them, so a 450 px image becomes a 50 x 50 x 27 = 67,500-value code; the
+decoder mirrors it with depth-to-space (block 3) upsampling. The codes are written
+to disk in chunks and streamed back in batches: at 450 px one code is 270 kB.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+POOL = 3  # average pooling and depth-to-space block size: 450 -> 150 -> 50
+
+
+@keras.saving.register_keras_serializable(package="common")
+class DepthToSpace(layers.Layer):
+    """Rearrange (H, W, C*b*b) into (H*b, W*b, C), TensorFlow's DCR order."""
+
+    def __init__(self, block_size: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        b = self.block_size
+        _, h, w, c = x.shape
+        x = ops.reshape(x, (-1, h, w, b, b, c // (b * b)))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (-1, h * b, w * b, c // (b * b)))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        b = self.block_size
+        return (n, None if h is None else h * b, None if w is None else w * b, c // (b * b))
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+def code_shape(image_size: int) -> tuple[int, int, int]:
+    if image_size % (POOL * POOL):
+        raise ValueError(f"image_size {image_size} must be divisible by 9 (two 3x3 poolings, two depth-to-space "
+                         "steps); 450 is the paper's, 54/72/108 are small valid sizes")
+    return (image_size // 9, image_size // 9, 27)
+
+
+def build_cae(image_size: int = 450, learning_rate: float = 1e-3) -> tuple[keras.Model, keras.Model]:
+    """The CAE of Fig. 3; returns ``(cae, encoder)``; MSE, Adam(``learning_rate``).
+
+    At 450 px the learnable parameters per convolution are 252, 2214, 6588, 6588,
+    252, 30 (15,924), as the paper's Fig. 3 lists them.
+    """
+    h, w, c = code_shape(image_size)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Conv2D(9, 3, padding="same", name="enc_conv1")(inputs)
+    x = layers.LeakyReLU(name="enc_lrelu1")(x)
+    x = layers.AveragePooling2D(POOL, name="enc_pool1")(x)
+    x = layers.Conv2D(27, 3, padding="same", name="enc_conv2")(x)
+    x = layers.LeakyReLU(name="enc_lrelu2")(x)
+    x = layers.AveragePooling2D(POOL, name="enc_pool2")(x)
+    x = layers.Conv2D(27, 3, padding="same", name="enc_conv3")(x)
+    x = layers.LeakyReLU(name="enc_lrelu3")(x)
+    code = layers.Flatten(name="code")(x)
+    y = layers.Reshape((h, w, c), name="unflatten")(code)
+    y = layers.Conv2D(27, 3, padding="same", name="dec_conv1")(y)
+    y = layers.LeakyReLU(name="dec_lrelu1")(y)
+    y = DepthToSpace(POOL, name="dec_d2s1")(y)  # 27 channels -> 3, x3 size
+    y = layers.Conv2D(9, 3, padding="same", name="dec_conv2")(y)
+    y = layers.LeakyReLU(name="dec_lrelu2")(y)
+    y = DepthToSpace(POOL, name="dec_d2s2")(y)  # 9 channels -> 1, x3 size
+    y = layers.Conv2D(3, 3, padding="same", name="dec_conv3")(y)
+    outputs = layers.LeakyReLU(name="dec_lrelu3")(y)
+    cae = keras.Model(inputs, outputs, name="cae")
+    cae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return cae, keras.Model(inputs, code, name="cae_encoder")
+
+
+def build_code_cnn(code_length: int, num_classes: int = 2, kernel_size: int = 32, filters: Sequence[int] = (40, 80),
+                   dropout: float = 0.5) -> keras.Model:
+    """The 1-D CNN of Fig. 4: per block Conv1D(kernel 32) -> BatchNorm -> ReLU ->
+    LayerNorm -> Dropout 0.5 (40 then 80 filters); global average pooling; dense; softmax."""
+    inputs = keras.Input((code_length, 1), name="code")
+    x = inputs
+    for i, n in enumerate(filters, start=1):
+        x = layers.Conv1D(n, kernel_size, padding="same", name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        x = layers.LayerNormalization(name=f"ln{i}")(x)
+        x = layers.Dropout(dropout, name=f"drop{i}")(x)
+    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    x = layers.Dense(num_classes, name="fc")(x)
+    outputs = layers.Softmax(name="softmax")(x)
+    return keras.Model(inputs, outputs, name="code_cnn")
+
+
+def step_decay(initial: float = 1e-3, factor: float = 0.1, period: int = 10):
+    """Piecewise-constant learning rate: ``initial * factor ** (epoch // period)``."""
+    return lambda epoch, lr=None: float(initial * factor ** (epoch // period))
+
+
+class ImagesOnly(keras.utils.PyDataset):
+    """(x, x) batches of images in [0, 1] from an :class:`~common.data.stream.ImageBatches` (CAE training)."""
+
+    def __init__(self, batches: keras.utils.PyDataset, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        item = self.batches[index]
+        x = (item[0] if isinstance(item, tuple) else item) / 255.0
+        return x, x
+
+    def on_epoch_end(self) -> None:
+        self.batches.on_epoch_end()
+
+
+def encode_to_disk(encoder: keras.Model, batches: keras.utils.PyDataset, path: Path | str) -> np.memmap:
+    """Encode every batch (images 0-255, in order) and write the codes to a float32
+    ``.npy`` memmap at ``path``, one batch at a time; returns it opened read-only."""
+    path = Path(path)
+    n = len(batches.paths)
+    length = int(np.prod(encoder.output.shape[1:]))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, length))
+    start = 0
+    for i in range(len(batches)):
+        item = batches[i]
+        x = (item[0] if isinstance(item, tuple) else item) / 255.0
+        codes = np.asarray(encoder.predict_on_batch(x), dtype=np.float32)
+        out[start:start + len(codes)] = codes
+        start += len(codes)
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
+
+
+class CodeBatches(keras.utils.PyDataset):
+    """Batches of (code[..., None], label) read from an on-disk code matrix."""
+
+    def __init__(self, codes: np.ndarray, labels: np.ndarray | None, batch_size: int = 16, shuffle: bool = False,
+                 seed: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.codes, self.labels = codes, None if labels is None else np.asarray(labels)
+        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        n = self.codes.shape[0]
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    def __len__(self) -> int:
+        return math.ceil(self.codes.shape[0] / self.batch_size)
+
+    def __getitem__(self, index: int):
+        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        x = np.asarray(self.codes[idx], dtype=np.float32)[..., None]
+        return x if self.labels is None else (x, self.labels[idx])
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
+
+
+def reconstruction_correlations(cae: keras.Model, batches: keras.utils.PyDataset) -> np.ndarray:
+    """Pearson correlation between each image (in [0, 1]) and its reconstruction, batch by batch."""
+    values = []
+    for i in range(len(batches)):
+        item = batches[i]
+        x = (item[0] if isinstance(item, tuple) else item) / 255.0
+        r = np.asarray(cae.predict_on_batch(x))
+        a = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(axis=1, keepdims=True)
+        b = r.reshape(len(r), -1) - r.reshape(len(r), -1).mean(axis=1, keepdims=True)
+        denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+        values.append(np.where(denom > 0, (a * b).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan))
+    return np.concatenate(values)
+
+
+def fit_round(train_paths: Sequence[str], train_y: np.ndarray, test_paths: Sequence[str], test_y: np.ndarray,
+              workdir: Path | str, *, image_size: int, cae_epochs: int, cae_batch: int = 6, cnn_epochs: int = 15,
+              cnn_batch: int = 16, learning_rate: float = 1e-3, drop_factor: float = 0.1, drop_period: int = 10,
+              extra_tests: dict[str, tuple[Sequence[str], np.ndarray]] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Train the CAE on the training images, write train/test codes to ``workdir``,
+    train the 1-D CNN on the training codes; return probabilities and histories.
+
+    Images stream from disk in batches; codes are written and read in batches.
+    ``extra_tests`` are further held-out sets ({name: (paths, labels)}) scored by the same model.
+    """
+    from common.data.stream import ImageBatches
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    size = (image_size, image_size)
+    keras.utils.set_random_seed(seed)
+    cae, encoder = build_cae(image_size, learning_rate)
+    feed = ImagesOnly(ImageBatches(train_paths, batch_size=cae_batch, image_size=size, shuffle=True, seed=seed))
+    cae_history = cae.fit(feed, epochs=cae_epochs, verbose=0).history
+
+    def codes_of(name: str, paths: Sequence[str]) -> np.ndarray:
+        return encode_to_disk(encoder, ImageBatches(paths, batch_size=32, image_size=size), workdir / f"{name}_codes.npy")
+
+    codes_train = codes_of("train", train_paths)
+    codes_test = codes_of("test", test_paths)
+    cnn = build_code_cnn(codes_train.shape[1])
+    cnn.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"])
+    schedule = keras.callbacks.LearningRateScheduler(step_decay(learning_rate, drop_factor, drop_period))
+    cnn_history = cnn.fit(CodeBatches(codes_train, train_y, cnn_batch, shuffle=True, seed=seed), epochs=cnn_epochs,
+                          callbacks=[schedule], verbose=0).history
+    proba = {"train": cnn.predict(CodeBatches(codes_train, None, 64), verbose=0),
+             "test": cnn.predict(CodeBatches(codes_test, None, 64), verbose=0)}
+    for name, (paths, _) in (extra_tests or {}).items():
+        proba[name] = cnn.predict(CodeBatches(codes_of(name, paths), None, 64), verbose=0)
+    correlations = reconstruction_correlations(cae, ImageBatches(test_paths, batch_size=32, image_size=size))
+    return {"proba": proba, "cae": cae, "encoder": encoder, "cnn": cnn, "cae_history": cae_history,
+            "cnn_history": cnn_history, "correlations": correlations, "code_length": int(codes_train.shape[1])}

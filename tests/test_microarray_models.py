@@ -1,0 +1,92 @@
+"""Paper 01 models: the paper's layer sizes (parameter counts computed by hand),
+the pipeline's protocols, and predict_subtype's refusals."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from common import microarray_models as mm
+
+
+def layer_params(model):
+    return [layer.count_params() for layer in model.layers if layer.count_params()]
+
+
+def test_classifiers_have_the_papers_layers():
+    # CNN: conv 3*3*1*32+32; conv 3*3*32*64+64; 16->14->7->5->2, so dense (2*2*64)*128+128; out 128*13+13
+    assert layer_params(mm.build_cnn(13)) == [320, 18496, 32896, 1677]
+    # SimpleRNN(128) on 16 features: 16*128 + 128*128 + 128
+    assert layer_params(mm.build_rnn(13)) == [18560, 1677]
+    assert layer_params(mm.build_mlp(13)) == [131584, 131328, 3341]
+    # hybrid: conv 320; LSTM 4*(16*32+32*32+32), 4*(32*32+32*32+32); dense (7*7*32 + 32)*64+64, 64*32+32, 32*13+13
+    assert layer_params(mm.build_hybrid(13)) == [320, 6272, 8320, 102464, 2080, 429]
+
+
+def test_autoencoder_is_dense_256_relu_then_sigmoid():
+    auto, encoder = mm.build_autoencoder(12625)
+    assert layer_params(auto) == [12625 * 256 + 256, 256 * 12625 + 12625]
+    assert auto.layers[-1].activation.__name__ == "sigmoid"
+    assert encoder.output.shape[-1] == 256
+
+
+def test_model_inputs_reshape_and_reject_wrong_width():
+    codes = np.arange(2 * 256, dtype="float32").reshape(2, 256)
+    image, sequence = mm.model_inputs("hybrid", codes)
+    assert image.shape == (2, 16, 16, 1) and sequence.shape == (2, 16, 16)
+    assert sequence[1, 0, 0] == 256 and mm.model_inputs("mlp", codes).shape == (2, 256)
+    with pytest.raises(ValueError, match=r"\(n, 256\)"):
+        mm.model_inputs("cnn", codes[:, :100])
+    with pytest.raises(ValueError, match="unknown classifier"):
+        mm.build_classifier("svm", 3)
+
+
+def toy_data(n_per_class=8, n_features=40, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1, 2], [n_per_class * 2, n_per_class, n_per_class])
+    X = rng.normal(size=(y.size, n_features)) + 3 * np.eye(3)[y] @ rng.normal(size=(3, n_features))
+    return X.astype("float32"), y
+
+
+FAST = dict(ae_epochs=1, epochs=1, batch_size=16, eager=True)
+
+
+def test_leak_free_rounds_fit_everything_on_training_folds():
+    X, y = toy_data()
+    out = mm.leak_free_rounds(X, y, smote=True, folds=2, seed=0, **FAST)
+    assert sorted(np.unique(out["fold"])) == [0, 1], "every sample is tested exactly once"
+    first = out["first"]
+    np.testing.assert_allclose(first["scaler"].mean_, X[first["train"]].mean(axis=0), rtol=1e-5)
+    assert not np.allclose(first["scaler"].mean_, X.mean(axis=0))
+    for p in out["proba"].values():
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-4)
+    assert set(out["proba"]) == {*mm.CLASSIFIERS, "logreg"}
+
+
+def test_published_round_balances_the_whole_set_before_splitting():
+    X, y = toy_data()
+    out = mm.published_round(X, y, smote=True, test_fraction=0.25, seed=0, **FAST)
+    samples = out["split"].samples
+    assert (samples["y"].value_counts() == 16).all(), "SMOTE on the whole set: every class up to 16"
+    test_kinds = samples["kind"].to_numpy()[out["split"].test]
+    assert (test_kinds == "smote").any(), "synthetic samples reach the test set, as in the paper"
+    assert out["X_all"].shape == (48, X.shape[1])
+
+
+def test_predict_subtype_reorders_probes_and_refuses_mismatches():
+    X, y = toy_data()
+    out = mm.leak_free_rounds(X, y, smote=False, folds=2, seed=0, **FAST)
+    first = out["first"]
+    names = [f"p{i}" for i in range(X.shape[1])]
+    predictor = mm.SubtypePredictor(names, first["scaler"], first["encoder"], first["classifiers"]["mlp"], "mlp",
+                                    ["a", "b", "c"])
+    frame = pd.DataFrame(X[first["test"]], columns=names)
+    expected = np.array(["a", "b", "c"], dtype=object)[out["proba"]["mlp"][first["test"]].argmax(1)]
+    shuffled = frame[list(reversed(names))]
+    assert (mm.predict_subtype(predictor, shuffled) == expected).all()
+    with pytest.raises(ValueError, match="lack 1 of the 40 probes"):
+        predictor.predict(frame.drop(columns="p7"))
+    with pytest.raises(ValueError, match="39 features"):
+        predictor.predict(X[:3, :-1])
+    bad = X[:2].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        predictor.predict(bad)
