@@ -39,9 +39,9 @@ def _images(out: Path, n: int, size: int, seed: int) -> list[str]:
 def _segment_hook(kind: str):
     if kind == "none":
         return None, {}
-    from common.imaging import HSV_LOWER, HSV_UPPER, hsv_segment
+    from common.imaging import HSV_LOWER, HSV_UPPER, hsv_segment_hook
 
-    return (lambda img: hsv_segment(img, on_empty="keep")[0]), {"segment": "hsv", "lower": HSV_LOWER, "upper": HSV_UPPER}
+    return hsv_segment_hook(), {"segment": "hsv", "lower": HSV_LOWER, "upper": HSV_UPPER}
 
 
 def _device() -> str:

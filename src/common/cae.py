@@ -82,14 +82,19 @@ def build_cae(image_size: int = 450, learning_rate: float = 1e-3) -> tuple[keras
 
 
 def build_code_cnn(code_length: int, num_classes: int = 2, kernel_size: int = 32, filters: Sequence[int] = (40, 80),
-                   dropout: float = 0.5) -> keras.Model:
+                   dropout: float = 0.5, bn_momentum: float = 0.9) -> keras.Model:
     """The 1-D CNN of Fig. 4: per block Conv1D(kernel 32) -> BatchNorm -> ReLU ->
-    LayerNorm -> Dropout 0.5 (40 then 80 filters); global average pooling; dense; softmax."""
+    LayerNorm -> Dropout 0.5 (40 then 80 filters); global average pooling; dense; softmax.
+
+    ``bn_momentum`` 0.9 instead of Keras' 0.99: the paper's toolbox (MATLAB) finalizes
+    batch-norm statistics over the training set; with 0.99 and a few hundred steps the
+    moving averages are still near their initial values and inference predicts one class.
+    """
     inputs = keras.Input((code_length, 1), name="code")
     x = inputs
     for i, n in enumerate(filters, start=1):
         x = layers.Conv1D(n, kernel_size, padding="same", name=f"conv{i}")(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
         x = layers.LayerNormalization(name=f"ln{i}")(x)
         x = layers.Dropout(dropout, name=f"drop{i}")(x)

@@ -128,7 +128,8 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
     table = pd.DataFrame({
         "table": comparison["table"], "model": comparison["model"], "class": comparison["class"],
         "metric": comparison["metric"],
-        "claimed": [f"{v:g}{'%' if u == 'percent' else ''}" for v, u in zip(comparison["value"], comparison["unit"])],
+        "claimed": [f"{v:g}%" if u == "percent" else (f"{v:g}" if u == "fraction" else f"{v:,.0f}" if u == "count" else _plain(v))
+                    for v, u in zip(comparison["value"], comparison["unit"])],
     })
     for protocol in protocols:
         percent = comparison["unit"] == "percent"

@@ -74,6 +74,12 @@ def hsv_segment(
 
 
 # ------------------------------------------------------------------------- Wiener
+
+def hsv_segment_hook(lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] = HSV_UPPER):
+    """A per-image hook for :class:`~common.data.stream.ImageBatches`: HSV segmentation
+    that leaves an image unchanged when nothing is selected (one blank cell must not stop a run)."""
+    return lambda img: hsv_segment(img, lower, upper, on_empty="keep")[0]
+
 def wiener_filter(img: np.ndarray, size: int = 5) -> np.ndarray:
     """Adaptive Wiener filter (``scipy.signal.wiener``) per channel; uint8 in, uint8 out."""
     img = _check_grey_or_rgb(img)

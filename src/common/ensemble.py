@@ -1,0 +1,158 @@
+"""Paper 05 (Patel et al., ALL subtypes): fine-tuned networks and the weighted threshold ensemble.
+
+Equation 8 of the paper: the ensemble's class scores are the weighted sum of the base
+networks' class probabilities; its prediction is the arg-max, and when the winning
+score is below a threshold gamma there is no confident prediction (an abstention).
+The paper does not say how abstentions are scored, so every function here reports
+coverage, metrics on the covered images and accuracy counting abstentions as errors.
+"""
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+WEIGHT_SETS = ((0.5, 0.5), (0.6, 0.4), (0.4, 0.6), (0.3, 0.7), (0.7, 0.3))
+THRESHOLDS = (0.7, 0.8)
+
+
+def weighted_scores(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """sum_i w_i p_i over base networks (each (n, K) probabilities)."""
+    if len(probas) != len(weights):
+        raise ValueError(f"{len(weights)} weights for {len(probas)} networks")
+    shapes = {np.shape(p) for p in probas}
+    if len(shapes) != 1:
+        raise ValueError(f"the networks' probability arrays differ in shape: {sorted(shapes)}")
+    return sum(float(w) * np.asarray(p, dtype=float) for w, p in zip(weights, probas))
+
+
+def threshold_predict(scores: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Arg-max prediction and the mask of confident (covered) samples: max score >= gamma."""
+    scores = np.asarray(scores)
+    return scores.argmax(axis=1), scores.max(axis=1) >= gamma
+
+
+def grid(y: np.ndarray, probas: Sequence[np.ndarray], weight_sets: Sequence[Sequence[float]] = WEIGHT_SETS,
+         thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
+    """Every (weights, gamma): coverage, accuracy on covered images, accuracy with abstentions as errors."""
+    y = np.asarray(y)
+    rows = []
+    for weights, gamma in itertools.product(weight_sets, thresholds):
+        pred, covered = threshold_predict(weighted_scores(probas, weights), gamma)
+        correct = (pred == y) & covered
+        rows.append({"weights": tuple(float(w) for w in weights), "gamma": float(gamma),
+                     "coverage": float(covered.mean()),
+                     "accuracy_covered": float(correct.sum() / covered.sum()) if covered.any() else np.nan,
+                     "accuracy_abstain_as_error": float(correct.mean())})
+    return pd.DataFrame(rows)
+
+
+def select(table: pd.DataFrame, by: str = "accuracy_covered") -> pd.Series:
+    """The best row of :func:`grid` by ``by``; ties go to higher coverage, then to the first listed."""
+    if by not in table.columns:
+        raise ValueError(f"cannot select by {by!r}; choose one of {list(table.columns)}")
+    order = table.assign(_i=np.arange(len(table))).sort_values([by, "coverage", "_i"], ascending=[False, False, True])
+    return order.iloc[0].drop("_i")
+
+
+def abstain_accuracy(y: np.ndarray, pred: np.ndarray, covered: np.ndarray, n_bootstrap: int = 1000,
+                     seed: int = 0) -> dict[str, float]:
+    """Accuracy counting abstentions as errors, with a percentile-bootstrap 95% interval,
+    plus coverage and accuracy on the covered images."""
+    correct = ((np.asarray(pred) == np.asarray(y)) & np.asarray(covered)).astype(float)
+    rng = np.random.default_rng(seed)
+    boot = correct[rng.integers(0, correct.size, (n_bootstrap, correct.size))].mean(axis=1) if n_bootstrap else np.array([np.nan])
+    covered = np.asarray(covered)
+    return {"value": float(correct.mean()), "ci_low": float(np.percentile(boot, 2.5)), "ci_high": float(np.percentile(boot, 97.5)),
+            "coverage": float(covered.mean()),
+            "accuracy_covered": float(correct[covered].mean()) if covered.any() else float("nan")}
+
+
+def setting_name(weights: Sequence[float], gamma: float) -> str:
+    return f"ensemble w={weights[0]:g}/{weights[1]:g} g={gamma:g}"
+
+
+def corrected_images(y: np.ndarray, base_preds: Mapping[str, np.ndarray], ensemble_pred: np.ndarray,
+                     covered: np.ndarray, paths: Sequence[str], class_names: Sequence[str],
+                     negative: str = "Benign") -> pd.DataFrame:
+    """Images one base network got wrong and the ensemble (confidently) got right.
+
+    ``fp_to_tn``: a ``negative`` (benign) image a base network called leukemic;
+    ``fn_to_tp``: a leukemic image a base network missed (called benign or another subtype).
+    """
+    y = np.asarray(y)
+    neg = list(class_names).index(negative)
+    rows = []
+    right = (np.asarray(ensemble_pred) == y) & np.asarray(covered)
+    for network, pred in base_preds.items():
+        for i in np.flatnonzero((np.asarray(pred) != y) & right):
+            rows.append({"path": str(paths[i]), "name": Path(str(paths[i])).name, "network": network,
+                         "true": class_names[y[i]], "base_prediction": class_names[pred[i]],
+                         "kind": "fp_to_tn" if y[i] == neg else "fn_to_tp"})
+    return pd.DataFrame(rows, columns=["path", "name", "network", "true", "base_prediction", "kind"])
+
+
+def copy_corrected(table: pd.DataFrame, run_dir: Path | str) -> dict[str, int]:
+    """Copy the corrected images into ``fp_to_tn/`` and ``fn_to_tp/`` under ``run_dir``
+    (named ``<network>__<file>``), write ``corrected_images.csv``; return the counts."""
+    run_dir = Path(run_dir)
+    for kind in ("fp_to_tn", "fn_to_tp"):
+        folder = run_dir / kind
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    copied = []
+    for _, row in table.iterrows():
+        dest = run_dir / row["kind"] / f"{row['network']}__{row['name']}"
+        shutil.copy2(row["path"], dest)
+        copied.append(str(dest.relative_to(run_dir)))
+    table.assign(copy=copied).to_csv(run_dir / "corrected_images.csv", index=False)
+    return {kind: int((table["kind"] == kind).sum()) for kind in ("fp_to_tn", "fn_to_tp")}
+
+
+def alexnet_size(image_size: int) -> int:
+    """AlexNet's input: 227 where the others take 224 (as the paper), and at least 96 px,
+    below which its three poolings leave nothing."""
+    return 227 if image_size == 224 else max(image_size, 96)
+
+
+def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int,
+              pretrained: str, epochs: int, batch_size: int, learning_rate: float, checkpoint_dir: Path | str,
+              segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
+              eager: bool = False) -> tuple[Any, dict]:
+    """Fine-tune backbone ``name`` (all layers, Adam, cross-entropy) on streamed batches.
+
+    Progress is backed up every epoch under ``checkpoint_dir`` (Keras BackupAndRestore),
+    so an interrupted run resumes where it stopped when called again. ``eager=True``
+    skips graph compilation (same arithmetic; faster only for the tiny smoke data).
+    """
+    import keras
+
+    from common.backbones import build_backbone, fine_tune_model
+    from common.data.stream import ImageBatches
+
+    keras.utils.set_random_seed(seed)
+    size = alexnet_size(image_size) if name == "alexnet" else image_size
+    backbone = build_backbone(name, input_size=size, pretrained=pretrained, seed=seed)
+    model = fine_tune_model(backbone, num_classes, trainable_layers=None, optimizer="adam",
+                            learning_rate=learning_rate)
+    model.run_eagerly = eager
+    feed = ImageBatches(train[0], train[1], batch_size=batch_size, image_size=(size, size), segment=segment,
+                        augment=augment, preprocess=backbone.preprocess, shuffle=True, seed=seed)
+    backup = keras.callbacks.BackupAndRestore(str(Path(checkpoint_dir) / name), delete_checkpoint=False)
+    history = model.fit(feed, epochs=epochs, callbacks=[backup], verbose=0).history
+    model._repro_preprocess, model._repro_size = backbone.preprocess, size
+    return model, history
+
+
+def predict_images(model: Any, paths: Sequence[str], segment: Callable | None = None, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities of a :func:`fine_tune` model on images streamed from disk."""
+    from common.data.stream import ImageBatches
+
+    size = model._repro_size
+    feed = ImageBatches(paths, None, batch_size=batch_size, image_size=(size, size), segment=segment,
+                        preprocess=model._repro_preprocess)
+    return np.asarray(model.predict(feed, verbose=0))
