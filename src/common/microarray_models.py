@@ -33,6 +33,14 @@ def build_autoencoder(n_features: int, code_size: int = CODE_SIZE, learning_rate
     return autoencoder, keras.Model(inputs, code, name="encoder")
 
 
+def _classifier(inputs: Any, x: Any, num_classes: int, name: str, loss: str = "categorical_crossentropy") -> keras.Model:
+    """Softmax output on ``x``; Adam and the paper's loss."""
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    return model
+
+
 def build_cnn(num_classes: int) -> keras.Model:
     """Fig. 7: Conv32-Pool-Drop.25-Conv64-Pool-Drop.25-Flatten-Dense128-Drop.5-softmax."""
     inputs = keras.Input((16, 16, 1), name="code_image")
@@ -45,10 +53,7 @@ def build_cnn(num_classes: int) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
-    model = keras.Model(inputs, outputs, name="cnn")
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return _classifier(inputs, x, num_classes, "cnn")
 
 
 def build_rnn(num_classes: int) -> keras.Model:
@@ -56,10 +61,7 @@ def build_rnn(num_classes: int) -> keras.Model:
     inputs = keras.Input((16, 16), name="code_sequence")
     x = layers.SimpleRNN(128, activation="relu")(inputs)
     x = layers.Dropout(0.05)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
-    model = keras.Model(inputs, outputs, name="rnn")
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return _classifier(inputs, x, num_classes, "rnn")
 
 
 def build_mlp(num_classes: int) -> keras.Model:
@@ -69,10 +71,7 @@ def build_mlp(num_classes: int) -> keras.Model:
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(0.05)(x)
     x = layers.Dropout(0.05)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
-    model = keras.Model(inputs, outputs, name="mlp")
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return _classifier(inputs, x, num_classes, "mlp")
 
 
 def build_hybrid(num_classes: int) -> keras.Model:
@@ -88,10 +87,7 @@ def build_hybrid(num_classes: int) -> keras.Model:
     x = layers.Concatenate()([a, b])
     x = layers.Dense(64, activation="relu")(x)
     x = layers.Dense(32, activation="relu")(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
-    model = keras.Model([image, sequence], outputs, name="hybrid")
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return _classifier([image, sequence], x, num_classes, "hybrid", loss="sparse_categorical_crossentropy")
 
 
 BUILDERS = {"cnn": build_cnn, "rnn": build_rnn, "mlp": build_mlp, "hybrid": build_hybrid}
