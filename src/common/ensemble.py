@@ -142,7 +142,8 @@ def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: i
     model.run_eagerly = eager
     feed = ImageBatches(train[0], train[1], batch_size=batch_size, image_size=(size, size), segment=segment,
                         augment=augment, preprocess=backbone.preprocess, shuffle=True, seed=seed)
-    backup = keras.callbacks.BackupAndRestore(str(Path(checkpoint_dir) / name), delete_checkpoint=False)
+    # deleted when training completes, so only an interrupted run finds (and resumes from) it
+    backup = keras.callbacks.BackupAndRestore(str(Path(checkpoint_dir) / name), delete_checkpoint=True)
     history = model.fit(feed, epochs=epochs, callbacks=[backup], verbose=0).history
     model._repro_preprocess, model._repro_size = backbone.preprocess, size
     return model, history
