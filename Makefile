@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch for the PyTorch Keras backend (a CPU build of this version installs offline here)
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help setup data test test-unit test-notebooks test-backends reproduce report clean distclean
+.PHONY: help setup data test test-unit test-notebooks test-backends reproduce report sweep clean distclean
 
 help: ## list every target with one line each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,8 +44,14 @@ test-backends: ## model tests under the PyTorch backend, Grad-CAM on TF/JAX/torc
 reproduce: ## run every notebook (demo profile) into results/, refresh figures/
 	$(PY) -m common.reproduce
 
-report: ## claimed-vs-reproduced tables for every run under results/
-	$(PY) -m common.claims
+report: ## reviewer report over every run under results/: results/report/index.html and REPORT.md
+	$(PY) -m common.report
+
+sweep: ## papermill sweep: make sweep SPEC=sweeps/x.yaml [SHARD=i/n] (runs this shard, then collects)
+	@test -n "$(SPEC)" || { echo "error: give the sweep spec, e.g. make sweep SPEC=sweeps/02_cnn_epochs.yaml (see sweeps/README.md)"; exit 2; }
+	$(PY) -m common.sweep plan $(SPEC)
+	$(PY) -m common.sweep run $(SPEC) $(if $(SHARD),--shard $(SHARD)); status=$$?; \
+	  $(PY) -m common.sweep collect $(SPEC); exit $$status
 
 clean: ## remove run outputs and caches (keeps .venv, data and figures/)
 	rm -rf results .pytest_cache

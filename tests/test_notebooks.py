@@ -101,3 +101,10 @@ def test_check_all_reports_each_notebooks_missing_outputs(tmp_path, capsys):
     assert problems == [f"{FIXTURE.name}: declared figure {run_dir / 'confusion_matrix.png'} is missing"]
     (run_dir / "confusion_matrix.png").write_bytes(b"png")
     assert notebooks.check_all(tmp_path / "results", nb_dir) == []
+
+
+def test_readme_links_every_notebook_to_colab_and_kaggle():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = notebooks.links_table(REPO / "notebooks")
+    assert table in readme, "README's launch-link table is stale: paste `python -m common.notebooks links` into it"
+    assert table.count("colab.research.google.com") == len(NOTEBOOKS)

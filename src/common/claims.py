@@ -81,6 +81,26 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
+def load_headline(paper: str, directory: Path | None = None) -> dict[str, Any] | None:
+    """The paper's headline claim: the claim matching the YAML's ``headline: {model, metric, class}``.
+
+    Returns that claim as a dict (:data:`CLAIM_COLUMNS`) or None when the file names no headline.
+    """
+    path = Path(directory or claims_dir()) / f"{paper}.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    head = (doc or {}).get("headline")
+    if not head:
+        return None
+    if not isinstance(head, dict) or not {"model", "metric"} <= set(head):
+        raise ValueError(f"{path}: headline must be a mapping with model, metric (and class); see claims/README.md")
+    claims = load_claims(paper, directory)
+    match = claims[(claims["model"] == str(head["model"])) & (claims["metric"] == normalise_metric(head["metric"]))
+                   & (claims["class"] == str(head.get("class", "overall")))]
+    if match.empty:
+        raise ValueError(f"{path}: headline {head} matches no claim; copy model, metric and class from one of the claims")
+    return match.iloc[0].to_dict()
+
+
 def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str] | None = None) -> pd.DataFrame:
     """Join claims with reproduced metric rows.
 

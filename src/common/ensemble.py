@@ -122,12 +122,15 @@ def alexnet_size(image_size: int) -> int:
 def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int,
               pretrained: str, epochs: int, batch_size: int, learning_rate: float, checkpoint_dir: Path | str,
               segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
-              eager: bool = False) -> tuple[Any, dict]:
+              eager: bool = False, bn_momentum: float | None = None) -> tuple[Any, dict]:
     """Fine-tune backbone ``name`` (all layers, Adam, cross-entropy) on streamed batches.
 
     Progress is backed up every epoch under ``checkpoint_dir`` (Keras BackupAndRestore),
     so an interrupted run resumes where it stopped when called again. ``eager=True``
     skips graph compilation (same arithmetic; faster only for the tiny smoke data).
+    ``bn_momentum`` (e.g. 0.9) replaces Keras' 0.99 in every BatchNormalization layer:
+    trained from scratch for a few dozen steps, running statistics at 0.99 are still
+    near their initial values and the network predicts one class at test time.
     """
     import keras
 
@@ -139,6 +142,10 @@ def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: i
     backbone = build_backbone(name, input_size=size, pretrained=pretrained, seed=seed)
     model = fine_tune_model(backbone, num_classes, trainable_layers=None, optimizer="adam",
                             learning_rate=learning_rate)
+    if bn_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
     model.run_eagerly = eager
     feed = ImageBatches(train[0], train[1], batch_size=batch_size, image_size=(size, size), segment=segment,
                         augment=augment, preprocess=backbone.preprocess, shuffle=True, seed=seed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -113,8 +114,32 @@ def check_all(results_root: Path, directory: Path | None = None, profile: str = 
     return problems
 
 
+#: Where the repository is published; the README's Colab/Kaggle links are built from it.
+#: A fork sets its own with ``python -m common.notebooks links --repo OWNER/NAME``.
+DEFAULT_GITHUB_REPO = "leukemia-repro/leukemia-repro"
+
+
+def launch_links(path: Path, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main") -> dict[str, str]:
+    """"Open in Colab" and Kaggle URLs of a notebook in ``notebooks/`` on GitHub ``repo``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
+        raise ValueError(f"repo {repo!r} must be OWNER/NAME as on GitHub, e.g. {DEFAULT_GITHUB_REPO}")
+    github = f"github.com/{repo}/blob/{branch}/notebooks/{Path(path).name}"
+    return {"colab": f"https://colab.research.google.com/{github.replace('github.com', 'github', 1)}",
+            "kaggle": f"https://kaggle.com/kernels/welcome?src=https://{github}"}
+
+
+def links_table(directory: Path | None = None, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main") -> str:
+    """The README's Markdown table: one row per notebook with its Colab and Kaggle links."""
+    rows = ["| notebook | Colab | Kaggle |", "|---|---|---|"]
+    for path in discover(directory):
+        url = launch_links(path, repo, branch)
+        rows.append(f"| [{path.stem}](notebooks/{path.name}) | [Open in Colab]({url['colab']}) | [Open in Kaggle]({url['kaggle']}) |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m common.notebooks check RESULTS_ROOT [--profile smoke]``: after nbval."""
+    """``python -m common.notebooks check RESULTS_ROOT [--profile smoke]``: after nbval;
+    ``python -m common.notebooks links [--repo OWNER/NAME]``: the README's launch links."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m common.notebooks")
@@ -122,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="every notebook left metrics.json, run.json and its declared figures")
     check.add_argument("results_root", type=Path)
     check.add_argument("--profile", default="smoke")
+    links = sub.add_parser("links", help="print the README's Colab/Kaggle table for every notebook")
+    links.add_argument("--repo", default=DEFAULT_GITHUB_REPO, help="GitHub OWNER/NAME")
+    links.add_argument("--branch", default="main")
     args = parser.parse_args(argv)
+    if args.command == "links":
+        print(links_table(repo=args.repo, branch=args.branch))
+        return 0
     problems = check_all(args.results_root, profile=args.profile)
     for problem in problems:
         print("error:", problem)

@@ -173,6 +173,7 @@ class Run:
     params: dict[str, Any]
     data: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    protocols: dict[str, str] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
 
     def path(self, filename: str) -> Path:
@@ -192,6 +193,14 @@ class Run:
             raise ValueError("a dataset fingerprint is required; use the loader's fingerprint")
         self.data = {"source": source, "fingerprint": fingerprint, "description": description, **_clean_json(extra)}
 
+    def describe_protocols(self, **texts: str) -> None:
+        """Record what each protocol did, in words (``published=..., leak_free=...``);
+        ``run.json`` keeps them and ``make report`` shows them beside the numbers."""
+        for name, text in texts.items():
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"protocol {name!r} needs a description in words, got {text!r}")
+            self.protocols[name] = " ".join(text.split())
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage of the run; the wall time lands in ``run.json``."""
@@ -207,6 +216,7 @@ class Run:
             "run": self.name,
             "params": _clean_json(self.params),
             "data": self.data,
+            "protocols": self.protocols,
             "versions": package_versions(),
             **backend_and_devices(),
             "git": git_commit(),

@@ -1,0 +1,254 @@
+"""``make report``: one static reviewer report over every run under ``results/``.
+
+Writes ``<results>/report/REPORT.md`` and ``<results>/report/index.html``:
+
+- a summary across the papers: each paper's headline claim (``headline:`` in its
+  claims file) beside the reproduced value under ``published`` and under
+  ``leak_free`` (with the 95% interval), the data source and the profile, linked to
+  the run's section;
+- one section per run: the protocols in the notebook's own words (``run.json``),
+  the claimed-vs-reproduced table, every figure, and the environment.
+
+Figures and ``run.json`` are copied into ``report/<paper>/<run>/`` and referenced
+relatively, so the folder can be zipped and shared. Runs on synthetic data carry a
+badge wherever they appear. Sweep folders (``results/sweeps``) are not runs of the
+canonical notebooks and are left out; each sweep has its own ``collected.md``.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common import claims as C
+from common.evaluate import format_value, read_metrics
+from common.paths import atomic_write_text, claims_dir, results_root
+
+REPORT_DIR = "report"
+SKIPPED_FOLDERS = {REPORT_DIR, "sweeps"}
+BADGES = {"synthetic": "🧪 SYNTHETIC DATA", "embedded-real": "real public data (embedded)", "real": "real data"}
+PROFILE_ORDER = {"paper": 0, "demo": 1, "smoke": 2}
+
+
+@dataclass
+class RunInfo:
+    paper: str
+    name: str
+    dir: Path
+    meta: dict
+
+    @property
+    def anchor(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{self.paper}-{self.name}")
+
+    @property
+    def source(self) -> str:
+        return self.meta.get("data", {}).get("source", "unknown")
+
+    @property
+    def profile(self) -> str:
+        return self.meta.get("params", {}).get("profile", "?")
+
+
+def discover_runs(results: Path) -> list[RunInfo]:
+    """Complete runs (``run.json`` and ``metrics.json``) under ``<results>/<paper>/<run>/``."""
+    runs = []
+    for run_json in sorted(Path(results).glob("*/*/run.json")):
+        run_dir = run_json.parent
+        if run_dir.parent.name in SKIPPED_FOLDERS or not (run_dir / "metrics.json").is_file():
+            continue
+        try:
+            meta = json.loads(run_json.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise ValueError(f"{run_json} is not valid JSON; rerun that notebook or delete the folder") from None
+        runs.append(RunInfo(paper=run_dir.parent.name, name=run_dir.name, dir=run_dir, meta=meta))
+    return runs
+
+
+def badge(source: str, markdown: bool = True) -> str:
+    text = BADGES.get(source, source)
+    return f"**{text}**" if markdown and source == "synthetic" else text
+
+
+def _value(metrics: pd.DataFrame, protocol: str, claim: dict) -> str:
+    hit = metrics[(metrics["protocol"] == protocol) & (metrics["model"] == claim["model"])
+                  & (metrics["class"] == claim["class"]) & (metrics["metric"] == claim["metric"])]
+    if hit.empty:
+        return "not run"
+    row = hit.iloc[0]
+    text = format_value(row["value"], row.get("ci_low", np.nan), row.get("ci_high", np.nan), percent=claim["unit"] == "percent")
+    return text.replace(" [", "% [", 1) if claim["unit"] == "percent" and "[" in text else text + ("%" if claim["unit"] == "percent" else "")
+
+
+def _claimed(claim: dict) -> str:
+    return f"{claim['value']:g}%" if claim["unit"] == "percent" else f"{claim['value']:g}"
+
+
+def summary_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, str]]:
+    """One row per run: paper, headline claim, published, leak_free, source, profile, link."""
+    rows = []
+    for run in runs:
+        head = C.load_headline(run.paper, directory) if (directory / f"{run.paper}.yaml").is_file() else None
+        metrics = read_metrics(run.dir)
+        if head is None:
+            claim_text, published, free = "(no headline in claims file)", "", ""
+        else:
+            claim_text = f"{head['model']} {head['metric']} ({head['class']}), {head['table']}: {_claimed(head)}"
+            published, free = _value(metrics, "published", head), _value(metrics, "leak_free", head)
+        rows.append({"paper": run.paper, "headline claim": claim_text, "reproduced, published": published,
+                     "reproduced, leak_free (95% CI)": free, "data": badge(run.source), "profile": run.profile,
+                     "run": f"[{run.name}](#{run.anchor})"})
+    return rows
+
+
+def _table(rows: list[dict[str, str]]) -> str:
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else "(none)"
+
+
+def run_section(run: RunInfo, out: Path, directory: Path) -> str:
+    """The Markdown of one run; copies its figures and run.json under ``out/<paper>/<run>/``."""
+    target = out / run.paper / run.name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    figures = [Path(shutil.copy2(png, target / png.name)) for png in sorted(run.dir.glob("*.png"))]
+    shutil.copy2(run.dir / "run.json", target / "run.json")
+    rel = f"{run.paper}/{run.name}"
+    lines = [f'<a id="{run.anchor}"></a>', "", f"## {run.paper} · run `{run.name}` · {badge(run.source)}", ""]
+    data = run.meta.get("data", {})
+    lines += [f"- Data: {badge(run.source)}: {data.get('description', '')} (fingerprint `{data.get('fingerprint', '?')}`)",
+              f"- Profile `{run.profile}`, seed {run.meta.get('params', {}).get('seed', '?')}, "
+              f"started {run.meta.get('started_at', '?')}, {run.meta.get('timings_s', {}).get('total', '?')} s",
+              f"- Environment: [run.json]({rel}/run.json) (parameters, package versions, backend "
+              f"`{run.meta.get('backend', '?')}`, commit `{str(run.meta.get('git', {}).get('commit'))[:10]}`)", ""]
+    protocols = run.meta.get("protocols") or {}
+    if protocols:
+        lines += ["### Protocols", "", *[f"- **{name}**: {text}" for name, text in protocols.items()], ""]
+    if (directory / f"{run.paper}.yaml").is_file():
+        _, markdown = C.claims_vs_run(run.paper, run.dir, source=run.source, directory=directory)
+        lines += ["### Claimed vs reproduced", "", markdown, ""]
+    else:
+        lines += [f"No claims file `claims/{run.paper}.yaml`: metrics only, in the run's `metrics.csv`.", ""]
+    if figures:
+        lines += ["### Figures", ""]
+        for fig in figures:
+            caption = fig.stem.replace("_", " ") + (" (synthetic data)" if run.source == "synthetic" else "")
+            lines += [f"![{caption}]({rel}/{fig.name})", "", f"*{caption}*", ""]
+    lines += ["[back to the summary](#summary)", ""]
+    return "\n".join(lines)
+
+
+def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
+    runs = sorted(runs, key=lambda r: (r.paper, PROFILE_ORDER.get(r.profile, 9), r.name))
+    synthetic = sum(r.source == "synthetic" for r in runs)
+    lines = ["# Leukemia-classification reproductions: reviewer report", "",
+             f"{len(runs)} run(s) from `results/`; {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
+             "real dataset's layout, not the paper's numbers). `published` follows each paper's own protocol; "
+             "`leak_free` keeps test patients/images out of every fitted step. Values are % with 95% bootstrap intervals "
+             "where the run computed one.", "", '<a id="summary"></a>', "", "## Summary", "",
+             _table(summary_rows(runs, directory)), ""]
+    lines += [run_section(run, out, directory) for run in runs]
+    return "\n".join(lines)
+
+
+def sweep_sections(results: Path, out: Path) -> str:
+    """Each collected sweep under ``<results>/sweeps``: its table and plot (copied into the report)."""
+    lines = []
+    for collected in sorted(Path(results).glob("sweeps/*/collected.md")):
+        name = collected.parent.name
+        target = out / "sweeps" / name
+        target.mkdir(parents=True, exist_ok=True)
+        body = collected.read_text(encoding="utf-8").split("\n", 1)[1]  # its own title is replaced below
+        lines += [f'<a id="sweep-{name}"></a>', "", f"## Sweep `{name}`", "", body.replace("\n## ", "\n### "), ""]
+        if (collected.parent / "collected.png").is_file():
+            shutil.copy2(collected.parent / "collected.png", target / "collected.png")
+            lines += [f"![sweep {name}](sweeps/{name}/collected.png)", ""]
+    return "\n".join(lines)
+
+
+HTML_HEAD = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Reviewer report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; line-height: 1.45; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; border: 1px solid #ddd; }}
+strong {{ color: {accent}; }}
+</style></head><body>
+"""
+
+
+def to_html(markdown: str) -> str:
+    """The report's Markdown as one static HTML page (mistune, tables on, raw anchors kept)."""
+    import mistune
+
+    body = mistune.create_markdown(escape=False, plugins=["table"])(markdown)
+    return HTML_HEAD.format(accent="#b00020") + body + "\n</body></html>\n"
+
+
+def build_report(results: Path | None = None, directory: Path | None = None) -> dict[str, Any]:
+    """Write ``REPORT.md`` and ``index.html`` under ``<results>/report``; return paths and run count."""
+    results = Path(results or results_root())
+    directory = Path(directory or claims_dir())
+    runs = discover_runs(results)
+    out = results / REPORT_DIR
+    if not runs:
+        raise ValueError(f"no complete run under {results} (a run folder needs run.json and metrics.json): "
+                         "run `make reproduce` first")
+    for stale in (p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
+        shutil.rmtree(stale)
+    markdown = build_markdown(runs, out, directory) + "\n" + sweep_sections(results, out)
+    md_path = atomic_write_text(out / "REPORT.md", markdown)
+    html_path = atomic_write_text(out / "index.html", to_html(markdown))
+    return {"markdown": md_path, "html": html_path, "runs": len(runs)}
+
+
+def broken_links(html_path: Path) -> list[str]:
+    """Relative links and images of ``html_path`` that do not resolve (files or #anchors)."""
+    html_path = Path(html_path)
+    text = html_path.read_text(encoding="utf-8")
+    anchors = set(re.findall(r'\bid="([^"]+)"', text))
+    problems = []
+    for attr, target in re.findall(r'\b(href|src)="([^"]+)"', text):
+        target = html.unescape(target)
+        if re.match(r"^[a-z]+:", target):
+            problems.append(f"{attr}={target}: absolute URL (the report must work offline)")
+        elif target.startswith("#"):
+            if target[1:] not in anchors:
+                problems.append(f"{attr}={target}: no element with that id")
+        elif not (html_path.parent / target).is_file():
+            problems.append(f"{attr}={target}: file missing")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=None, help="results root (default $REPRO_RESULTS_DIR or results/)")
+    args = parser.parse_args(argv)
+    try:
+        written = C.write_report(args.results)
+        built = build_report(args.results)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems = broken_links(built["html"])
+    for problem in problems:
+        print(f"error: {built['html']}: {problem}", file=sys.stderr)
+    print(f"{built['runs']} run(s); {len(written)} claims_vs_reproduced.md refreshed")
+    print(f"wrote {built['markdown']}\nwrote {built['html']}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
