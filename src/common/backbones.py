@@ -54,7 +54,12 @@ class Backbone:
 
     @property
     def n_features(self) -> int:
-        return int(self.model.output.shape[-1])
+        return int(np.prod(self.model.output.shape[1:]))
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one image's features: (d,) or (H, W, C) for a spatial layer."""
+        return tuple(int(d) for d in self.model.output.shape[1:])
 
 
 # --------------------------------------------------------------------- AlexNet
@@ -178,12 +183,14 @@ def _preprocess_for(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def build_backbone(
     name: str, input_size: int | None = None, pretrained: str | Path = "none", include_top: bool = False,
-    layer: str = "gap", classes: int = 1000, seed: int = 0,
+    layer: str = "gap", classes: int = 1000, seed: int = 0, spatial: bool = False,
 ) -> Backbone:
     """Build backbone ``name`` (see :data:`NAMES`); see the module docstring for the options.
 
     ``include_top=True`` returns the whole classifier (``classes`` outputs); otherwise
-    the model outputs the features of ``layer``.
+    the model outputs the features of ``layer``, globally average-pooled unless
+    ``spatial=True`` keeps a convolutional layer's (H, W, C) map (``layer`` then
+    reads ``<name>:grid`` in the cache key).
     """
     if name not in NAMES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(NAMES)}")
@@ -228,11 +235,12 @@ def build_backbone(
             out = model.get_layer(layer).output
         except ValueError:
             raise ValueError(f"{name} has no layer {layer!r}; use 'gap', 'fc2'/'fc7' (VGG-16, AlexNet) or a layer name") from None
-        if len(out.shape) == 4:
+        if len(out.shape) == 4 and not spatial:
             out = layers.GlobalAveragePooling2D(name=f"{layer}_gap")(out)
         model = keras.Model(model.input, out, name=f"{name}_{layer}")
     weights_id = _file_id(weights_path) if weights_path else ("imagenet" if str(pretrained) == "imagenet" else f"none-seed{seed}")
-    return Backbone(name, model, _preprocess_for(name), size, weights_id, "top" if include_top else layer)
+    layer_id = "top" if include_top else (f"{layer}:grid" if spatial and layer != "gap" else layer)
+    return Backbone(name, model, _preprocess_for(name), size, weights_id, layer_id)
 
 
 OPTIMIZERS = {

@@ -99,3 +99,37 @@ class ImageBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._order()
+
+
+
+def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | Path,
+                      transform: Callable[[np.ndarray], np.ndarray], size: tuple[int, int]) -> tuple[list[str], int]:
+    """Resize each image to ``size``, apply ``transform`` and save it as PNG under ``out``
+    at its path relative to ``root``; files already there are reused, not recomputed.
+
+    Slow per-image pre-processing (Wiener, DHE, watershed) then runs once per image,
+    not once per epoch, and the outputs keep stable paths for the feature cache.
+    Returns (new paths in the same order, how many were computed now). Each file is
+    written to a temporary name and renamed, so an interrupted run leaves no half file.
+    """
+    root, out = Path(root), Path(out)
+    new_paths, computed = [], 0
+    for path in paths:
+        path = Path(path)
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            raise DataError(f"{path} is not under the dataset root {root}; pass the root the paths were listed from") from None
+        target = (out / rel).with_suffix(".png")
+        if not target.is_file():
+            result = np.asarray(transform(load_image(path, size)))
+            if result.dtype != np.uint8 or result.shape != (*size, 3):
+                raise DataError(f"transform returned {result.dtype} {result.shape} for {path}; expected uint8 {(*size, 3)}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            Image.fromarray(result).save(tmp, format="PNG")
+            tmp.replace(target)
+            computed += 1
+        new_paths.append(str(target))
+    return new_paths, computed
+

@@ -1,0 +1,195 @@
+"""Paper 03 (Vinurajan et al., OADLS-ALDC): the attention convolutional recurrent network
+(ACRNN) of section 3.4, the RMSProp hyperparameter search of section 3.5, and the
+comparison models of Table 3 that can be trained here (a plain CNN and a CNN with an
+ECA module).
+
+The ACRNN, exactly as the section lists it (pure Keras 3, every backend):
+
+- l1-l2: Conv 32 filters (3, 5), stride 1; max-pool (4, 3)
+- l3-l4: Conv 64 filters (3, 1); max-pool (4, 1)
+- l5-l6: Conv 128 filters (1, 5); max-pool (1, 3)
+- l7-l8: Conv 256 filters (3, 3); max-pool (2, 2)
+- batch normalisation after every convolution, then ReLU; L2 1e-4 on every weight
+- l9-l10: two Bi-GRU layers of 256 units (tanh) over the columns of the final map
+- attention (equations 4-6): zeta = tanh(delta W_delta + h W_h) W_a over the regions
+  (i, j) of the final map, lambda = softmax(zeta), epsilon = sum_ij lambda_ij delta_ij
+- dense softmax on epsilon.
+
+Pools use ``padding="same"`` so that any grid at least 1 x 1 after pooling works.
+"""
+from __future__ import annotations
+
+from itertools import product
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops, regularizers
+
+L2 = 1e-4
+#: (filters, kernel, pool) of the four convolution pairs l1-l8, as section 3.4 lists them
+CONV_PAIRS = ((32, (3, 5), (4, 3)), (64, (3, 1), (4, 1)), (128, (1, 5), (1, 3)), (256, (3, 3), (2, 2)))
+GRU_UNITS = 256
+
+
+class RegionAttention(layers.Layer):
+    """Equations 4-6: attention of a query state ``h`` (E) over the regions of a map ``delta``
+    (H', W', C). W_delta is C x C, W_h is E x C, W_a is C x 1, as the paper gives them.
+
+    Returns epsilon (C,) and, with ``return_weights``, lambda (H' * W').
+    """
+
+    def __init__(self, l2: float = L2, **kwargs):
+        super().__init__(**kwargs)
+        self.l2 = l2
+
+    def build(self, input_shape):
+        (_, h, w, c), (_, e) = input_shape
+        reg = regularizers.L2(self.l2)
+        self.w_delta = self.add_weight(name="W_delta", shape=(c, c), initializer="glorot_uniform", regularizer=reg)
+        self.w_h = self.add_weight(name="W_h", shape=(e, c), initializer="glorot_uniform", regularizer=reg)
+        self.w_a = self.add_weight(name="W_a", shape=(c, 1), initializer="glorot_uniform", regularizer=reg)
+
+    def call(self, inputs, return_weights: bool = False):
+        delta, h = inputs
+        regions = ops.reshape(delta, (-1, delta.shape[1] * delta.shape[2], delta.shape[3]))     # (B, R, C)
+        zeta = ops.matmul(ops.tanh(ops.matmul(regions, self.w_delta)
+                                   + ops.expand_dims(ops.matmul(h, self.w_h), 1)), self.w_a)  # (B, R, 1)
+        lam = ops.softmax(zeta, axis=1)
+        epsilon = ops.sum(lam * regions, axis=1)                                              # (B, C)
+        return (epsilon, ops.squeeze(lam, -1)) if return_weights else epsilon
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+def build_acrnn(input_shape: Sequence[int], num_classes: int = 2, l2: float = L2, name: str = "acrnn") -> keras.Model:
+    """The ACRNN of section 3.4 on a (H, W, C) feature grid (see the module docstring)."""
+    reg = regularizers.L2(l2)
+    inputs = keras.Input(tuple(input_shape), name="feature_grid")
+    x = inputs
+    k = 1
+    for filters, kernel, pool in CONV_PAIRS:
+        for _ in range(2):
+            x = layers.Conv2D(filters, kernel, padding="same", kernel_regularizer=reg, bias_regularizer=reg, name=f"l{k}_conv")(x)
+            x = layers.BatchNormalization(gamma_regularizer=reg, beta_regularizer=reg, name=f"l{k}_bn")(x)
+            x = layers.ReLU(name=f"l{k}_relu")(x)
+            k += 1
+        x = layers.MaxPooling2D(pool, strides=pool, padding="same", name=f"pool_{k - 2}_{k - 1}")(x)
+    delta = x                                                     # (H', W', 256): the regional feature map
+    h_, w_, c_ = delta.shape[1:]
+    seq = layers.Permute((2, 1, 3), name="columns_as_time")(delta)  # time = W' columns
+    seq = layers.Reshape((w_, h_ * c_), name="sequence")(seq)
+    gru = dict(activation="tanh", kernel_regularizer=reg, recurrent_regularizer=reg, bias_regularizer=reg)
+    seq = layers.Bidirectional(layers.GRU(GRU_UNITS, return_sequences=True, **gru), name="l9_bigru")(seq)
+    state = layers.Bidirectional(layers.GRU(GRU_UNITS, **gru), name="l10_bigru")(seq)  # h, E = 512
+    epsilon = RegionAttention(l2, name="attention")([delta, state])
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg, bias_regularizer=reg, name="softmax")(epsilon)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# ----------------------------------------------------------- comparison models
+class ECA(layers.Layer):
+    """Efficient channel attention (Wang et al. 2020): global average pool, a 1-D convolution
+    of size ``k`` across channels, sigmoid, channel-wise rescaling."""
+
+    def __init__(self, k: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+        self.conv = layers.Conv1D(1, k, padding="same", use_bias=False)
+
+    def call(self, x):
+        s = ops.mean(x, axis=(1, 2))[..., None]          # (B, C, 1)
+        w = ops.sigmoid(self.conv(s))[:, None, :, 0]      # (B, 1, C)
+        return x * ops.expand_dims(w, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+def build_image_cnn(input_size: int, num_classes: int = 2, eca: bool = False, name: str | None = None) -> keras.Model:
+    """Table 3's "CNN model" (and, with ``eca``, "CNN-ECA module"): the cited works give no
+    layers, so both are the same small stack (3 x [Conv 3x3 32/64/128, BN, ReLU, max-pool 2]),
+    global average pooling and a softmax; the ECA variant adds an ECA block after each stage."""
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for i, filters in enumerate((32, 64, 128), start=1):
+        x = layers.Conv2D(filters, 3, padding="same", name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.ReLU()(x)
+        if eca:
+            x = ECA(3, name=f"eca{i}")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=name or ("cnn_eca" if eca else "cnn"))
+
+
+def feature_head(n_features: int, num_classes: int = 2, name: str = "head") -> keras.Model:
+    """A softmax layer on frozen backbone features (Table 3's ImageNet baselines here)."""
+    inputs = keras.Input((n_features,), name="features")
+    x = layers.BatchNormalization(name="standardise")(inputs)
+    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name=name)
+
+
+# ------------------------------------------------------------- RMSProp search
+def compile_rmsprop(model: keras.Model, learning_rate: float, rho: float) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate, rho=rho),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def positive_precision(y_true: np.ndarray, proba: np.ndarray, positive: int = 1) -> float:
+    """Equation 11, P = TP / (TP + FP) for the positive class; 0 when nothing is predicted positive."""
+    pred = np.asarray(proba).argmax(1)
+    called = pred == positive
+    return float((np.asarray(y_true)[called] == positive).mean()) if called.any() else 0.0
+
+
+def rmsprop_search(build: Callable[[], keras.Model], fit: Callable[[keras.Model], dict], predict_val: Callable[[keras.Model], np.ndarray],
+                   y_val: np.ndarray, learning_rates: Sequence[float], rhos: Sequence[float], seed: int = 0,
+                   positive: int = 1) -> tuple[keras.Model, dict, list[dict]]:
+    """Section 3.5: train one model per (learning rate, rho) and keep the one whose
+    validation precision (equations 10-11) is highest (ties: higher validation accuracy,
+    then the earlier candidate).
+
+    ``build()`` returns a fresh model, ``fit(model)`` trains it and returns its history,
+    ``predict_val(model)`` gives validation probabilities. Returns (best model, its
+    history, one row per candidate).
+    """
+    best, best_key, best_history, rows = None, None, None, []
+    for k, (lr, rho) in enumerate(product(learning_rates, rhos)):
+        keras.utils.set_random_seed(seed)
+        model = compile_rmsprop(build(), lr, rho)
+        history = fit(model)
+        proba = predict_val(model)
+        precision = positive_precision(y_val, proba, positive)
+        accuracy = float((proba.argmax(1) == np.asarray(y_val)).mean())
+        rows.append({"learning_rate": lr, "rho": rho, "val_precision": precision, "val_accuracy": accuracy})
+        key = (precision, accuracy)
+        if best_key is None or key > best_key:
+            best, best_key, best_history = model, key, history
+    for row in rows:
+        row["selected"] = (row["val_precision"], row["val_accuracy"]) == best_key and not any(r.get("selected") for r in rows)
+    return best, best_history, rows
+
+
+def balanced_subset(y: np.ndarray, counts: dict[int, int], seed: int = 0) -> np.ndarray:
+    """Indices of a seeded random subset with ``counts[c]`` images of class c (sorted).
+
+    Paper 03's Table 1 uses 1,927 normal and 1,948 ALL images of the Kaggle C-NMC
+    release without saying which: this draws them uniformly without replacement per
+    class with ``numpy.random.default_rng(seed)``.
+    """
+    rng = np.random.default_rng(seed)
+    picked = []
+    for cls, n in counts.items():
+        pool = np.flatnonzero(np.asarray(y) == cls)
+        if n > pool.size:
+            raise ValueError(f"class {cls} has {pool.size} images, fewer than the {n} asked for; lower the count")
+        picked.append(rng.choice(pool, size=n, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def history_dict(history: Any) -> dict:
+    return dict(getattr(history, "history", history) or {})
