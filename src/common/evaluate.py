@@ -332,12 +332,14 @@ def pr_curves(
 
 
 # ------------------------------------------------------------------------- McNemar
-def mcnemar_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, exact: bool | None = None) -> dict[str, Any]:
+def mcnemar_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, exact: bool | None = None,
+                 correction: bool = True) -> dict[str, Any]:
     """McNemar's test of two classifiers on the same test samples (statsmodels).
 
     The 2x2 table counts [[both right, only A right], [only B right, both wrong]].
     ``exact=None`` uses the exact binomial test when fewer than 25 samples are
-    discordant, else the chi-square test with continuity correction.
+    discordant, else the chi-square test, with continuity correction unless
+    ``correction=False`` ((b - c)^2 / (b + c), the form some papers report).
     """
     from statsmodels.stats.contingency_tables import mcnemar
 
@@ -351,7 +353,7 @@ def mcnemar_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, exact: bo
     table = np.array([[np.sum(a_ok & b_ok), np.sum(a_ok & ~b_ok)], [np.sum(~a_ok & b_ok), np.sum(~a_ok & ~b_ok)]])
     discordant = int(table[0, 1] + table[1, 0])
     use_exact = discordant < 25 if exact is None else bool(exact)
-    result = mcnemar(table, exact=use_exact, correction=True)
+    result = mcnemar(table, exact=use_exact, correction=correction)
     return {
         "table": table.tolist(),
         "n_discordant": discordant,

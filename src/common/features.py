@@ -80,6 +80,7 @@ def extract_features(
     batch_size: int = 32,
     segment: ImageHook | None = None,
     preprocessing: Mapping[str, Any] | None = None,
+    augment: Any | None = None,
     directory: Path | None = None,
     use_cache: bool = True,
     chunk_batches: int = 16,
@@ -90,13 +91,16 @@ def extract_features(
     ``segment`` is an optional per-image hook (e.g. HSV segmentation);
     ``preprocessing`` must describe it (and anything else that changes the pixels,
     e.g. ``{"segment": "hsv", "lower": ..., "upper": ...}``) because it is part of
-    the cache key. ``fingerprint`` is the dataset's fingerprint.
+    the cache key. ``augment`` is an optional per-batch hook (random augmentation,
+    seeded: describe it and its seed in ``preprocessing`` too); a resumed partial
+    extraction continues with fresh draws, which are still valid augmentations.
+    ``fingerprint`` is the dataset's fingerprint.
     """
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("no image paths to extract features from")
-    if segment is not None and not preprocessing:
-        raise ValueError("describe the segment hook in `preprocessing` (it is part of the cache key)")
+    if (segment is not None or augment is not None) and not preprocessing:
+        raise ValueError("describe the segment/augment hooks in `preprocessing` (it is part of the cache key)")
     directory = Path(directory or cache_dir())
     name, key = cache_key(backbone, paths, fingerprint, preprocessing)
     if use_cache:
@@ -104,7 +108,7 @@ def extract_features(
         if hit is not None:
             return hit
     batches = ImageBatches(paths, batch_size=batch_size, image_size=(backbone.input_size, backbone.input_size),
-                           segment=segment, preprocess=backbone.preprocess)
+                           segment=segment, augment=augment, preprocess=backbone.preprocess)
     partial = directory / f"{name}.partial"
     if use_cache:
         partial.mkdir(parents=True, exist_ok=True)
