@@ -84,3 +84,33 @@ def test_fine_tune_bn_momentum_moves_running_statistics_faster(tmp_path):
         assert bns and all((layer.momentum == 0.5) == (momentum == 0.5) for layer in bns)  # None keeps the model's own
         drift[momentum] = np.mean([np.abs(np.asarray(layer.moving_mean)).mean() for layer in bns])
     assert drift[0.5] > 5 * drift[None]
+
+
+def test_fine_tune_resumes_an_interrupted_run_from_its_backup(tmp_path):
+    """A session killed after epoch 2 of 3 resumes at epoch 3 when fine_tune is called again;
+    the backup is deleted once training completes."""
+    import keras
+
+    from common import data
+    from common.data.synth import synth_aria_all
+
+    root = synth_aria_all(tmp_path / "aria", n_per_class=2, patients_per_class=1, size=96, seed=0)
+    ds = data.load("aria_all", root)
+    y = np.array([list(ds.classes).index(lab) for lab in ds.labels])
+
+    class Killed(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("session killed")
+
+    kw = dict(image_size=32, pretrained="none", epochs=3, batch_size=8, learning_rate=1e-3,
+              checkpoint_dir=tmp_path / "ck", eager=True)
+    with pytest.raises(KeyboardInterrupt):
+        E.fine_tune("mobilenetv2", (ds.paths, y), 4, callbacks=[Killed()], **kw)
+    assert any((tmp_path / "ck" / "mobilenetv2").rglob("*")), "the backup survives the kill"
+    epochs_run = []
+    counter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: epochs_run.append(epoch))
+    _, history = E.fine_tune("mobilenetv2", (ds.paths, y), 4, callbacks=[counter], **kw)
+    assert epochs_run == [2], "only the epoch that was not finished runs again"
+    assert len(history["loss"]) == 1
+    assert not (tmp_path / "ck" / "mobilenetv2").exists() or not any((tmp_path / "ck" / "mobilenetv2").rglob("*"))

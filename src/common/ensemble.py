@@ -122,7 +122,7 @@ def alexnet_size(image_size: int) -> int:
 def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int,
               pretrained: str, epochs: int, batch_size: int, learning_rate: float, checkpoint_dir: Path | str,
               segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
-              eager: bool = False, bn_momentum: float | None = None) -> tuple[Any, dict]:
+              eager: bool = False, bn_momentum: float | None = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict]:
     """Fine-tune backbone ``name`` (all layers, Adam, cross-entropy) on streamed batches.
 
     Progress is backed up every epoch under ``checkpoint_dir`` (Keras BackupAndRestore),
@@ -151,7 +151,7 @@ def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: i
                         augment=augment, preprocess=backbone.preprocess, shuffle=True, seed=seed)
     # deleted when training completes, so only an interrupted run finds (and resumes from) it
     backup = keras.callbacks.BackupAndRestore(str(Path(checkpoint_dir) / name), delete_checkpoint=True)
-    history = model.fit(feed, epochs=epochs, callbacks=[backup], verbose=0).history
+    history = model.fit(feed, epochs=epochs, callbacks=[backup, *callbacks], verbose=0).history
     model._repro_preprocess, model._repro_size = backbone.preprocess, size
     return model, history
 
