@@ -149,7 +149,7 @@ def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
     runs = sorted(runs, key=lambda r: (r.paper, PROFILE_ORDER.get(r.profile, 9), r.name))
     synthetic = sum(r.source == "synthetic" for r in runs)
     lines = ["# Leukemia-classification reproductions: reviewer report", "",
-             f"{len(runs)} run(s) from `results/`; {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
+             f"{len(runs)} run(s) from the results folder; {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
              "real dataset's layout, not the paper's numbers). `published` follows each paper's own protocol; "
              "`leak_free` keeps test patients/images out of every fitted step. Values are % with 95% bootstrap intervals "
              "where the run computed one.", "", '<a id="summary"></a>', "", "## Summary", "",
