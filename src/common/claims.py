@@ -19,10 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from common.evaluate import format_value
-from common.paths import claims_dir
+from common.paths import claims_dir, read_yaml
 
 REQUIRED_FIELDS = ("table", "model", "metric", "value")
 OPTIONAL_FIELDS = ("class", "unit", "protocol", "note")
@@ -49,12 +48,7 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
     or a fraction.
     """
     path = Path(directory or claims_dir()) / f"{paper}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; transcribe the paper's tables there (see claims/README.md)")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    doc = read_yaml(path, "transcribe the paper's tables there (see claims/README.md)")
     if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list) or not doc["claims"]:
         raise ValueError(f"{path} needs a non-empty 'claims' list (see claims/README.md)")
     defaults = {"class": "overall", "unit": "percent", "protocol": "as published", "note": ""}
@@ -87,8 +81,8 @@ def load_headline(paper: str, directory: Path | None = None) -> dict[str, Any] |
     Returns that claim as a dict (:data:`CLAIM_COLUMNS`) or None when the file names no headline.
     """
     path = Path(directory or claims_dir()) / f"{paper}.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    head = (doc or {}).get("headline")
+    doc = read_yaml(path, "transcribe the paper's tables there (see claims/README.md)")
+    head = (doc if isinstance(doc, dict) else {}).get("headline")
     if not head:
         return None
     if not isinstance(head, dict) or not {"model", "metric"} <= set(head):

@@ -61,3 +61,18 @@ def atomic_write_text(path: Path, text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def read_yaml(path: Path, missing: str) -> object:
+    """Parse a YAML file; a missing file or bad YAML raises one line naming the file
+    (``missing`` says what to do when it does not exist)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; {missing}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from None
+

@@ -42,9 +42,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from common.paths import atomic_write_text, repo_root, results_root
+from common.paths import atomic_write_text, read_yaml, repo_root, results_root
 
 SPEC_KEYS = {"notebook", "name", "profile", "fixed", "grid", "settings", "seeds", "metric"}
 #: Parameters the sweep itself sets in every run; a spec may not vary or fix them.
@@ -127,12 +126,7 @@ def _as_list(value: Any, what: str, spec: Path) -> list:
 def load_spec(path: Path | str) -> Sweep:
     """Read and validate a sweep spec; unknown keys or notebook parameters are errors."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep spec {path} does not exist; see `python -m common.sweep --help` for the format")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    doc = read_yaml(path, "give an existing sweep spec (format: sweeps/README.md)")
     if not isinstance(doc, dict):
         raise ValueError(f"{path} must be a mapping with at least 'notebook' and 'seeds'")
     unknown = sorted(set(doc) - SPEC_KEYS)
