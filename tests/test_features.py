@@ -78,3 +78,21 @@ def test_interrupted_extraction_resumes(setup, tmp_path):
     assert resumed.model.calls == 4, "only the 4 unsaved batches of 10 are recomputed"
     np.testing.assert_allclose(out, full, atol=1e-5)
     assert not list(tmp_path.glob("*.partial")), "the partial folder is removed when complete"
+
+
+def test_augmented_features_are_their_own_cache_entry(setup, tmp_path):
+    """Paper 04 extracts features of augmented copies: the augment hook changes the pixels,
+    must be described, and its features are cached apart from the plain ones."""
+    ds, bb = setup
+    flip = lambda batch: batch[:, :, ::-1, :]  # a deterministic stand-in for a seeded augmenter
+    with pytest.raises(ValueError, match="augment hook"):
+        extract_features(bb, ds.paths, ds.fingerprint, augment=flip, directory=tmp_path, progress=False)
+    counted = replace(bb, model=CountingModel(bb.model))
+    plain = extract_features(counted, ds.paths, ds.fingerprint, batch_size=8, directory=tmp_path, progress=False)
+    flipped = extract_features(counted, ds.paths, ds.fingerprint, batch_size=8, directory=tmp_path, progress=False,
+                               augment=flip, preprocessing={"augment": "horizontal flip"})
+    again = extract_features(counted, ds.paths, ds.fingerprint, batch_size=8, directory=tmp_path, progress=False,
+                             augment=flip, preprocessing={"augment": "horizontal flip"})
+    assert counted.model.calls == 10, "plain and augmented are extracted once each, then read from the cache"
+    assert np.abs(plain - flipped).max() > 1e-3 * np.abs(plain).max(), "the augment hook reached the pixels"
+    np.testing.assert_array_equal(flipped, again)

@@ -80,11 +80,11 @@ def extract_features(
     batch_size: int = 32,
     segment: ImageHook | None = None,
     preprocessing: Mapping[str, Any] | None = None,
-    augment: Any | None = None,
     directory: Path | None = None,
     use_cache: bool = True,
     chunk_batches: int = 16,
     progress: bool = True,
+    augment: Any | None = None,
 ) -> np.ndarray:
     """(n, d) float32 features of ``paths`` (in order) from ``backbone``.
 
@@ -100,7 +100,7 @@ def extract_features(
     if not paths:
         raise ValueError("no image paths to extract features from")
     if (segment is not None or augment is not None) and not preprocessing:
-        raise ValueError("describe the segment/augment hooks in `preprocessing` (it is part of the cache key)")
+        raise ValueError("describe the segment hook (and any augment hook) in `preprocessing`: it is part of the cache key")
     directory = Path(directory or cache_dir())
     name, key = cache_key(backbone, paths, fingerprint, preprocessing)
     if use_cache:
