@@ -48,7 +48,7 @@ report: ## reviewer report over every run under results/: results/report/index.h
 	$(PY) -m common.report
 
 sweep: ## papermill sweep: make sweep SPEC=sweeps/x.yaml [SHARD=i/n] (runs this shard, then collects)
-	@test -n "$(SPEC)" || { echo "error: give the sweep spec, e.g. make sweep SPEC=sweeps/02_cnn_epochs.yaml (see sweeps/README.md)"; exit 2; }
+	@test -n "$(SPEC)" || { echo "error: give the sweep spec, e.g. make sweep SPEC=sweeps/02_alhammadi_smoke_epochs.yaml (see sweeps/README.md)"; exit 2; }
 	$(PY) -m common.sweep plan $(SPEC)
 	$(PY) -m common.sweep run $(SPEC) $(if $(SHARD),--shard $(SHARD)); status=$$?; \
 	  $(PY) -m common.sweep collect $(SPEC); exit $$status
