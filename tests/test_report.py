@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
 
 from common import claims, evaluate, plots, report

@@ -20,7 +20,7 @@ Pools use ``padding="same"`` so that any grid at least 1 x 1 after pooling works
 from __future__ import annotations
 
 from itertools import product
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -157,7 +157,7 @@ def rmsprop_search(build: Callable[[], keras.Model], fit: Callable[[keras.Model]
     ``predict_val(model)`` gives validation probabilities. Returns (best model, its
     history, one row per candidate).
     """
-    best, best_key, best_history, rows = None, None, None, []
+    best, best_key, best_history, best_index, rows = None, None, None, -1, []
     for k, (lr, rho) in enumerate(product(learning_rates, rhos)):
         keras.utils.set_random_seed(seed)
         model = compile_rmsprop(build(), lr, rho)
@@ -168,9 +168,9 @@ def rmsprop_search(build: Callable[[], keras.Model], fit: Callable[[keras.Model]
         rows.append({"learning_rate": lr, "rho": rho, "val_precision": precision, "val_accuracy": accuracy})
         key = (precision, accuracy)
         if best_key is None or key > best_key:
-            best, best_key, best_history = model, key, history
-    for row in rows:
-        row["selected"] = (row["val_precision"], row["val_accuracy"]) == best_key and not any(r.get("selected") for r in rows)
+            best, best_key, best_history, best_index = model, key, history, k
+    for k, row in enumerate(rows):
+        row["selected"] = k == best_index
     return best, best_history, rows
 
 
@@ -189,7 +189,3 @@ def balanced_subset(y: np.ndarray, counts: dict[int, int], seed: int = 0) -> np.
             raise ValueError(f"class {cls} has {pool.size} images, fewer than the {n} asked for; lower the count")
         picked.append(rng.choice(pool, size=n, replace=False))
     return np.sort(np.concatenate(picked))
-
-
-def history_dict(history: Any) -> dict:
-    return dict(getattr(history, "history", history) or {})
