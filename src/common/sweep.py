@@ -72,7 +72,6 @@ class Sweep:
     varied: list[str]
     runs: list[PlannedRun]
     metric: dict
-    spec_path: Path
 
     def root(self, results: Path | None = None) -> Path:
         """``<results>/sweeps/<name>``: every run of this sweep lives below it."""
@@ -186,7 +185,7 @@ def load_spec(path: Path | str) -> Sweep:
                                    parameters={**fixed, **setting, "seed": int(seed)}))
     metric = {"metric": "accuracy", "class": "overall", **(doc.get("metric") or {})}
     return Sweep(name=str(doc.get("name") or path.stem), notebook=notebook, paper=notebook_meta(notebook)["paper"],
-                 profile=profile, fixed=dict(fixed), varied=varied, runs=runs, metric=metric, spec_path=path)
+                 profile=profile, fixed=dict(fixed), varied=varied, runs=runs, metric=metric)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
