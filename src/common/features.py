@@ -2,7 +2,7 @@
 
 ``extract_features`` reads images in batches (:class:`common.data.stream.ImageBatches`),
 so memory is bounded by the batch, and returns an (n, d) float32 matrix whose rows
-follow ``paths``. Results are cached under ``data/cache/features/`` as
+follow ``paths``. Results are cached under ``<cache root>/features/`` as
 ``<key>.npy`` + ``<key>.json``; the key covers the backbone, its weights identity,
 the layer, the input size, every preprocessing setting, the dataset fingerprint
 and the exact list of paths, and the stored JSON is compared on every read, so a
@@ -25,13 +25,13 @@ from tqdm.auto import tqdm
 
 from common.backbones import Backbone
 from common.data.stream import ImageBatches, ImageHook
-from common.paths import data_root
+from common.paths import cache_root
 
 CACHE_VERSION = 1
 
 
 def cache_dir() -> Path:
-    return data_root() / "cache" / "features"
+    return cache_root() / "features"
 
 
 def cache_key(backbone: Backbone, paths: Sequence[str], fingerprint: str, preprocessing: Mapping[str, Any] | None = None) -> tuple[str, dict]:

@@ -4,15 +4,23 @@ Every location can be moved with one environment variable, so that tests, CI and
 Colab/Kaggle sessions can point the notebooks elsewhere without editing them:
 
 - ``REPRO_RESULTS_DIR``: root of run outputs (default ``<repo>/results``)
-- ``REPRO_DATA_DIR``: root of datasets (default ``<repo>/data``)
+- ``REPRO_DATA_DIR``: root of datasets (default ``<repo>/data``); read, never written
+- ``REPRO_CACHE_DIR``: root of everything else the code writes (features, preprocessed
+  images, checkpoints, saved models, synthetic twins, temporary files). Default:
+  ``<data root>/cache`` locally, ``/kaggle/working/cache`` on Kaggle (whose input
+  folder is read-only), ``/content/cache`` on Colab.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 RESULTS_ENV = "REPRO_RESULTS_DIR"
 DATA_ENV = "REPRO_DATA_DIR"
+CACHE_ENV = "REPRO_CACHE_DIR"
+#: Writable cache folders of the hosted platforms (their dataset folders are read-only or slow).
+PLATFORM_CACHE = {"kaggle": Path("/kaggle/working/cache"), "colab": Path("/content/cache")}
 
 
 def repo_root() -> Path:
@@ -39,6 +47,46 @@ def results_root() -> Path:
 def data_root() -> Path:
     """Root folder of datasets: ``$REPRO_DATA_DIR`` or ``<repo>/data``."""
     return Path(os.environ.get(DATA_ENV) or repo_root() / "data")
+
+
+def platform() -> str:
+    """``kaggle``, ``colab`` or ``local``, from the variables those platforms set in every session."""
+    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+        return "kaggle"
+    if "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ:
+        return "colab"
+    return "local"
+
+
+def cache_root() -> Path:
+    """Root of everything the code writes besides results: ``$REPRO_CACHE_DIR``, else the
+    platform's writable folder (Kaggle, Colab), else ``<data root>/cache``."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    return PLATFORM_CACHE.get(platform(), data_root() / "cache")
+
+
+def is_writable(path: Path) -> bool:
+    """Whether files can be created at ``path`` (or, if it does not exist yet, in its
+    nearest existing parent): permissions and read-only mounts both count."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def download_root() -> Path:
+    """Where downloads go: the data root when it is writable, else the cache root."""
+    return data_root() if is_writable(data_root()) else cache_root()
+
+
+def temp_dir(prefix: str) -> Path:
+    """A new empty folder under ``<cache root>/tmp`` (never under the read-only data root);
+    the caller deletes it when done."""
+    parent = cache_root() / "tmp"
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 def claims_dir() -> Path:

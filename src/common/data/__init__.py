@@ -1,7 +1,8 @@
 """Datasets: one registry, real-layout loaders, synthetic twins, streaming batches.
 
 >>> from common.data import load
->>> ds = load("bioc_all")                 # default root: <data>/raw/debian
+>>> ds = load("bioc_all")                 # default root: <data>/raw/debian (or <cache>/raw/debian)
+>>> ds = load("cnmc")                     # <data>/raw/cnmc, else the one folder with its layout
 >>> ds = load("cnmc", root="data/raw/cnmc")
 
 Every loader returns a :class:`~common.data.core.Dataset`. ``python -m common.data``
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common.data.core import SYNTHETIC_MARKER, DataError, Dataset
+from common.data.discover import find_root
 from common.data.images import load_aml_mll, load_aria_all, load_cnmc
 from common.data.microarray import debian_root, fetch_debian, load_bioc_all, load_cumida, load_golub
-from common.paths import data_root
+from common.paths import cache_root, data_root, download_root
 
 __all__ = ["DATASETS", "DataError", "Dataset", "SYNTHETIC_MARKER", "default_root", "load", "load_or_fetch"]
 
@@ -32,7 +34,7 @@ class DatasetInfo:
     licence: str
     layout: str
     loader: Callable[..., Dataset]
-    fetch: str  # "debian" or manual instructions
+    fetch: str  # "debian", "kaggle:<owner>/<slug>" (kagglehub) or manual instructions
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -60,13 +62,13 @@ DATASETS: dict[str, DatasetInfo] = {
             "Kaggle andrewmvd/leukemia-classification (from TCIA C-NMC 2019)",
             "see the Kaggle and TCIA pages (TCIA data usage policy); verify before redistribution",
             "<root>/C-NMC_Leukemia/training_data/fold_{0,1,2}/{all,hem}/*.bmp, validation_data/...", load_cnmc,
-            "kaggle datasets download -d andrewmvd/leukemia-classification -p <root> --unzip",
+            "kaggle:andrewmvd/leukemia-classification",
         ),
         DatasetInfo(
             "aria_all", "Kaggle ALL images (Aria et al.)", "05",
             "Kaggle mehradaria/leukemia", "see the Kaggle page; verify before redistribution",
             "<root>/{Original,Segmented}/{Benign,Early,Pre,Pro}/*.jpg", load_aria_all,
-            "kaggle datasets download -d mehradaria/leukemia -p <root> --unzip",
+            "kaggle:mehradaria/leukemia",
         ),
         DatasetInfo(
             "aml_mll", "AML-Cytomorphology_MLL_Helmholtz (Hehr et al. 2023)", "04",
@@ -80,9 +82,20 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def default_root(name: str) -> Path:
-    """Where a dataset lives by default: ``<data>/raw/debian`` or ``<data>/raw/<name>``."""
+    """Where a dataset is read from when no root is given.
+
+    Debian-packaged sets: ``<data>/raw/debian``, else ``<cache>/raw/debian`` (where
+    :func:`fetch_debian` puts them when the data root is read-only), else where a fetch
+    would put them. Other sets: :func:`~common.data.discover.find_root`
+    (``<data>/raw/<name>``, else the one folder under the data root with its layout).
+    """
     info = registry_entry(name)
-    return debian_root(data_root()) if info.fetch == "debian" else data_root() / "raw" / name
+    if info.fetch == "debian":
+        for base in (data_root(), cache_root()):
+            if debian_root(base).is_dir():
+                return debian_root(base)
+        return debian_root(download_root())
+    return find_root(name)
 
 
 def registry_entry(name: str) -> DatasetInfo:

@@ -6,24 +6,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from common.data import DATASETS, DataError, default_root, load, registry_entry
 from common.data.core import check_images, image_sizes
+from common.data.kaggle import fetch_kaggle
 from common.data.microarray import fetch_debian
 from common.data.synth import WRITERS, synth
+from common.paths import data_root, download_root
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     for info in DATASETS.values():
-        root = default_root(info.id)
         try:
+            root = default_root(info.id)
             present = "present" if root.is_dir() and any(root.iterdir()) else "absent"
-        except OSError:
-            present = "absent"
+        except (DataError, OSError):
+            root, present = data_root() / "raw" / info.id, "absent: not found under the data root"
         print(f"{info.id}: {info.title} (paper {info.papers})")
         print(f"  source:  {info.source}")
         print(f"  licence: {info.licence}")
@@ -57,7 +57,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     print(f"dataset:    {report['dataset']} ({extra['source']}, fingerprint {extra['fingerprint']})")
-    print(f"root:       {extra['root']}")
+    found = "given with --root" if args.root else "found under the data root " + str(data_root())
+    print(f"root:       {extra['root']} ({found})")
     print(f"n_samples:  {report['n_samples']}")
     print(f"n_patients: {report['n_patients'] if report['n_patients'] is not None else 'none recorded in this layout'}")
     if extra["n_features"] is not None:
@@ -87,21 +88,29 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     info = registry_entry(args.dataset)
-    root = Path(args.root) if args.root else default_root(args.dataset)
+    # downloads go to the data root when it is writable, else to the cache root (Kaggle's input is read-only)
+    base = download_root()
     if info.fetch == "debian":
+        root = Path(args.root) if args.root else default_root(args.dataset)
         fetch_debian(root)
         ds = load(args.dataset, root)
-        print(f"fetched {args.dataset} into {root}: {len(ds)} samples, {ds.X.shape[1]} features")
+        print(f"fetched {args.dataset} into {root}{'' if args.root or base == data_root() else ' (the data root is read-only)'}: "
+              f"{len(ds)} samples, {ds.X.shape[1]} features")
         return 0
-    if info.fetch.startswith("kaggle") and shutil.which("kaggle"):
-        command = info.fetch.replace("<root>", str(root)).split()
-        proc = subprocess.run(command, capture_output=True, text=True)
-        if proc.returncode == 0:
-            print(f"downloaded {args.dataset} into {root}; check it with: python -m common.data inspect {args.dataset} --root {root}")
+    root = Path(args.root) if args.root else base / "raw" / args.dataset
+    if info.fetch.startswith("kaggle:"):
+        handle = info.fetch.removeprefix("kaggle:")
+        outcome = fetch_kaggle(handle, root)
+        if outcome.path is not None:
+            print(f"downloaded {args.dataset} ({handle}) into {outcome.path}; check it with: "
+                  f"python -m common.data inspect {args.dataset} --root {outcome.path}")
             return 0
-        print(f"kaggle download failed: {(proc.stderr.strip().splitlines() or ['no message'])[-1]}")
+        print(outcome.message)
+        steps = f"download Kaggle dataset {handle} (kaggle.com/datasets/{handle}) and unzip it into {root}"
+    else:
+        steps = info.fetch.replace("<root>", str(root))
     print(f"{args.dataset} cannot be fetched automatically from here. Manual steps:")
-    print(f"  1. {info.fetch.replace('<root>', str(root))}")
+    print(f"  1. {steps}")
     print(f"  2. the tree must look like: {info.layout.replace('<root>', str(root))}")
     print(f"  3. check it: python -m common.data inspect {args.dataset} --root {root}")
     return 1
@@ -113,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the datasets, their source, licence, layout and local presence").set_defaults(func=cmd_list)
     ins = sub.add_parser("inspect", help="read a dataset with its real loader and summarise it")
     ins.add_argument("dataset", choices=list(DATASETS))
-    ins.add_argument("--root", help="dataset root (default: data/raw/<dataset>)")
+    ins.add_argument("--root", help="dataset root (default: <data root>/raw/<dataset>, else the one folder under the data root with its layout)")
     ins.add_argument("--json", action="store_true", help="print exactly one JSON object")
     ins.add_argument("--check-images", action="store_true", help="decode every image and list the bad ones")
     ins.set_defaults(func=cmd_inspect)
@@ -128,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     syn.set_defaults(func=cmd_synth)
     fet = sub.add_parser("fetch", help="download a dataset (Debian route for bioc_all/golub; instructions otherwise)")
     fet.add_argument("dataset", choices=list(DATASETS))
-    fet.add_argument("--root", help="where to put it (default: data/raw/<dataset>)")
+    fet.add_argument("--root", help="where to put it (default: <data root>/raw/<dataset>, or <cache root>/raw/<dataset> when the data root is read-only)")
     fet.set_defaults(func=cmd_fetch)
     return p
 

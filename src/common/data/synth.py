@@ -391,17 +391,17 @@ def synth(dataset: str, out: Path, **kwargs) -> Path:
 
 
 def cached_twin(dataset: str, root: Path | None = None, **kwargs) -> Path:
-    """The synthetic twin of ``dataset`` under ``<data>/cache/synthetic/<dataset>-<hash of kwargs>``,
+    """The synthetic twin of ``dataset`` under ``<cache root>/synthetic/<dataset>-<hash of kwargs>``,
     written once and reused: the same parameters give the same files at the same paths,
     so feature caches keyed on paths hit on a rerun. ``root`` overrides the cache folder.
     """
     import hashlib
     import json
 
-    from common.paths import data_root
+    from common.paths import cache_root
 
     digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    out = Path(root or data_root() / "cache" / "synthetic") / f"{dataset}-{digest}"
+    out = Path(root or cache_root() / "synthetic") / f"{dataset}-{digest}"
     if (out / SYNTHETIC_MARKER).is_file():  # complete: writers move the folder into place only when done
         return out
     return synth(dataset, out, **kwargs)
