@@ -66,11 +66,21 @@ def test_memory_is_bounded_by_the_batch(aria):
     assert large < small + 4 * batch_bytes, (small, large)
 
 
-def test_unreadable_image_names_the_file(aria, tmp_path):
+def test_unreadable_image_is_skipped_named_and_counted(aria, tmp_path, capsys, monkeypatch):
+    from common.data import stream
+    from common.runs import unreadable_images
+
+    monkeypatch.setattr(stream, "UNREADABLE", set())
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
-    batches = ImageBatches([aria.paths[0], str(bad)], batch_size=2, image_size=(8, 8))
-    with pytest.raises(DataError, match="broken.jpg"):
-        batches[0]
+    # unlabelled (prediction): a black image keeps the rows aligned with the paths
+    images = ImageBatches([aria.paths[0], str(bad)], batch_size=2, image_size=(8, 8))[0]
+    assert images.shape == (2, 8, 8, 3) and images[1].max() == 0 and images[0].max() > 0
+    # labelled (training): the unreadable image and its label are dropped from the batch
+    x, y = ImageBatches([str(bad), aria.paths[0]], labels=[3, 1], batch_size=2, image_size=(8, 8))[0]
+    assert x.shape == (1, 8, 8, 3) and y.tolist() == [1]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "broken.jpg" in line]
+    assert len(lines) == 1 and lines[0].startswith("skipped: cannot read image"), "named once, in one line"
+    assert unreadable_images() == [str(bad)], "run.json lists it"
     with pytest.raises(DataError, match="2 labels for 1 images"):
         ImageBatches([str(bad)], labels=[0, 1])

@@ -16,6 +16,7 @@ network), or any layer name of the model.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,41 @@ def vit(input_size: int = 224, patch_size: int = 16, dim: int = 64, depth: int =
     if include_top:
         x = layers.Dense(classes, activation="softmax", name="predictions")(x)
     return keras.Model(inp, x, name="vit")
+
+
+# ------------------------------------------------------------- ImageNet files
+KERAS_WEIGHTS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
+#: name -> (folder on the server, file stem as keras.applications names it)
+IMAGENET_FILES = {
+    "efficientnetv2m": ("efficientnet_v2", "efficientnetv2-m"),
+    "mobilenetv2": ("mobilenet_v2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224"),
+    "resnet50": ("resnet", "resnet50_weights_tf_dim_ordering_tf_kernels"),
+    "resnet101": ("resnet", "resnet101_weights_tf_dim_ordering_tf_kernels"),
+    "vgg16": ("vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels"),
+    "densenet121": ("densenet", "densenet121_weights_tf_dim_ordering_tf_kernels"),
+    "densenet201": ("densenet", "densenet201_weights_tf_dim_ordering_tf_kernels"),
+    "inceptionv3": ("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels"),
+}
+
+
+def imagenet_weights_file(name: str, include_top: bool = False) -> tuple[str, str]:
+    """(file name, URL) of the ImageNet weights keras.applications loads for ``name``.
+
+    MobileNetV2's file is the 224-px one (Keras takes it for any other input size too).
+    """
+    if name not in IMAGENET_FILES:
+        raise ValueError(f"keras.applications has no ImageNet weights for {name!r}; use 'none' or a local weights file")
+    folder, stem = IMAGENET_FILES[name]
+    if name == "mobilenetv2":
+        filename = f"{stem}.h5" if include_top else f"{stem}_no_top.h5"
+    else:
+        filename = f"{stem}.h5" if include_top else f"{stem}_notop.h5"
+    return filename, f"{KERAS_WEIGHTS_BASE}{folder}/{filename}"
+
+
+def keras_weights_dir() -> Path:
+    """Where keras.applications looks for (and downloads) weight files: ``$KERAS_HOME/models``."""
+    return Path(os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")) / "models"
 
 
 # -------------------------------------------------------------------- builders

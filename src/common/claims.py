@@ -14,6 +14,7 @@ once for every protocol the run reports (``published``, ``leak_free``).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -107,14 +108,20 @@ def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str
         protocols = [p for p in ("published", "leak_free") if p in set(metrics["protocol"])] or sorted(set(metrics["protocol"]))
     out = claims.copy()
     scale = np.where(out["unit"] == "percent", 100.0, 1.0)
-    keyed = metrics.set_index(["protocol", "model", "class", "metric"])
+    # a run's model "alexnet [from scratch]" answers the claim on "alexnet"; the table says how it was run
+    qualified = metrics.assign(model=[base_model(m) for m in metrics["model"]], reproduced_as=metrics["model"])
+    keyed = pd.concat([metrics.assign(reproduced_as=metrics["model"]), qualified]).drop_duplicates(
+        ["protocol", "model", "class", "metric"]).set_index(["protocol", "model", "class", "metric"])
+    reproduced_as = [""] * len(claims)
     for protocol in protocols:
         values, lows, highs = [], [], []
-        for _, claim in claims.iterrows():
+        for i, (_, claim) in enumerate(claims.iterrows()):
             key = (protocol, claim["model"], claim["class"], claim["metric"])
             if key in keyed.index:
                 hit = keyed.loc[key]
                 hit = hit.iloc[0] if isinstance(hit, pd.DataFrame) else hit
+                if hit["reproduced_as"] != claim["model"]:
+                    reproduced_as[i] = hit["reproduced_as"]
                 values.append(hit["value"])
                 lows.append(hit["ci_low"])
                 highs.append(hit["ci_high"])
@@ -126,8 +133,14 @@ def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str
         out[f"{protocol}_ci_low"] = lows
         out[f"{protocol}_ci_high"] = highs
         out[f"delta_{protocol}"] = np.asarray(values, dtype=float) * scale - out["value"]
+    out["reproduced_as"] = reproduced_as
     out.attrs["protocols"] = list(protocols)
     return out
+
+
+def base_model(model: str) -> str:
+    """A model name without its bracketed qualifier: ``alexnet [from scratch]`` -> ``alexnet``."""
+    return re.sub(r"\s*\[[^\]]*\]$", "", str(model))
 
 
 def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -> str:
@@ -140,7 +153,10 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
         c for c in ("published", "leak_free") if c in comparison.columns
     ]
     table = pd.DataFrame({
-        "table": comparison["table"], "model": comparison["model"], "class": comparison["class"],
+        "table": comparison["table"],
+        "model": [m if not r else f"{m} (run as {r})" for m, r in
+                  zip(comparison["model"], comparison.get("reproduced_as", pd.Series([""] * len(comparison))))],
+        "class": comparison["class"],
         "metric": comparison["metric"],
         "claimed": [f"{v:g}%" if u == "percent" else (f"{v:g}" if u == "fraction" else f"{v:,.0f}" if u == "count" else _plain(v))
                     for v, u in zip(comparison["value"], comparison["unit"])],

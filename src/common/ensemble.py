@@ -119,23 +119,40 @@ def alexnet_size(image_size: int) -> int:
     return 227 if image_size == 224 else max(image_size, 96)
 
 
-def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int,
-              pretrained: str, epochs: int, batch_size: int, learning_rate: float, checkpoint_dir: Path | str,
-              segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
-              eager: bool = False, bn_momentum: float | None = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict]:
-    """Fine-tune backbone ``name`` (all layers, Adam, cross-entropy) on streamed batches.
+def network_weights(name: str, pretrained: str, alexnet_weights: str | None = None) -> str:
+    """What network ``name`` starts from.
 
-    Progress is backed up every epoch under ``checkpoint_dir`` (Keras BackupAndRestore),
-    so an interrupted run resumes where it stopped when called again. ``eager=True``
-    skips graph compilation (same arithmetic; faster only for the tiny smoke data).
+    keras.applications networks: ``pretrained`` (``imagenet``, ``none`` or a weights
+    file). AlexNet has no Keras ImageNet weights: under ``imagenet`` it starts from the
+    local file ``alexnet_weights`` when one is given, else from scratch (``none``).
+    """
+    from common.backbones import CUSTOM
+
+    if name in CUSTOM and str(pretrained) == "imagenet":
+        return str(alexnet_weights) if alexnet_weights else "none"
+    return str(pretrained)
+
+
+def model_label(name: str, weights: str) -> str:
+    """The network's name in tables: bare when it starts from ImageNet weights as in the paper,
+    else with its start in brackets (``alexnet [from scratch]``, ``alexnet [weights: a.h5]``)."""
+    if str(weights) == "imagenet":
+        return name
+    return f"{name} [{'from scratch' if str(weights) == 'none' else 'weights: ' + Path(str(weights)).name}]"
+
+
+def build_classifier(name: str, num_classes: int, *, image_size: int, pretrained: str, learning_rate: float,
+                     seed: int = 0, eager: bool = False, bn_momentum: float | None = None) -> Any:
+    """Backbone ``name`` with a new softmax head, every layer trainable, Adam and cross-entropy.
+
     ``bn_momentum`` (e.g. 0.9) replaces Keras' 0.99 in every BatchNormalization layer:
     trained from scratch for a few dozen steps, running statistics at 0.99 are still
     near their initial values and the network predicts one class at test time.
+    ``eager=True`` skips graph compilation (same arithmetic; faster only for tiny data).
     """
     import keras
 
     from common.backbones import build_backbone, fine_tune_model
-    from common.data.stream import ImageBatches
 
     keras.utils.set_random_seed(seed)
     size = alexnet_size(image_size) if name == "alexnet" else image_size
@@ -147,13 +164,72 @@ def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: i
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = float(bn_momentum)
     model.run_eagerly = eager
+    model._repro_preprocess, model._repro_size = backbone.preprocess, size
+    return model
+
+
+def fit_classifier(model: Any, train: tuple[Sequence[str], np.ndarray], *, epochs: int, batch_size: int,
+                   segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
+                   callbacks: Sequence[Any] = (), name: str | None = None) -> dict:
+    """Train a :func:`build_classifier` model on streamed, shuffled batches; one line per epoch."""
+    from common.data.stream import ImageBatches
+    from common.progress import EpochLog
+
+    size = model._repro_size
     feed = ImageBatches(train[0], train[1], batch_size=batch_size, image_size=(size, size), segment=segment,
-                        augment=augment, preprocess=backbone.preprocess, shuffle=True, seed=seed)
+                        augment=augment, preprocess=model._repro_preprocess, shuffle=True, seed=seed)
+    log = EpochLog(name or model.name)
+    return model.fit(feed, epochs=epochs, callbacks=[*callbacks, log], verbose=0).history
+
+
+def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int,
+              pretrained: str, epochs: int, batch_size: int, learning_rate: float, checkpoint_dir: Path | str,
+              segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
+              eager: bool = False, bn_momentum: float | None = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict]:
+    """Fine-tune backbone ``name`` (all layers, Adam, cross-entropy) on streamed batches.
+
+    Progress is backed up every epoch under ``checkpoint_dir`` (Keras BackupAndRestore),
+    so an interrupted run resumes where it stopped when called again. See
+    :func:`trained_network` for the version that also keeps the finished network.
+    """
+    import keras
+
+    model = build_classifier(name, num_classes, image_size=image_size, pretrained=pretrained,
+                             learning_rate=learning_rate, seed=seed, eager=eager, bn_momentum=bn_momentum)
     # deleted when training completes, so only an interrupted run finds (and resumes from) it
     backup = keras.callbacks.BackupAndRestore(str(Path(checkpoint_dir) / name), delete_checkpoint=True)
-    history = model.fit(feed, epochs=epochs, callbacks=[backup, *callbacks], verbose=0).history
-    model._repro_preprocess, model._repro_size = backbone.preprocess, size
+    history = fit_classifier(model, train, epochs=epochs, batch_size=batch_size, segment=segment, augment=augment,
+                             seed=seed, callbacks=[backup, *callbacks], name=name)
     return model, history
+
+
+def trained_network(name: str, train: tuple[Sequence[str], np.ndarray], evaluate_on: Mapping[str, Sequence[str]],
+                    num_classes: int, *, data_key: Mapping[str, Any], hooks: Mapping[str, Any],
+                    image_size: int, pretrained: str, epochs: int, batch_size: int, learning_rate: float,
+                    segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
+                    eager: bool = False, bn_momentum: float | None = None, paper: str = "05_patel_all",
+                    ) -> tuple[dict[str, np.ndarray], dict, bool]:
+    """Fine-tune ``name`` once and keep it (:mod:`common.modelstore`): its class
+    probabilities on each image list of ``evaluate_on`` (e.g. validation and test), the
+    history, and whether a stored network was reused.
+
+    The store's key is every option here, ``data_key`` (dataset fingerprint and which
+    rows trained it), ``hooks`` (a description of ``segment`` and ``augment``, which
+    cannot be hashed) and the code version of the builder.
+    """
+    from common import backbones, modelstore
+
+    options = dict(image_size=image_size, pretrained=str(pretrained), learning_rate=learning_rate, seed=seed,
+                   eager=eager, bn_momentum=bn_momentum)
+    key = {**options, "epochs": epochs, "batch_size": batch_size, "num_classes": num_classes, "data": dict(data_key),
+           "hooks": dict(hooks), "code": modelstore.code_version(backbones, build_classifier, fit_classifier)}
+    stored = modelstore.entry(paper, name, key)
+    _, outputs, history, reused = modelstore.train_or_load(
+        stored, build=lambda: build_classifier(name, num_classes, **options),
+        fit=lambda model, callbacks: fit_classifier(model, train, epochs=epochs, batch_size=batch_size, segment=segment,
+                                                    augment=augment, seed=seed, callbacks=callbacks, name=name),
+        outputs=lambda model: {part: predict_images(model, paths, segment) for part, paths in evaluate_on.items()})
+    return outputs, history, reused
 
 
 def predict_images(model: Any, paths: Sequence[str], segment: Callable | None = None, batch_size: int = 32) -> np.ndarray:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from common.backbones import Backbone
 from common.data.stream import ImageBatches, ImageHook
 from common.paths import cache_root
+from common.progress import bar
 
 CACHE_VERSION = 1
 
@@ -129,8 +129,8 @@ def extract_features(
     # decode batch b+1 in a thread while the model runs on batch b (at most two batches in memory)
     pool = ThreadPoolExecutor(max_workers=1)
     future = pool.submit(batches.__getitem__, first_batch) if first_batch < len(batches) else None
-    for b in tqdm(range(first_batch, len(batches)), desc=f"features {backbone.name}", disable=not progress,
-                  initial=first_batch, total=len(batches)):
+    for b in bar(range(first_batch, len(batches)), desc=f"features {backbone.name}", disable=not progress,
+                 initial=first_batch, total=len(batches)):
         batch = future.result()
         future = pool.submit(batches.__getitem__, b + 1) if b + 1 < len(batches) else None
         pending.append(np.asarray(backbone.model.predict_on_batch(batch), dtype=np.float32))

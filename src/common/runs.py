@@ -174,6 +174,7 @@ class Run:
     data: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     protocols: dict[str, str] = field(default_factory=dict)
+    preflight: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
 
     def path(self, filename: str) -> Path:
@@ -201,6 +202,15 @@ class Run:
                 raise ValueError(f"protocol {name!r} needs a description in words, got {text!r}")
             self.protocols[name] = " ".join(text.split())
 
+    def forecast(self, done: float, total: float, what: str) -> str:
+        """Print (and return) the estimated total time of ``what`` after ``done`` of
+        ``total`` equal-cost units, from the time since the run started."""
+        from common.progress import forecast
+
+        line = forecast(time.time() - self.started_at, done, total, what)
+        print(line, flush=True)
+        return line
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage of the run; the wall time lands in ``run.json``."""
@@ -217,6 +227,8 @@ class Run:
             "params": _clean_json(self.params),
             "data": self.data,
             "protocols": self.protocols,
+            "preflight": _clean_json(self.preflight),
+            "unreadable_images": unreadable_images(),
             "versions": package_versions(),
             **backend_and_devices(),
             "git": git_commit(),
@@ -229,6 +241,13 @@ class Run:
         if not self.data:
             raise ValueError("run.json needs the data source: call run.set_data(source, fingerprint) first")
         return atomic_write_text(self.path("run.json"), json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+
+def unreadable_images() -> list[str]:
+    """Images skipped as unreadable while streaming in this process (see :mod:`common.data.stream`)."""
+    from common.data.stream import UNREADABLE
+
+    return sorted(UNREADABLE)
 
 
 def quiet_notebook_logs() -> None:

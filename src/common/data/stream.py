@@ -20,6 +20,8 @@ from common.data.core import DataError
 ImageHook = Callable[[np.ndarray], np.ndarray]
 #: hook(batch float32 (B, H, W, 3)) -> batch float32, applied per batch
 BatchHook = Callable[[np.ndarray], np.ndarray]
+#: Images found unreadable while streaming in this process; ``run.json`` lists them.
+UNREADABLE: set[str] = set()
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -34,6 +36,22 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
         raise DataError(f"cannot read image {path} ({type(exc).__name__}); re-download it or remove it from the list") from None
 
 
+def load_image_or_skip(path: str | Path, size: tuple[int, int]) -> np.ndarray | None:
+    """:func:`load_image`, or None for an unreadable file, which is named in one line
+    (the first time) and remembered in :data:`UNREADABLE` for ``run.json``.
+
+    A file that breaks hours into a run (truncated by a copy, a bad sector) must not
+    end it with a traceback: the run goes on without it and says so.
+    """
+    try:
+        return load_image(path, size)
+    except DataError as exc:
+        if str(path) not in UNREADABLE:
+            UNREADABLE.add(str(path))
+            print(f"skipped: {exc}", flush=True)
+        return None
+
+
 class ImageBatches(keras.utils.PyDataset):
     """Batches of images (float32, 0-255 unless ``preprocess`` rescales) and optional labels.
 
@@ -46,6 +64,10 @@ class ImageBatches(keras.utils.PyDataset):
     augment : per-batch hook on float32 (training only: leave None for evaluation).
     preprocess : per-batch hook, e.g. a backbone's ``preprocess_input``.
     shuffle, seed : reshuffle the order every epoch, deterministically from ``seed``.
+
+    An unreadable image is skipped with one line (:func:`load_image_or_skip`): dropped
+    from a labelled (training) batch, and replaced by a black image in an unlabelled
+    batch so that predictions stay aligned with ``paths``.
     **kwargs : ``workers``, ``use_multiprocessing``, ``max_queue_size`` (keras.utils.PyDataset).
     """
 
@@ -81,12 +103,20 @@ class ImageBatches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
         idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        images = []
-        for path in self.paths[idx]:
-            img = load_image(path, self.image_size)
-            if self.segment is not None:
+        images, kept = [], []
+        for i in idx:
+            img = load_image_or_skip(self.paths[i], self.image_size)
+            if img is None:
+                if self.labels is not None:
+                    continue
+                img = np.zeros((*self.image_size, 3), dtype=np.uint8)
+            elif self.segment is not None:
                 img = self.segment(img)
             images.append(img)
+            kept.append(i)
+        if not images:  # every image of a training batch unreadable: one black image keeps the step valid
+            images, kept = [np.zeros((*self.image_size, 3), dtype=np.uint8)], [idx[0]]
+        idx = np.asarray(kept)
         batch = np.stack(images).astype(np.float32)
         if self.augment is not None:
             batch = np.asarray(self.augment(batch), dtype=np.float32)
@@ -109,12 +139,15 @@ def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | 
 
     Slow per-image pre-processing (Wiener, DHE, watershed) then runs once per image,
     not once per epoch, and the outputs keep stable paths for the feature cache.
+    An unreadable source image is named in one line and written as a black image.
     Returns (new paths in the same order, how many were computed now). Each file is
     written to a temporary name and renamed, so an interrupted run leaves no half file.
     """
+    from common.progress import bar
+
     root, out = Path(root), Path(out)
     new_paths, computed = [], 0
-    for path in paths:
+    for path in bar(paths, desc="pre-processing", total=len(paths)):
         path = Path(path)
         try:
             rel = path.relative_to(root)
@@ -122,7 +155,8 @@ def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | 
             raise DataError(f"{path} is not under the dataset root {root}; pass the root the paths were listed from") from None
         target = (out / rel).with_suffix(".png")
         if not target.is_file():
-            result = np.asarray(transform(load_image(path, size)))
+            image = load_image_or_skip(path, size)  # unreadable: named, counted, kept as a black image
+            result = np.zeros((*size, 3), np.uint8) if image is None else np.asarray(transform(image))
             if result.dtype != np.uint8 or result.shape != (*size, 3):
                 raise DataError(f"transform returned {result.dtype} {result.shape} for {path}; expected uint8 {(*size, 3)}")
             target.parent.mkdir(parents=True, exist_ok=True)
