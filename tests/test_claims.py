@@ -120,3 +120,15 @@ def test_count_claims_compare_as_printed(tmp_path):
     import re
 
     assert re.search(r"\|\s+58 \|\s+60 \|", comparison_markdown(comparison, "real"))
+
+
+def test_a_qualified_run_model_answers_its_claim_and_says_how_it_ran(claims_dir):
+    rows = metric_rows()
+    rows = pd.concat([rows, rows.assign(model="vit [from scratch]")], ignore_index=True)
+    comparison = claims.compare(claims.load_claims("99_test", claims_dir), rows)
+    vit = comparison.iloc[3]
+    assert vit["published"] == pytest.approx(7 / 8) and vit["reproduced_as"] == "vit [from scratch]"
+    assert comparison.iloc[0]["reproduced_as"] == "", "an exact match carries no qualifier"
+    text = claims.comparison_markdown(comparison, "synthetic")
+    assert "vit (run as vit [from scratch])" in text
+    assert claims.base_model("ensemble (selected)") == "ensemble (selected)"

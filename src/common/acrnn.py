@@ -20,7 +20,7 @@ Pools use ``padding="same"`` so that any grid at least 1 x 1 after pooling works
 from __future__ import annotations
 
 from itertools import product
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -146,9 +146,9 @@ def positive_precision(y_true: np.ndarray, proba: np.ndarray, positive: int = 1)
     return float((np.asarray(y_true)[called] == positive).mean()) if called.any() else 0.0
 
 
-def rmsprop_search(build: Callable[[], keras.Model], fit: Callable[[keras.Model], dict], predict_val: Callable[[keras.Model], np.ndarray],
+def rmsprop_search(build: Callable[[], keras.Model], fit: Callable[..., dict], predict_val: Callable[[keras.Model], np.ndarray],
                    y_val: np.ndarray, learning_rates: Sequence[float], rhos: Sequence[float], seed: int = 0,
-                   positive: int = 1) -> tuple[keras.Model, dict, list[dict]]:
+                   positive: int = 1, store: Callable[[float, float], Any] | None = None) -> tuple[keras.Model, dict, list[dict]]:
     """Section 3.5: train one model per (learning rate, rho) and keep the one whose
     validation precision (equations 10-11) is highest (ties: higher validation accuracy,
     then the earlier candidate).
@@ -156,13 +156,25 @@ def rmsprop_search(build: Callable[[], keras.Model], fit: Callable[[keras.Model]
     ``build()`` returns a fresh model, ``fit(model)`` trains it and returns its history,
     ``predict_val(model)`` gives validation probabilities. Returns (best model, its
     history, one row per candidate).
+
+    ``store(lr, rho)``, when given, returns the :class:`~common.modelstore.StoredModel`
+    of that candidate: each candidate is then trained once and kept with its validation
+    probabilities (``fit(model, callbacks)`` receives the resumable backup).
     """
+    from common import modelstore
+
     best, best_key, best_history, best_index, rows = None, None, None, -1, []
     for k, (lr, rho) in enumerate(product(learning_rates, rhos)):
         keras.utils.set_random_seed(seed)
-        model = compile_rmsprop(build(), lr, rho)
-        history = fit(model)
-        proba = predict_val(model)
+        if store is None:
+            model = compile_rmsprop(build(), lr, rho)
+            history = fit(model)
+            proba = predict_val(model)
+        else:
+            model, kept, history, _ = modelstore.train_or_load(
+                store(lr, rho), build=lambda lr=lr, rho=rho: compile_rmsprop(build(), lr, rho), fit=fit,
+                outputs=lambda m: {"val": predict_val(m)})
+            proba = kept["val"]
         precision = positive_precision(y_val, proba, positive)
         accuracy = float((proba.argmax(1) == np.asarray(y_val)).mean())
         rows.append({"learning_rate": lr, "rho": rho, "val_precision": precision, "val_accuracy": accuracy})

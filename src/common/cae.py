@@ -8,9 +8,11 @@ to disk in chunks and streamed back in batches: at 450 px one code is 270 kB.
 """
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -189,40 +191,73 @@ def reconstruction_correlations(cae: keras.Model, batches: keras.utils.PyDataset
 
 
 def fit_round(train_paths: Sequence[str], train_y: np.ndarray, test_paths: Sequence[str], test_y: np.ndarray,
-              workdir: Path | str, *, image_size: int, cae_epochs: int, cae_batch: int = 6, cnn_epochs: int = 15,
-              cnn_batch: int = 16, learning_rate: float = 1e-3, drop_factor: float = 0.1, drop_period: int = 10,
-              extra_tests: dict[str, tuple[Sequence[str], np.ndarray]] | None = None, seed: int = 0) -> dict[str, Any]:
+              workdir: Path | str, *, data_key: Mapping[str, Any], image_size: int, cae_epochs: int, cae_batch: int = 6,
+              cnn_epochs: int = 15, cnn_batch: int = 16, learning_rate: float = 1e-3, drop_factor: float = 0.1,
+              drop_period: int = 10, extra_tests: dict[str, tuple[Sequence[str], np.ndarray]] | None = None,
+              seed: int = 0, name: str = "round") -> dict[str, Any]:
     """Train the CAE on the training images, write train/test codes to ``workdir``,
     train the 1-D CNN on the training codes; return probabilities and histories.
 
     Images stream from disk in batches; codes are written and read in batches.
     ``extra_tests`` are further held-out sets ({name: (paths, labels)}) scored by the same model.
+    Both networks are kept under the cache root (:mod:`common.modelstore`), keyed by
+    every option, ``data_key`` (dataset fingerprint and which rows trained and test
+    them) and the code of this module: a rerun reuses them, a killed one resumes.
     """
+    from common import modelstore
     from common.data.stream import ImageBatches
+    from common.progress import EpochLog
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     size = (image_size, image_size)
-    keras.utils.set_random_seed(seed)
-    cae, encoder = build_cae(image_size, learning_rate)
-    feed = ImagesOnly(ImageBatches(train_paths, batch_size=cae_batch, image_size=size, shuffle=True, seed=seed))
-    cae_history = cae.fit(feed, epochs=cae_epochs, verbose=0).history
+    options = dict(image_size=image_size, cae_epochs=cae_epochs, cae_batch=cae_batch, cnn_epochs=cnn_epochs,
+                   cnn_batch=cnn_batch, learning_rate=learning_rate, drop_factor=drop_factor, drop_period=drop_period,
+                   seed=seed, extra_tests=sorted(extra_tests or {}))
+    key = {**options, "data": dict(data_key), "code": modelstore.code_version(sys.modules[__name__])}
+    built: dict[str, keras.Model] = {}
 
-    def codes_of(name: str, paths: Sequence[str]) -> np.ndarray:
-        return encode_to_disk(encoder, ImageBatches(paths, batch_size=32, image_size=size), workdir / f"{name}_codes.npy")
+    def build() -> keras.Model:
+        keras.utils.set_random_seed(seed)
+        built["cae"], built["encoder"] = build_cae(image_size, learning_rate)
+        return built["cae"]
 
-    codes_train = codes_of("train", train_paths)
-    codes_test = codes_of("test", test_paths)
-    cnn = build_code_cnn(codes_train.shape[1])
-    cnn.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"])
-    schedule = keras.callbacks.LearningRateScheduler(step_decay(learning_rate, drop_factor, drop_period))
-    cnn_history = cnn.fit(CodeBatches(codes_train, train_y, cnn_batch, shuffle=True, seed=seed), epochs=cnn_epochs,
-                          callbacks=[schedule], verbose=0).history
-    proba = {"train": cnn.predict(CodeBatches(codes_train, None, 64), verbose=0),
-             "test": cnn.predict(CodeBatches(codes_test, None, 64), verbose=0)}
-    for name, (paths, _) in (extra_tests or {}).items():
-        proba[name] = cnn.predict(CodeBatches(codes_of(name, paths), None, 64), verbose=0)
-    correlations = reconstruction_correlations(cae, ImageBatches(test_paths, batch_size=32, image_size=size))
+    def fit_cae(model: keras.Model, callbacks: list) -> dict:
+        feed = ImagesOnly(ImageBatches(train_paths, batch_size=cae_batch, image_size=size, shuffle=True, seed=seed))
+        return model.fit(feed, epochs=cae_epochs, callbacks=[*callbacks, EpochLog(f"{name} CAE")], verbose=0).history
+
+    cae, kept, cae_history, _ = modelstore.train_or_load(
+        modelstore.entry("02_alhammadi", f"{name}-cae", key), build=build, fit=fit_cae,
+        outputs=lambda m: {"correlations": reconstruction_correlations(m, ImageBatches(test_paths, batch_size=32,
+                                                                                       image_size=size))})
+    encoder = built["encoder"]
+
+    code_length = int(np.prod(code_shape(image_size)))
+    sets = {"train": train_paths, "test": test_paths, **{part: paths for part, (paths, _) in (extra_tests or {}).items()}}
+
+    @functools.cache
+    def codes_of(part: str) -> np.ndarray:  # encoded only when the CNN is trained or scored, not when it is reused
+        return encode_to_disk(encoder, ImageBatches(sets[part], batch_size=32, image_size=size), workdir / f"{part}_codes.npy")
+
+    def build_cnn() -> keras.Model:
+        keras.utils.set_random_seed(seed)
+        cnn = build_code_cnn(code_length)
+        cnn.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+        return cnn
+
+    def fit_cnn(model: keras.Model, callbacks: list) -> dict:
+        schedule = keras.callbacks.LearningRateScheduler(step_decay(learning_rate, drop_factor, drop_period))
+        return model.fit(CodeBatches(codes_of("train"), train_y, cnn_batch, shuffle=True, seed=seed), epochs=cnn_epochs,
+                         callbacks=[*callbacks, schedule, EpochLog(f"{name} CNN")], verbose=0).history
+
+    def scores(model: keras.Model) -> dict[str, np.ndarray]:
+        return {part: model.predict(CodeBatches(codes_of(part), None, 64), verbose=0) for part in sets}
+
+    cnn, proba, cnn_history, _ = modelstore.train_or_load(
+        modelstore.entry("02_alhammadi", f"{name}-cnn", key), build=build_cnn, fit=fit_cnn, outputs=scores)
+    codes_of.cache_clear()
+    for part in sets:  # a round's codes (270 kB an image at 450 px) are not needed once its CNN is scored
+        (workdir / f"{part}_codes.npy").unlink(missing_ok=True)
     return {"proba": proba, "cae": cae, "encoder": encoder, "cnn": cnn, "cae_history": cae_history,
-            "cnn_history": cnn_history, "correlations": correlations, "code_length": int(codes_train.shape[1])}
+            "cnn_history": cnn_history, "correlations": kept["correlations"], "code_length": code_length}

@@ -96,7 +96,8 @@ class StoredModel:
         with open(self.dir / ".tmp-outputs.npz", "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in outputs.items()})
         os.replace(self.dir / ".tmp-outputs.npz", self.outputs)
-        (self.dir / "history.json").write_text(json.dumps(_canonical(history), indent=1))
+        plain = {k: np.asarray(v, dtype=float).tolist() for k, v in history.items()}  # per-epoch numbers
+        (self.dir / "history.json").write_text(json.dumps(plain, indent=1))
         shutil.rmtree(self.backup, ignore_errors=True)
         tmp_key = self.dir / ".tmp-key.json"
         tmp_key.write_text(json.dumps(self.key, indent=1, sort_keys=True))

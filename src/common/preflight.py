@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from common.paths import cache_root, is_writable, results_root
 
@@ -43,6 +43,7 @@ DOWNLOAD_PROBE_TIMEOUT = 5.0
 PARAMETERS_M = {
     "efficientnetv2m": 53.2, "mobilenetv2": 3.5, "resnet50": 25.6, "resnet101": 44.7, "vgg16": 138.4,
     "densenet121": 8.1, "densenet201": 20.2, "inceptionv3": 23.9, "alexnet": 62.4, "vit": 0.4,
+    "acrnn": 3.0, "cnn": 1.0, "cnn_eca": 1.0, "cae": 0.02,
 }
 #: Bytes a trained network leaves under the cache root per parameter: the saved float32 weights
 #: (4) plus a resumable backup holding weights and Adam's two moment slots (12).
@@ -257,7 +258,8 @@ def check_device(report: Preflight, expects_gpu: bool) -> None:
 # ----------------------------------------------------------------------- entry
 def preflight(
     params: Mapping[str, Any], *, profiles: Mapping[str, Mapping[str, Any]], dataset: str | None = None,
-    networks: Mapping[str, Any] | None = None, full_networks: Iterable[str] = (), disk_bytes: int = 0,
+    networks: Mapping[str, Any] | None = None, full_networks: Iterable[str] = (),
+    disk_bytes: int | Callable[[int], int] = 0,
     load_kwargs: Mapping[str, Any] | None = None, expects_gpu: bool | None = None,
     injected: Iterable[str] | None = None, verbose: bool = True,
 ) -> Preflight:
@@ -267,7 +269,8 @@ def preflight(
     ``seed``, are the parameters it declares). ``dataset``: registry id read
     from ``params["data_root"]`` unless ``params["synthetic"]``. ``networks``: each
     network's starting weights; ``full_networks``: those built with their top (VGG fc7).
-    ``disk_bytes``: what the run writes under the cache root. ``expects_gpu``: default
+    ``disk_bytes``: what the run writes under the cache root, or a function of the
+    number of samples found (synthetic runs: 0, their twins are small). ``expects_gpu``: default
     True for the ``paper`` profile. ``injected``: names papermill passed (default: read
     from the notebook's history). Returns the :class:`Preflight`, whose ``record``
     goes into ``run.json`` and whose ``dataset`` is the loaded dataset (or None).
@@ -280,7 +283,8 @@ def preflight(
         check_data(report, dataset, params.get("data_root"), bool(params.get("synthetic")), load_kwargs or {})
     if networks:
         check_weights(report, networks, full_networks)
-    check_disk(report, int(disk_bytes))
+    n = len(report.dataset) if report.dataset is not None else 0
+    check_disk(report, int(disk_bytes(n) if callable(disk_bytes) else disk_bytes))
     check_device(report, params.get("profile") in GPU_PROFILES if expects_gpu is None else expects_gpu)
     if verbose:
         print("preflight\n" + "\n".join(report.lines))

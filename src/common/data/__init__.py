@@ -35,6 +35,9 @@ class DatasetInfo:
     layout: str
     loader: Callable[..., Dataset]
     fetch: str  # "debian", "kaggle:<owner>/<slug>" (kagglehub) or manual instructions
+    #: samples per label in the full dataset as data/README.md gives them (None: depends on options or unverified);
+    #: the preflight reports a copy that differs (subsets and rehearsals are legitimate)
+    counts: dict[str, int] | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -63,12 +66,14 @@ DATASETS: dict[str, DatasetInfo] = {
             "see the Kaggle and TCIA pages (TCIA data usage policy); verify before redistribution",
             "<root>/C-NMC_Leukemia/training_data/fold_{0,1,2}/{all,hem}/*.bmp, validation_data/...", load_cnmc,
             "kaggle:andrewmvd/leukemia-classification",
+            {"all": 7272 + 1219, "hem": 3389 + 648},  # training folds + labelled prelim set
         ),
         DatasetInfo(
             "aria_all", "Kaggle ALL images (Aria et al.)", "05",
             "Kaggle mehradaria/leukemia", "see the Kaggle page; verify before redistribution",
             "<root>/{Original,Segmented}/{Benign,Early,Pre,Pro}/*.jpg", load_aria_all,
             "kaggle:mehradaria/leukemia",
+            {"Benign": 504, "Early": 985, "Pre": 963, "Pro": 804},
         ),
         DatasetInfo(
             "aml_mll", "AML-Cytomorphology_MLL_Helmholtz (Hehr et al. 2023)", "04",
@@ -76,6 +81,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "TCIA data usage policy (see the collection page)",
             "<root>/data/{control,CBFB_MYH11,NPM1,PML_RARA,RUNX1_RUNX1T1}/<patient>/*.tif [+ metadata CSV]", load_aml_mll,
             "Download the collection with the NBIA Data Retriever from its TCIA page into <root>.",
+            {"control": 20305, "CBFB_MYH11": 17212, "NPM1": 17710, "RUNX1_RUNX1T1": 14403, "PML_RARA": 11584},
         ),
     ]
 }
