@@ -96,6 +96,15 @@ def test_too_little_disk(env):
     assert line.startswith("disk:") and "GB free" in line and "REPRO_CACHE_DIR" in line
 
 
+def test_kaggle_working_quota(env, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", "/kaggle/working/cache")
+    monkeypatch.setattr(P, "is_writable", lambda path: True)
+    monkeypatch.setattr(P, "free_bytes", lambda path: 10 ** 12)
+    [line] = problems(disk_bytes=25 * 10 ** 9)
+    assert "/kaggle/working keeps at most 20 GB" in line and "REPRO_CACHE_DIR" in line
+    assert run({}, disk_bytes=10 ** 9).record["disk"]["needed_bytes"] == 10 ** 9
+
+
 def test_gpu_expected_unless_cpu_is_allowed(env, monkeypatch):
     monkeypatch.setattr(P, "gpu_devices", lambda: [])
     [line] = problems(expects_gpu=True)

@@ -221,7 +221,9 @@ def trained_network(name: str, train: tuple[Sequence[str], np.ndarray], evaluate
 
     options = dict(image_size=image_size, pretrained=str(pretrained), learning_rate=learning_rate, seed=seed,
                    eager=eager, bn_momentum=bn_momentum)
-    key = {**options, "epochs": epochs, "batch_size": batch_size, "num_classes": num_classes, "data": dict(data_key),
+    start = backbones._file_id(Path(pretrained)) if Path(str(pretrained)).is_file() else str(pretrained)  # a file by content
+    key = {**options, "pretrained": start, "epochs": epochs, "batch_size": batch_size, "num_classes": num_classes,
+           "data": dict(data_key),
            "hooks": dict(hooks), "code": modelstore.code_version(backbones, build_classifier, fit_classifier)}
     stored = modelstore.entry(paper, name, key)
     _, outputs, history, reused = modelstore.train_or_load(

@@ -45,6 +45,9 @@ PARAMETERS_M = {
     "densenet121": 8.1, "densenet201": 20.2, "inceptionv3": 23.9, "alexnet": 62.4, "vit": 0.4,
     "acrnn": 3.0, "cnn": 1.0, "cnn_eca": 1.0, "cae": 0.02,
 }
+#: Folders whose size a platform caps below the disk's free space: (folder, bytes). Kaggle keeps at
+#: most 20 GB of /kaggle/working, which shutil.disk_usage does not show.
+OUTPUT_QUOTAS = ((Path("/kaggle/working"), 20e9),)
 #: Bytes a trained network leaves under the cache root per parameter: the saved float32 weights
 #: (4) plus a resumable backup holding weights and Adam's two moment slots (12).
 BYTES_PER_PARAMETER = 16
@@ -218,7 +221,12 @@ def check_disk(report: Preflight, need: int) -> None:
             return
     free = free_bytes(cache)
     report.record["disk"] = {"cache_root": str(cache), "needed_bytes": int(need), "free_bytes": int(free)}
-    if free < need:
+    quota = next(((folder, size) for folder, size in OUTPUT_QUOTAS if Path(cache).absolute().is_relative_to(folder)), None)
+    if quota and need > quota[1]:
+        report.fail("disk", f"the run writes about {need / 1e9:.1f} GB under {cache}, but {quota[0]} keeps at most "
+                            f"{quota[1] / 1e9:.0f} GB; set REPRO_CACHE_DIR to a folder outside it (e.g. /tmp/cache, "
+                            "not kept after the session)")
+    elif free < need:
         report.fail("disk", f"{cache} has {free / 1e9:.1f} GB free, the run writes about {need / 1e9:.1f} GB there; "
                             "free space or set REPRO_CACHE_DIR to a larger disk")
     else:

@@ -121,5 +121,7 @@ def load_or_fetch(name: str, root: Path | str | None = None, **kwargs: Any) -> D
     into its default folder when it is not there yet. Other datasets are loaded as they are."""
     info = registry_entry(name)
     if info.fetch == "debian" and root is None and not default_root(name).is_dir():
+        where = "" if default_root(name).is_relative_to(data_root()) else " (the data root is read-only)"
+        print(f"fetching {name} from Debian packages into {default_root(name)}{where}", flush=True)
         fetch_debian(default_root(name))
     return load(name, root, **kwargs)
