@@ -132,3 +132,20 @@ def test_a_qualified_run_model_answers_its_claim_and_says_how_it_ran(claims_dir)
     text = claims.comparison_markdown(comparison, "synthetic")
     assert "vit (run as vit [from scratch])" in text
     assert claims.base_model("ensemble (selected)") == "ensemble (selected)"
+
+
+def test_cited_claims_get_no_reproduced_value_and_no_delta(tmp_path):
+    (tmp_path / "98_test.yaml").write_text(textwrap.dedent("""
+        paper: 98_test
+        claims:
+          - {table: "Table 3", model: hybrid, metric: accuracy, value: 90, cited: true}
+          - {table: "Table 3", model: hybrid, metric: accuracy, value: 91}
+    """))
+    comparison = claims.compare(claims.load_claims("98_test", tmp_path), metric_rows())
+    assert np.isnan(comparison.iloc[0]["published"]) and np.isnan(comparison.iloc[0]["delta_published"])
+    assert comparison.iloc[1]["published"] == pytest.approx(7 / 8), "the same model, not cited, is compared"
+    text = claims.comparison_markdown(comparison, "real")
+    assert text.count("cited from other work, not run") == 2  # one cell per protocol
+    (tmp_path / "97_test.yaml").write_text("claims:\n  - {table: T, model: m, metric: accuracy, value: 1, cited: yes please}\n")
+    with pytest.raises(ValueError, match="cited"):
+        claims.load_claims("97_test", tmp_path)

@@ -25,7 +25,7 @@ from common.evaluate import format_value
 from common.paths import claims_dir, read_yaml
 
 REQUIRED_FIELDS = ("table", "model", "metric", "value")
-OPTIONAL_FIELDS = ("class", "unit", "protocol", "note")
+OPTIONAL_FIELDS = ("class", "unit", "protocol", "note", "cited")
 UNITS = ("percent", "fraction", "count", "value")  # count/value: raw numbers (class counts, errors)
 METRIC_ALIASES = {
     "recall": "sensitivity", "tpr": "sensitivity", "true positive rate": "sensitivity",
@@ -33,7 +33,7 @@ METRIC_ALIASES = {
     "auc-roc": "auc", "roc auc": "auc", "roc_auc": "auc", "tnr": "specificity",
     "acc": "accuracy", "ppv": "precision",
 }
-CLAIM_COLUMNS = ["table", "protocol", "model", "class", "metric", "value", "unit", "note"]
+CLAIM_COLUMNS = ["table", "protocol", "model", "class", "metric", "value", "unit", "note", "cited"]
 
 
 def normalise_metric(name: str) -> str:
@@ -52,7 +52,7 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
     doc = read_yaml(path, "transcribe the paper's tables there (see claims/README.md)")
     if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list) or not doc["claims"]:
         raise ValueError(f"{path} needs a non-empty 'claims' list (see claims/README.md)")
-    defaults = {"class": "overall", "unit": "percent", "protocol": "as published", "note": ""}
+    defaults = {"class": "overall", "unit": "percent", "protocol": "as published", "note": "", "cited": False}
     defaults.update(doc.get("defaults") or {})
     rows = []
     for i, claim in enumerate(doc["claims"], start=1):
@@ -69,6 +69,8 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
             row["value"] = float(row["value"])
         except (TypeError, ValueError):
             raise ValueError(f"{path}: claim {i} value {claim['value']!r} is not a number") from None
+        if not isinstance(row["cited"], bool):
+            raise ValueError(f"{path}: claim {i} has cited {row['cited']!r}; use true or false")
         row["metric"] = normalise_metric(row["metric"])
         row["class"] = str(row["class"])
         row["model"] = str(row["model"])
@@ -117,7 +119,7 @@ def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str
         values, lows, highs = [], [], []
         for i, (_, claim) in enumerate(claims.iterrows()):
             key = (protocol, claim["model"], claim["class"], claim["metric"])
-            if key in keyed.index:
+            if key in keyed.index and not claim["cited"]:  # a number cited from other work is not reproduced here
                 hit = keyed.loc[key]
                 hit = hit.iloc[0] if isinstance(hit, pd.DataFrame) else hit
                 if hit["reproduced_as"] != claim["model"]:
@@ -164,9 +166,11 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
     for protocol in protocols:
         percent = comparison["unit"] == "percent"
         table[f"reproduced ({protocol})"] = [
+            "cited from other work, not run" if c else
             (format_value(v, lo, hi, percent=p) if p or u == "fraction" else _plain(v)) or "not run"
-            for v, lo, hi, p, u in zip(comparison[protocol], comparison[f"{protocol}_ci_low"],
-                                       comparison[f"{protocol}_ci_high"], percent, comparison["unit"])
+            for v, lo, hi, p, u, c in zip(comparison[protocol], comparison[f"{protocol}_ci_low"],
+                                          comparison[f"{protocol}_ci_high"], percent, comparison["unit"],
+                                          comparison.get("cited", pd.Series([False] * len(comparison))))
         ]
         table[f"Δ {protocol}"] = [
             "" if not np.isfinite(d) else f"{d:+.2f}{' pp' if p else ''}"
