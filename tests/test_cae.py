@@ -1,5 +1,6 @@
 """Paper 02: the CAE has the paper's per-layer parameter counts at 450 px; depth-to-space
-matches TensorFlow's; codes round-trip through disk; the CNN's real size is printed."""
+matches TensorFlow's; codes round-trip through disk; the CNN's real size is printed;
+learnables leave out BatchNorm statistics; correlations and dataset counts per class."""
 import numpy as np
 import pytest
 
@@ -34,6 +35,48 @@ def test_code_cnn_parameter_count_is_far_from_the_claimed_86_5_million():
     model = cae.build_code_cnn(67500)
     # conv1 32*1*40+40, bn 4*40, ln 2*40, conv2 32*40*80+80, bn 4*80, ln 2*80, dense 80*2+2
     assert model.count_params() == 1320 + 160 + 80 + 102480 + 320 + 160 + 162
+
+
+def test_learnables_leave_out_the_batchnorm_moving_statistics():
+    model = cae.build_code_cnn(67500)
+    # MATLAB's learnables: conv1 1320, bn gamma/beta 2*40, ln 2*40, conv2 102480, bn 2*80, ln 2*80, dense 162
+    assert cae.learnable_count(model) == 1320 + 80 + 80 + 102480 + 160 + 160 + 162 == 104442
+    assert model.count_params() - cae.learnable_count(model) == 2 * (40 + 80), "moving mean and variance per channel"
+
+
+def test_learnables_by_layer_are_figure_3s_list():
+    model, _ = cae.build_cae(450)
+    by_layer = cae.learnables_by_layer(model)
+    assert list(by_layer) == ["enc_conv1", "enc_conv2", "enc_conv3", "dec_conv1", "dec_conv2", "dec_conv3"]
+    assert list(by_layer.values()) == [252, 2214, 6588, 6588, 252, 30]
+    assert cae.learnable_count(model) == 15924
+
+
+def test_correlations_are_split_by_class_and_nans_dropped():
+    r = np.array([0.9, 0.5, np.nan, 0.7, 0.3])
+    y = np.array([1, 0, 1, 1, 0])
+    split = cae.correlations_by_class(r, y, ["hem", "all"])
+    np.testing.assert_array_equal(split["all"], [0.9, 0.7])
+    np.testing.assert_array_equal(split["hem"], [0.5, 0.3])
+    np.testing.assert_array_equal(split["overall"], [0.9, 0.5, 0.7, 0.3])
+    assert split["all"].mean() != pytest.approx(split["overall"].mean()), "the ALL mean is not the pooled mean"
+
+
+def test_correlations_by_class_rejects_misaligned_or_unknown_labels():
+    with pytest.raises(ValueError, match="3 correlations for 2 labels"):
+        cae.correlations_by_class([0.1, 0.2, 0.3], [0, 1], ["hem", "all"])
+    with pytest.raises(ValueError, match=r"label\(s\) \[2\]"):
+        cae.correlations_by_class([0.1, 0.2], [0, 2], ["hem", "all"])
+
+
+def test_dataset_counts_images_and_subjects_per_class():
+    labels = ["all", "all", "hem", "all", "hem"]
+    subjects = ["A1", "A1", "H1", "A2", "H2"]
+    counts = cae.dataset_counts(labels, subjects)
+    assert counts == {"overall": {"images": 5, "subjects": 4}, "all": {"images": 3, "subjects": 2},
+                      "hem": {"images": 2, "subjects": 2}}
+    with pytest.raises(ValueError, match="no images"):
+        cae.dataset_counts([], [])
 
 
 def test_codes_round_trip_through_disk(tmp_path):

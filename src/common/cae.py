@@ -5,6 +5,10 @@ Pure Keras 3 (runs on TensorFlow, JAX and PyTorch). The CAE's encoder is three
 between them, so a 450 px image becomes a 50 x 50 x 27 = 67,500-value code; the
 decoder mirrors it with depth-to-space (block 3) upsampling. The codes are written
 to disk in chunks and streamed back in batches: at 450 px one code is 270 kB.
+
+The paper's sizes are MATLAB's "learnables" (trainable parameters only,
+:func:`learnable_count`), and its reconstruction correlation is "for lymphoblastic
+cells" (:func:`correlations_by_class` keeps the classes apart).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
+import pandas as pd
 from keras import layers, ops
 
 POOL = 3  # average pooling and depth-to-space block size: 450 -> 150 -> 50
@@ -56,7 +61,8 @@ def build_cae(image_size: int = 450, learning_rate: float = 1e-3) -> tuple[keras
     """The CAE of Fig. 3; returns ``(cae, encoder)``; MSE, Adam(``learning_rate``).
 
     At 450 px the learnable parameters per convolution are 252, 2214, 6588, 6588,
-    252, 30 (15,924), as the paper's Fig. 3 lists them.
+    252, 30 (15,924), as the paper's Fig. 3 lists them (3 x 3 kernels: 252 = 3*3*3*9 + 9).
+    Pooling is average pooling, as Fig. 3 lists it (the text says max pooling).
     """
     h, w, c = code_shape(image_size)
     inputs = keras.Input((image_size, image_size, 3), name="image")
@@ -104,6 +110,53 @@ def build_code_cnn(code_length: int, num_classes: int = 2, kernel_size: int = 32
     x = layers.Dense(num_classes, name="fc")(x)
     outputs = layers.Softmax(name="softmax")(x)
     return keras.Model(inputs, outputs, name="code_cnn")
+
+
+def learnable_count(model: keras.Model) -> int:
+    """Trainable parameters only, what MATLAB calls "learnables" (the paper's Figs. 3 and 4).
+
+    Keras' ``count_params()`` also counts non-trainable weights: each BatchNormalization
+    layer's moving mean and variance (2 per channel; 240 in the 1-D CNN's 40 + 80 channels).
+    """
+    return int(sum(math.prod(weight.shape) for weight in model.trainable_weights))
+
+
+def learnables_by_layer(model: keras.Model) -> dict[str, int]:
+    """``{layer name: trainable parameters}`` for the layers that have any, in model order."""
+    counts = {layer.name: learnable_count(layer) for layer in model.layers}
+    return {name: n for name, n in counts.items() if n}
+
+
+def correlations_by_class(correlations: Sequence[float], labels: Sequence[int],
+                          class_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Split per-image reconstruction correlations by class.
+
+    ``correlations[i]`` belongs to the image with class index ``labels[i]`` (0..K-1, the
+    order of ``class_names``). Returns ``{class name: values, ..., "overall": all values}``
+    with NaNs (constant images, see :func:`reconstruction_correlations`) left out.
+    """
+    correlations, labels = np.asarray(correlations, dtype=float), np.asarray(labels)
+    if correlations.shape != labels.shape:
+        raise ValueError(f"{correlations.shape[0]} correlations for {labels.shape[0]} labels; pass the labels of the "
+                         "images the correlations were computed on, in the same order")
+    unknown = sorted(set(labels.tolist()) - set(range(len(class_names))))
+    if unknown:
+        raise ValueError(f"label(s) {unknown} have no entry in class_names {list(class_names)}")
+    finite = np.isfinite(correlations)
+    split = {name: correlations[finite & (labels == k)] for k, name in enumerate(class_names)}
+    return {**split, "overall": correlations[finite]}
+
+
+def dataset_counts(labels: Sequence[str], subjects: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Images and distinct subjects, overall and per class: ``{"overall": {"images": n,
+    "subjects": m}, <class>: {...}}``. A subject is counted under every class it has images of."""
+    table = pd.DataFrame({"label": np.asarray(labels, dtype=str), "subject": np.asarray(subjects, dtype=str)})
+    if len(table) == 0:
+        raise ValueError("no images to count; load the dataset first")
+    counts = {"overall": {"images": len(table), "subjects": table["subject"].nunique()}}
+    for label, part in table.groupby("label", sort=True):
+        counts[str(label)] = {"images": len(part), "subjects": part["subject"].nunique()}
+    return counts
 
 
 def step_decay(initial: float = 1e-3, factor: float = 0.1, period: int = 10):
@@ -197,6 +250,9 @@ def fit_round(train_paths: Sequence[str], train_y: np.ndarray, test_paths: Seque
               seed: int = 0, name: str = "round") -> dict[str, Any]:
     """Train the CAE on the training images, write train/test codes to ``workdir``,
     train the 1-D CNN on the training codes; return probabilities and histories.
+
+    ``correlations`` holds one original-vs-reconstruction Pearson r per test image, in
+    the order of ``test_paths`` (both classes: split them with :func:`correlations_by_class`).
 
     Images stream from disk in batches; codes are written and read in batches.
     ``extra_tests`` are further held-out sets ({name: (paths, labels)}) scored by the same model.
