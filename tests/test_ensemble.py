@@ -21,11 +21,11 @@ def test_weighted_scores_and_threshold():
         E.weighted_scores([P1], (0.5, 0.5))
 
 
-def test_grid_reports_coverage_and_both_accuracies_and_select_prefers_coverage_on_ties():
+def test_grid_scores_all_images_and_keeps_coverage_as_secondary_columns():
     table = E.grid(Y, [P1, P2], weight_sets=[(0.7, 0.3), (0.3, 0.7)], thresholds=[0.7])
-    first = table.iloc[0]
-    assert first["coverage"] == pytest.approx(2 / 3)
-    assert first["accuracy_covered"] == 1.0 and first["accuracy_abstain_as_error"] == pytest.approx(2 / 3)
+    first = table.iloc[0]  # scores 0.78, 0.55, 0.83: row 1 abstains, rows 0 and 2 right
+    assert first["accuracy"] == pytest.approx(2 / 3) and first["coverage"] == pytest.approx(2 / 3)
+    assert first["accuracy_covered"] == 1.0
     # (0.3, 0.7): scores 0.62, 0.75, 0.87 -> covered rows 1 and 2; row 1 predicted 0 (0.75): right
     second = table.iloc[1]
     assert second["coverage"] == pytest.approx(2 / 3) and second["accuracy_covered"] == 1.0
@@ -34,10 +34,113 @@ def test_grid_reports_coverage_and_both_accuracies_and_select_prefers_coverage_o
         E.select(table, by="auc")
 
 
-def test_abstain_accuracy_counts_abstentions_as_errors():
-    out = E.abstain_accuracy(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.array([True, True, True, False]), 200)
-    assert out["value"] == 0.5 and out["coverage"] == 0.75 and out["accuracy_covered"] == pytest.approx(2 / 3)
-    assert 0 <= out["ci_low"] <= 0.5 <= out["ci_high"] <= 1
+def test_selection_does_not_reward_abstaining():
+    """Raising gamma from 0.7 to 0.8 drops one wrong (0.75) and one right (0.75) image: accuracy on the
+    covered images rises from 3/4 to 2/2, accuracy on all images falls from 3/4 to 2/4. The
+    selection keeps gamma 0.7 (selecting by covered-only accuracy would pick 0.8)."""
+    proba = np.array([[0.9, 0.1], [0.75, 0.25], [0.75, 0.25], [0.1, 0.9]])
+    y = np.array([0, 0, 1, 1])
+    table = E.grid(y, [proba, proba], weight_sets=[(0.5, 0.5)], thresholds=[0.7, 0.8])
+    assert E.select(table)["gamma"] == 0.7
+    assert table["accuracy_covered"].tolist() == [0.75, 1.0] and table["accuracy"].tolist() == [0.75, 0.5]
+
+
+# y, confident prediction (or None: abstains) -> the (3, 4) matrix with the abstentions last
+Y3 = np.array([0, 0, 1, 1, 2, 2])
+PRED3 = np.array([0, 2, 1, 0, 2, 1])
+COVERED3 = np.array([True, False, True, True, True, False])
+
+
+def test_abstention_confusion_has_an_abstention_column():
+    cm = E.abstention_confusion(Y3, PRED3, COVERED3, 3)
+    assert cm.tolist() == [[1, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]]
+    with pytest.raises(ValueError, match=r"label\(s\) \[3\] outside 0..2"):
+        E.abstention_confusion(Y3, PRED3 + 1, COVERED3, 3)
+
+
+def test_abstention_is_wrong_for_its_class_and_predicts_no_class():
+    """Worked by hand (6 images, 2 abstentions, 1 error: a class-1 image called 0):
+    class 0: TP 1, FN 1 (abstained), FP 1 -> precision 1/2, sensitivity 1/2, TN 3, specificity 3/4, accuracy 4/6;
+    class 1: TP 1, FN 1, FP 0 -> precision 1, sensitivity 1/2, specificity 4/4, F1 2/3, accuracy 5/6;
+    class 2: TP 1, FN 1 (abstained), FP 0 (the abstention of a class-1 image predicts no class) -> same as class 1.
+    Dropping the abstentions instead would give classes 0 and 2 sensitivity 1."""
+    values = E.abstention_metrics(E.abstention_confusion(Y3, PRED3, COVERED3, 3), ["a", "b", "c"])
+    assert values[("overall", "accuracy")] == pytest.approx(3 / 6)
+    assert values[("a", "precision")] == 0.5 and values[("a", "sensitivity")] == 0.5
+    assert values[("a", "specificity")] == 0.75 and values[("a", "accuracy")] == pytest.approx(4 / 6)
+    for cls in ("b", "c"):
+        assert values[(cls, "precision")] == 1 and values[(cls, "sensitivity")] == 0.5
+        assert values[(cls, "specificity")] == 1 and values[(cls, "f1")] == pytest.approx(2 / 3)
+        assert values[(cls, "accuracy")] == pytest.approx(5 / 6)
+    assert values[("c", "support")] == 2, "an abstained image still counts in its class"
+    assert values[("macro", "precision")] == pytest.approx(5 / 6), "the abstention outcome is no class of the average"
+    assert values[("macro", "accuracy")] == pytest.approx(7 / 9)
+    assert values[("macro", "specificity")] == pytest.approx(11 / 12)
+    assert values[("weighted", "sensitivity")] == pytest.approx(0.5)
+    assert not any(key[0] == E.ABSTAIN for key in values)
+
+
+def test_abstention_metrics_reproduce_the_papers_selected_row_from_its_counts():
+    """Figure 6 / P360: 176 Benign, 345 Early, 337 Pre, 281 Pro test images, one Pre-B image called Benign,
+    no abstention. Table 3's (0.7, 0.3), gamma 0.7 rows follow (printed to 2 decimals: tolerance 0.005 pp)."""
+    cm = np.zeros((4, 5), int)
+    cm[[0, 1, 2, 3], [0, 1, 2, 3]] = [176, 345, 336, 281]
+    cm[2, 0] = 1
+    values = {key: 100 * v for key, v in E.abstention_metrics(cm, ["Benign", "Early", "Pre", "Pro"]).items()}
+    printed = {("Benign", "precision"): 99.44, ("Benign", "specificity"): 99.90, ("Benign", "f1"): 99.72,
+               ("Pre", "sensitivity"): 99.70, ("Pre", "f1"): 99.85, ("Pre", "accuracy"): 99.91,
+               ("macro", "precision"): 99.86, ("macro", "sensitivity"): 99.93, ("macro", "specificity"): 99.97,
+               ("macro", "f1"): 99.89, ("macro", "accuracy"): 99.96, ("overall", "accuracy"): 99.91}
+    for key, value in printed.items():
+        assert values[key] == pytest.approx(value, abs=0.005), key
+
+
+def test_score_all_images_equals_evaluate_without_abstentions_and_reports_secondary_rows():
+    from common import evaluate
+
+    rng = np.random.default_rng(0)
+    scores = rng.dirichlet(np.ones(3), size=40)
+    y = np.arange(40) % 3
+    rows = E.score_all_images(y, scores, 0.0, ["a", "b", "c"], protocol="published", model="m")
+    rows = rows.set_index(["class", "metric"])
+    plain = evaluate.evaluate(y, scores.argmax(1), scores, labels=range(3), class_names=["a", "b", "c"], n_bootstrap=0)
+    plain = plain.set_index(["class", "metric"])["value"]
+    np.testing.assert_allclose(rows.loc[plain.index, "value"], plain, atol=1e-12)  # gamma 0: nothing abstains
+    assert rows.loc[("overall", "coverage"), "value"] == 1.0 and rows.loc[("overall", "abstentions"), "value"] == 0
+    # at gamma 0.6 some images abstain: overall accuracy counts them as errors, accuracy_covered does not
+    rows = E.score_all_images(y, scores, 0.6, ["a", "b", "c"], protocol="p", model="m", n_bootstrap=200, seed=1)
+    rows = rows.set_index(["class", "metric"])
+    confident = scores.max(1) >= 0.6
+    right = scores.argmax(1) == y
+    assert 0 < confident.sum() < 40
+    assert rows.loc[("overall", "accuracy"), "value"] == pytest.approx((right & confident).sum() / 40)
+    assert rows.loc[("overall", "accuracy_covered"), "value"] == pytest.approx(right[confident].mean())
+    assert rows.loc[("overall", "abstentions"), "value"] == (~confident).sum()
+    head = rows.loc[("overall", "accuracy")]
+    assert head["ci_low"] <= head["value"] <= head["ci_high"]
+    assert np.isnan(rows.loc[("overall", "abstentions"), "ci_low"])
+
+
+def test_confusion_figure_shows_the_abstentions():
+    from common import plots
+
+    cm = E.abstention_confusion(Y3, PRED3, COVERED3, 3)
+    fig = plots.plot_confusion_matrix(cm, ["a", "b", "c"], extra_columns=[E.ABSTAIN])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", E.ABSTAIN]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(str(v) for v in cm.ravel())
+    with pytest.raises(ValueError, match="does not match 3 class names"):
+        plots.plot_confusion_matrix(cm, ["a", "b", "c"])
+
+
+def test_dataset_table_and_count_rows():
+    table = E.dataset_table({"Benign": 5, "Early": 7})
+    assert table["images"].tolist() == [5, 7, 12] and table["type"].tolist() == ["Benign", "Early", "Total"]
+    assert set(table["patients"]) == {"not in the data (no patient ids)"}
+    assert E.dataset_table({"Benign": 5, "Early": 7}, {"Benign": 2, "Early": 1})["patients"].tolist() == [2, 1, 3]
+    rows = E.count_rows({"Benign": 5, "Early": 7}, "images")
+    assert dict(zip(rows["class"], rows["value"])) == {"Benign": 5, "Early": 7, "overall": 12}
+    assert set(rows["model"]) == {"dataset"} and set(rows["metric"]) == {"images"}
 
 
 def test_corrected_images_are_exported_by_kind(tmp_path):

@@ -3,8 +3,14 @@
 Equation 8 of the paper: the ensemble's class scores are the weighted sum of the base
 networks' class probabilities; its prediction is the arg-max, and when the winning
 score is below a threshold gamma there is no confident prediction (an abstention).
-The paper does not say how abstentions are scored, so every function here reports
-coverage, metrics on the covered images and accuracy counting abstentions as errors.
+
+Scoring (one rule, :func:`abstention_metrics`): every metric is on ALL images, an
+abstention being an extra outcome, "no confident prediction", that is wrong for the
+image's true class and predicts no class. For class c it is a false negative when the
+image is of class c (sensitivity and one-vs-rest accuracy fall) and a true negative
+otherwise (the image was not called c); it is never a false positive, so precision
+counts confident predictions only. Overall accuracy = confident and correct / all
+images. Coverage and the accuracy on the covered images are secondary rows.
 """
 from __future__ import annotations
 
@@ -16,8 +22,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from common import evaluate
+
 WEIGHT_SETS = ((0.5, 0.5), (0.6, 0.4), (0.4, 0.6), (0.3, 0.7), (0.7, 0.3))
 THRESHOLDS = (0.7, 0.8)
+ABSTAIN = "no confident prediction"
 
 
 def weighted_scores(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -36,44 +45,144 @@ def threshold_predict(scores: np.ndarray, gamma: float) -> tuple[np.ndarray, np.
     return scores.argmax(axis=1), scores.max(axis=1) >= gamma
 
 
+def abstention_confusion(y_true: Sequence[int], pred: Sequence[int], covered: Sequence[bool],
+                         num_classes: int) -> np.ndarray:
+    """Counts on all images, shape (K, K + 1): rows the true class, columns the predicted
+    class, the last column the abstentions (``covered`` False). Labels are 0..K-1."""
+    y_true, pred, covered = np.asarray(y_true), np.asarray(pred), np.asarray(covered, dtype=bool)
+    if not y_true.shape == pred.shape == covered.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true {y_true.shape}, pred {pred.shape} and covered {covered.shape} "
+                         "must be 1-D and of one shape")
+    outside = sorted({int(v) for v in np.concatenate([y_true, pred[covered]]) if not 0 <= v < num_classes})
+    if outside:
+        raise ValueError(f"label(s) {outside} outside 0..{num_classes - 1}; pass labels as class indices")
+    outcome = np.where(covered, pred, num_classes)
+    cells = y_true.astype(np.int64) * (num_classes + 1) + outcome
+    return np.bincount(cells, minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
+
+
+def abstention_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[tuple[str, str], float]:
+    """{(class, metric): value} from an :func:`abstention_confusion` matrix, the rule of the module docstring.
+
+    The matrix gets an empty row for the abstention outcome, which makes it square with the
+    counts above (abstentions: false negatives of their true class, no class's false
+    positives), so :mod:`common.evaluate`'s arithmetic applies unchanged; the abstention's own
+    entries are then dropped and the macro averages taken over the real classes only.
+    """
+    names = [str(n) for n in class_names]
+    k = len(names)
+    cm = np.asarray(cm, dtype=float)
+    if cm.shape != (k, k + 1):
+        raise ValueError(f"confusion matrix shape {cm.shape} is not (classes, classes + 1) = {(k, k + 1)}")
+    square = np.vstack([cm, np.zeros((1, k + 1))])
+    values = evaluate._metrics_from_confusion(square, [*names, ABSTAIN])
+    out = {key: value for key, value in values.items() if key[0] in names or key[0] in ("overall", "weighted")}
+    for metric in evaluate.CLASS_METRICS:  # weighted: the abstention's weight is 0 already
+        per_class = np.array([out[(name, metric)] for name in names])
+        out[("macro", metric)] = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else np.nan
+    return out
+
+
+def _all_image_values(y: np.ndarray, scores: np.ndarray, gamma: float, names: list[str],
+                      with_scores: bool = True) -> dict[tuple[str, str], float]:
+    """Label metrics on all images, AUC of the weighted scores (threshold-free), coverage and covered-only accuracy."""
+    pred, covered = threshold_predict(scores, gamma)
+    values = abstention_metrics(abstention_confusion(y, pred, covered, len(names)), names)
+    if with_scores:
+        values.update(evaluate._auc_values(np.eye(len(names), dtype=int)[y], scores, names))
+    values[("overall", "coverage")] = float(covered.mean())
+    values[("overall", "accuracy_covered")] = float((pred == y)[covered].mean()) if covered.any() else np.nan
+    values[("overall", "abstentions")] = float((~covered).sum())
+    return values
+
+
+def score_all_images(y_true: Sequence[int], scores: np.ndarray, gamma: float, class_names: Sequence[str], *,
+                     protocol: str, model: str, n_bootstrap: int = 0, seed: int = 0,
+                     alpha: float = 0.05) -> pd.DataFrame:
+    """Metric rows (:data:`common.evaluate.ROW_COLUMNS`) of the ensemble at threshold ``gamma`` on ALL images.
+
+    ``scores``: (n, K) weighted class scores (:func:`weighted_scores`), labels 0..K-1.
+    Per-class, macro and weighted accuracy, precision, sensitivity, specificity, F1 and
+    support follow :func:`abstention_metrics`; ``overall`` accuracy counts an abstention as
+    an error; AUC and average precision use the scores (no threshold). Secondary rows, class
+    ``overall``: ``coverage`` (share confidently predicted), ``accuracy_covered`` (accuracy
+    on those only), ``abstentions`` (a count). ``n_bootstrap`` > 0 adds percentile-bootstrap
+    intervals (resampling images) to every row but average precision and the count.
+    """
+    y, _, scores, labels = evaluate.check_inputs(y_true, None, scores, labels=range(len(class_names)))
+    names = evaluate._names(labels, class_names)
+    values = _all_image_values(y, scores, gamma, names, with_scores=False)
+    values.update(evaluate._score_values(y, scores, labels, names))
+    cis: dict[tuple[str, str], tuple[float, float]] = {}
+    if n_bootstrap:
+        rng = np.random.default_rng(seed)
+        draws: dict[tuple[str, str], list[float]] = {}
+        for _ in range(n_bootstrap):
+            idx = rng.integers(0, y.size, size=y.size)
+            for key, value in _all_image_values(y[idx], scores[idx], gamma, names).items():
+                draws.setdefault(key, []).append(value)
+        for key, sample in draws.items():
+            sample = np.asarray(sample, dtype=float)
+            sample = sample[np.isfinite(sample)]
+            if sample.size and key[1] not in ("support", "abstentions"):
+                cis[key] = tuple(float(v) for v in np.percentile(sample, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+    no_ci = (np.nan, np.nan)
+    rows = [{"protocol": protocol, "model": model, "class": cls, "metric": metric, "value": value,
+             "ci_low": cis.get((cls, metric), no_ci)[0], "ci_high": cis.get((cls, metric), no_ci)[1]}
+            for (cls, metric), value in values.items()]
+    return pd.DataFrame(rows, columns=evaluate.ROW_COLUMNS)
+
+
 def grid(y: np.ndarray, probas: Sequence[np.ndarray], weight_sets: Sequence[Sequence[float]] = WEIGHT_SETS,
          thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
-    """Every (weights, gamma): coverage, accuracy on covered images, accuracy with abstentions as errors."""
+    """Every (weights, gamma): ``accuracy`` on all images (an abstention is an error), then
+    the secondary ``coverage`` and ``accuracy_covered`` (accuracy on the confident images only)."""
     y = np.asarray(y)
     rows = []
     for weights, gamma in itertools.product(weight_sets, thresholds):
         pred, covered = threshold_predict(weighted_scores(probas, weights), gamma)
         correct = (pred == y) & covered
         rows.append({"weights": tuple(float(w) for w in weights), "gamma": float(gamma),
-                     "coverage": float(covered.mean()),
-                     "accuracy_covered": float(correct.sum() / covered.sum()) if covered.any() else np.nan,
-                     "accuracy_abstain_as_error": float(correct.mean())})
+                     "accuracy": float(correct.mean()), "coverage": float(covered.mean()),
+                     "accuracy_covered": float(correct.sum() / covered.sum()) if covered.any() else np.nan})
     return pd.DataFrame(rows)
 
 
-def select(table: pd.DataFrame, by: str = "accuracy_covered") -> pd.Series:
-    """The best row of :func:`grid` by ``by``; ties go to higher coverage, then to the first listed."""
+def select(table: pd.DataFrame, by: str = "accuracy") -> pd.Series:
+    """The best row of :func:`grid` by ``by`` (default: accuracy on all images, so abstaining
+    is never rewarded); ties go to higher coverage, then to the first listed."""
     if by not in table.columns:
         raise ValueError(f"cannot select by {by!r}; choose one of {list(table.columns)}")
     order = table.assign(_i=np.arange(len(table))).sort_values([by, "coverage", "_i"], ascending=[False, False, True])
     return order.iloc[0].drop("_i")
 
 
-def abstain_accuracy(y: np.ndarray, pred: np.ndarray, covered: np.ndarray, n_bootstrap: int = 1000,
-                     seed: int = 0) -> dict[str, float]:
-    """Accuracy counting abstentions as errors, with a percentile-bootstrap 95% interval,
-    plus coverage and accuracy on the covered images."""
-    correct = ((np.asarray(pred) == np.asarray(y)) & np.asarray(covered)).astype(float)
-    rng = np.random.default_rng(seed)
-    boot = correct[rng.integers(0, correct.size, (n_bootstrap, correct.size))].mean(axis=1) if n_bootstrap else np.array([np.nan])
-    covered = np.asarray(covered)
-    return {"value": float(correct.mean()), "ci_low": float(np.percentile(boot, 2.5)), "ci_high": float(np.percentile(boot, 97.5)),
-            "coverage": float(covered.mean()),
-            "accuracy_covered": float(correct[covered].mean()) if covered.any() else float("nan")}
-
-
 def setting_name(weights: Sequence[float], gamma: float) -> str:
     return f"ensemble w={weights[0]:g}/{weights[1]:g} g={gamma:g}"
+
+
+def dataset_table(counts: Mapping[str, int], patients: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """The paper's Table 1 from the loaded data: images (and patients) per class and the total.
+
+    Without ``patients`` (the Kaggle ALL images carry no patient ids) the column says so.
+    """
+    rows = [{"type": name, "images": int(n)} for name, n in counts.items()]
+    rows.append({"type": "Total", "images": int(sum(counts.values()))})
+    table = pd.DataFrame(rows)
+    if patients is None:
+        table["patients"] = "not in the data (no patient ids)"
+    else:
+        table["patients"] = [int(patients[name]) for name in counts] + [int(sum(patients[name] for name in counts))]
+    return table
+
+
+def count_rows(counts: Mapping[str, int], metric: str, *, protocol: str = "published",
+               model: str = "dataset") -> pd.DataFrame:
+    """Metric rows (unit: count) for images per class plus their total (class ``overall``),
+    so claims such as Table 1's counts sit beside the run's."""
+    values = {**{str(name): float(n) for name, n in counts.items()}, "overall": float(sum(counts.values()))}
+    return pd.concat([evaluate.measurement_rows({metric: n}, protocol, model, cls) for cls, n in values.items()],
+                     ignore_index=True)
 
 
 def corrected_images(y: np.ndarray, base_preds: Mapping[str, np.ndarray], ensemble_pred: np.ndarray,

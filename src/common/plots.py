@@ -61,12 +61,18 @@ def _figure(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[plt.Figure,
 
 def plot_confusion_matrix(
     cm: np.ndarray, class_names: Sequence[str], normalize: bool = False, title: str = "Confusion matrix",
-    ax: plt.Axes | None = None,
+    ax: plt.Axes | None = None, *, extra_columns: Sequence[str] = (),
 ) -> plt.Figure:
-    """Heatmap of a confusion matrix; ``normalize=True`` shows row percentages."""
+    """Heatmap of a confusion matrix; ``normalize=True`` shows row percentages.
+
+    ``extra_columns``: names of outcomes that are not classes (e.g. an abstention), one
+    column each after the classes; ``cm`` is then (classes, classes + extras) and row
+    percentages count them.
+    """
     cm = np.asarray(cm, dtype=float)
-    if cm.shape != (len(class_names), len(class_names)):
-        raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(class_names)} class names")
+    if cm.shape != (len(class_names), len(class_names) + len(extra_columns)):
+        raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(class_names)} class names"
+                         + (f" and {len(extra_columns)} extra column(s)" if extra_columns else ""))
     size = 1.0 + 0.8 * len(class_names)
     fig, ax = _figure(ax, (size + 1.5, size))
     if normalize:
@@ -76,7 +82,7 @@ def plot_confusion_matrix(
     else:
         data, fmt, label = cm, ".0f", "count"
     sns.heatmap(data, annot=True, fmt=fmt, cmap="Blues", cbar_kws={"label": label},
-                xticklabels=class_names, yticklabels=class_names, ax=ax, square=True)
+                xticklabels=[*class_names, *extra_columns], yticklabels=class_names, ax=ax, square=True)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title + (" (row %)" if normalize else ""))
