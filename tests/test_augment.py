@@ -30,3 +30,18 @@ def test_augmentation_bad_settings():
         build_augmenter(flip="diagonal")
     with pytest.raises(ValueError, match="switched off"):
         build_augmenter(rotation_deg=0, flip=None, zoom=0, translate=0)
+
+
+def test_independent_axis_scaling_changes_the_aspect_ratio():
+    """A centred square scaled with one factor per axis stops being square (paper 04: X and Y axes)."""
+    x = np.zeros((16, 64, 64, 3), np.float32)
+    x[:, 24:40, 24:40] = 255.0
+
+    def extents(out):
+        mask = out[..., 0] > 127
+        return mask.any(axis=2).sum(axis=1), mask.any(axis=1).sum(axis=1)  # rows, columns covered
+
+    rows, cols = extents(batch_hook(build_augmenter(0, None, 0.3, 0, seed=3, zoom_axes_independent=True))(x))
+    assert (rows != cols).any()
+    rows, cols = extents(batch_hook(build_augmenter(0, None, 0.3, 0, seed=3))(x))
+    assert (np.abs(rows - cols) <= 1).all(), "one factor for both axes keeps the square (1 px of resampling)"

@@ -70,3 +70,43 @@ def test_stacking_learns_a_separable_problem():
 def test_subset_counts_scale_down_together():
     assert S.subset_counts({0: 1000, 1: 1000}, {0: 504, 1: 689}) == {0: 504, 1: 689}
     assert S.subset_counts({0: 252, 1: 1000}, {0: 504, 1: 689}) == {0: 252, 1: 344}
+
+
+def test_svm_is_fitcecoc_like_linear_one_vs_rest_with_scores():
+    """The paper trains "a distinct binary SVM classifier ... for every class" with fitcecoc (linear by default)."""
+    from sklearn.svm import LinearSVC
+
+    stacker = S.build_stacker(rf_trees=5)
+    svm = dict(stacker.estimators)["svm"]
+    assert isinstance(svm, LinearSVC) and svm.multi_class == "ovr"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 6)) + np.repeat(np.eye(3, 6) * 3, 20, axis=0)
+    y = np.repeat(np.arange(3), 20)
+    svm.fit(X, y)
+    assert svm.decision_function(X).shape == (60, 3), "one score per class: usable for ROC curves"
+
+
+def test_fine_tuned_extractor_is_trained_validated_kept_and_reused(tmp_path, monkeypatch, capsys):
+    """The paper fine-tunes its three CNNs (new top layer, Adam, validation every 30 mini-batches) before extraction."""
+    from common import data
+    from common.backbones import build_backbone
+    from common.data.synth import synth_aml_mll
+    from common.imaging import hsv_segment_hook
+
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    root = synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0)
+    ds = data.load("aml_mll", root)
+    y = np.array([ds.classes.index(label) for label in ds.labels])
+    kw = dict(image_size=32, pretrained="none", epochs=2, batch_size=4, learning_rate=1e-3, segment=hsv_segment_hook(),
+              data_key={"fingerprint": ds.fingerprint}, validate_every=2, validation_cells=6)
+    tuned, history = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, **kw)
+    assert history["validation_every_steps"][:2] == [2, 4] and len(history["validation_accuracy"]) == 5  # 10 steps
+    assert tuned.weights_id.startswith("finetuned:") and tuned.output_shape == (1280,)
+    batch = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    frozen = build_backbone("mobilenetv2", input_size=32, pretrained="none", seed=0)
+    assert not np.allclose(tuned.model.predict(tuned.preprocess(batch), verbose=0),
+                           frozen.model.predict(frozen.preprocess(batch), verbose=0)), "training changed the extractor"
+    again, _ = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, **kw)
+    assert "reusing" in capsys.readouterr().out and again.weights_id == tuned.weights_id
+    np.testing.assert_allclose(again.model.predict(again.preprocess(batch), verbose=0),
+                               tuned.model.predict(tuned.preprocess(batch), verbose=0), rtol=1e-5, atol=1e-5)

@@ -84,3 +84,27 @@ def test_unreadable_image_is_skipped_named_and_counted(aria, tmp_path, capsys, m
     assert unreadable_images() == [str(bad)], "run.json lists it"
     with pytest.raises(DataError, match="2 labels for 1 images"):
         ImageBatches([str(bad)], labels=[0, 1])
+
+
+def test_segment_after_augment_segments_the_augmented_pixels(aria):
+    """Paper 04's order (augment, then segment): the segment hook sees the augmented image."""
+    order = []
+
+    def augment(batch):
+        order.append("augment")
+        return 255.0 - batch  # an inversion the segment hook can recognise
+
+    def segment(img):
+        order.append("segment")
+        assert img.dtype == np.uint8
+        return np.where(img > 128, img, 0).astype(np.uint8)
+
+    plain = ImageBatches(aria.paths[:2], batch_size=2, image_size=(16, 16))[0]
+    after = ImageBatches(aria.paths[:2], batch_size=2, image_size=(16, 16), segment=segment, augment=augment,
+                         segment_after_augment=True)[0]
+    assert order == ["augment", "segment", "segment"]
+    inverted = 255.0 - plain
+    np.testing.assert_array_equal(after, np.where(inverted > 128, inverted, 0))
+    order.clear()
+    ImageBatches(aria.paths[:2], batch_size=2, image_size=(16, 16), segment=segment, augment=augment)[0]
+    assert order == ["segment", "segment", "augment"], "the default keeps segmenting first"

@@ -22,9 +22,14 @@ def build_augmenter(
     zoom: float = 0.1,
     translate: float = 0.1,
     seed: int = 0,
+    zoom_axes_independent: bool = False,
 ) -> keras.Sequential:
     """Random rotation (+/- ``rotation_deg``), flips, scaling (1 +/- ``zoom``), translation
     (+/- ``translate`` of height/width). Set any of them to 0/None to leave it out.
+
+    Scaling keeps the aspect ratio unless ``zoom_axes_independent``: then height and
+    width get their own factor in 1 +/- ``zoom`` (paper 04: "sized between 0.9 and 1.1
+    times their original size along the X and Y axes").
 
     Input and output: float batches (B, H, W, C), any value range; shape and dtype kept.
     """
@@ -38,7 +43,8 @@ def build_augmenter(
     if rotation_deg:
         layers.append(keras.layers.RandomRotation(rotation_deg / 360.0, fill_mode="reflect", seed=seed + 1))
     if zoom:
-        layers.append(keras.layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed + 2))
+        layers.append(keras.layers.RandomZoom((-zoom, zoom), (-zoom, zoom) if zoom_axes_independent else None,
+                                              fill_mode="reflect", seed=seed + 2))
     if translate:
         layers.append(keras.layers.RandomTranslation(translate, translate, fill_mode="reflect", seed=seed + 3))
     if not layers:

@@ -85,6 +85,7 @@ def extract_features(
     chunk_batches: int = 16,
     progress: bool = True,
     augment: Any | None = None,
+    segment_after_augment: bool = False,
 ) -> np.ndarray:
     """(n, d) float32 features of ``paths`` (in order) from ``backbone``.
 
@@ -94,7 +95,9 @@ def extract_features(
     the cache key. ``augment`` is an optional per-batch hook (random augmentation,
     seeded: describe it and its seed in ``preprocessing`` too); a resumed partial
     extraction continues with fresh draws, which are still valid augmentations.
-    ``fingerprint`` is the dataset's fingerprint.
+    ``fingerprint`` is the dataset's fingerprint. ``segment_after_augment`` segments
+    the augmented images (see :class:`~common.data.stream.ImageBatches`); it is part of
+    the cache key.
     """
     paths = [str(p) for p in paths]
     if not paths:
@@ -102,13 +105,15 @@ def extract_features(
     if (segment is not None or augment is not None) and not preprocessing:
         raise ValueError("describe the segment hook (and any augment hook) in `preprocessing`: it is part of the cache key")
     directory = Path(directory or cache_dir())
-    name, key = cache_key(backbone, paths, fingerprint, preprocessing)
+    described = {**dict(preprocessing or {}), **({"order": "augment, then segment"} if segment_after_augment else {})}
+    name, key = cache_key(backbone, paths, fingerprint, described or None)
     if use_cache:
         hit = load_cached(name, key, directory)
         if hit is not None:
             return hit
     batches = ImageBatches(paths, batch_size=batch_size, image_size=(backbone.input_size, backbone.input_size),
-                           segment=segment, augment=augment, preprocess=backbone.preprocess)
+                           segment=segment, augment=augment, preprocess=backbone.preprocess,
+                           segment_after_augment=segment_after_augment)
     partial = directory / f"{name}.partial"
     if use_cache:
         partial.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,8 @@ class ImageBatches(keras.utils.PyDataset):
     augment : per-batch hook on float32 (training only: leave None for evaluation).
     preprocess : per-batch hook, e.g. a backbone's ``preprocess_input``.
     shuffle, seed : reshuffle the order every epoch, deterministically from ``seed``.
+    segment_after_augment : segment the augmented batch (augment, then segment) instead
+        of segmenting each image before augmentation (the default).
 
     An unreadable image is skipped with one line (:func:`load_image_or_skip`): dropped
     from a labelled (training) batch, and replaced by a black image in an unlabelled
@@ -75,9 +77,10 @@ class ImageBatches(keras.utils.PyDataset):
         self, paths: Sequence[str], labels: Sequence[int] | None = None, batch_size: int = 32,
         image_size: tuple[int, int] = (224, 224), segment: ImageHook | None = None,
         augment: BatchHook | None = None, preprocess: BatchHook | None = None,
-        shuffle: bool = False, seed: int = 0, **kwargs,
+        shuffle: bool = False, seed: int = 0, segment_after_augment: bool = False, **kwargs,
     ):
         super().__init__(**kwargs)
+        self.segment_after_augment = bool(segment_after_augment)
         self.paths = np.asarray(list(paths), dtype=str)
         if self.paths.size == 0:
             raise DataError("no image paths to stream; check the dataset root and filters")
@@ -110,7 +113,7 @@ class ImageBatches(keras.utils.PyDataset):
                 if self.labels is not None:
                     continue
                 img = np.zeros((*self.image_size, 3), dtype=np.uint8)
-            elif self.segment is not None:
+            elif self.segment is not None and not self.segment_after_augment:
                 img = self.segment(img)
             images.append(img)
             kept.append(i)
@@ -120,6 +123,8 @@ class ImageBatches(keras.utils.PyDataset):
         batch = np.stack(images).astype(np.float32)
         if self.augment is not None:
             batch = np.asarray(self.augment(batch), dtype=np.float32)
+        if self.segment is not None and self.segment_after_augment:  # paper 04's order: augment, then segment
+            batch = np.stack([self.segment(np.clip(img, 0, 255).astype(np.uint8)) for img in batch]).astype(np.float32)
         if self.preprocess is not None:
             batch = np.asarray(self.preprocess(batch), dtype=np.float32)
         if self.labels is None:
@@ -133,7 +138,8 @@ class ImageBatches(keras.utils.PyDataset):
 
 
 def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | Path,
-                      transform: Callable[[np.ndarray], np.ndarray], size: tuple[int, int]) -> tuple[list[str], int]:
+                      transform: Callable[[np.ndarray], np.ndarray], size: tuple[int, int], *,
+                      info: bool = False) -> tuple[list[str], int]:
     """Resize each image to ``size``, apply ``transform`` and save it as PNG under ``out``
     at its path relative to ``root``; files already there are reused, not recomputed.
 
@@ -142,7 +148,14 @@ def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | 
     An unreadable source image is named in one line and written as a black image.
     Returns (new paths in the same order, how many were computed now). Each file is
     written to a temporary name and renamed, so an interrupted run leaves no half file.
+
+    ``info=True``: ``transform`` returns ``(image, facts)``, ``facts`` a JSON-able dict about
+    that image (e.g. whether a segmentation found the cell), saved beside the PNG as
+    ``<name>.json`` before the PNG (an unreadable source gets ``{"unreadable": true}``); a
+    PNG without its ``.json`` is recomputed. :func:`read_info` reads them back.
     """
+    import json
+
     from common.progress import bar
 
     root, out = Path(root), Path(out)
@@ -154,16 +167,42 @@ def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | 
         except ValueError:
             raise DataError(f"{path} is not under the dataset root {root}; pass the root the paths were listed from") from None
         target = (out / rel).with_suffix(".png")
-        if not target.is_file():
+        if not (target.is_file() and (not info or target.with_suffix(".json").is_file())):
             image = load_image_or_skip(path, size)  # unreadable: named, counted, kept as a black image
-            result = np.zeros((*size, 3), np.uint8) if image is None else np.asarray(transform(image))
+            facts = {"unreadable": True}
+            if image is None:
+                result = np.zeros((*size, 3), np.uint8)
+            elif info:
+                result, facts = transform(image)
+            else:
+                result = transform(image)
+            result = np.asarray(result)
             if result.dtype != np.uint8 or result.shape != (*size, 3):
                 raise DataError(f"transform returned {result.dtype} {result.shape} for {path}; expected uint8 {(*size, 3)}")
             target.parent.mkdir(parents=True, exist_ok=True)
+            if info:
+                tmp_info = target.with_name(f".{target.stem}.json.tmp")
+                tmp_info.write_text(json.dumps(facts, sort_keys=True))
+                tmp_info.replace(target.with_suffix(".json"))
             tmp = target.with_name(f".{target.name}.tmp")
             Image.fromarray(result).save(tmp, format="PNG")
             tmp.replace(target)
             computed += 1
         new_paths.append(str(target))
     return new_paths, computed
+
+
+def read_info(paths: Sequence[str | Path]) -> list[dict]:
+    """The per-image facts :func:`write_transformed` saved with ``info=True`` (``<name>.json``
+    beside each PNG), in the order of ``paths``."""
+    import json
+
+    facts = []
+    for path in paths:
+        sidecar = Path(path).with_suffix(".json")
+        try:
+            facts.append(json.loads(sidecar.read_text()))
+        except (OSError, ValueError):
+            raise DataError(f"{sidecar} is missing or unreadable; rerun write_transformed(..., info=True) to recompute it") from None
+    return facts
 
