@@ -11,11 +11,17 @@ documented, and raises ``ValueError`` for a wrong dtype or shape.
   2007): no library ships it, so it is implemented here.
 - :func:`watershed_segment` (paper 03): marker-controlled watershed on the
   morphological gradient (scikit-image).
+- :func:`wiener_dhe_watershed` chains the three (paper 03);
+  :func:`wiener_dhe_watershed_settings` and :func:`settings_digest` name what it ran with
+  (its parameters and a hash of its code) for cache keys.
 - :func:`before_after` makes the before/after figure for any of them.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import hashlib
+import inspect
+import json
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage, signal
@@ -81,21 +87,34 @@ def hsv_segment_hook(lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] 
     return lambda img: hsv_segment(img, lower, upper, on_empty="keep")[0]
 
 def wiener_filter(img: np.ndarray, size: int = 5) -> np.ndarray:
-    """Adaptive Wiener filter (``scipy.signal.wiener``) per channel; uint8 in, uint8 out."""
+    """Adaptive Wiener filter (``scipy.signal.wiener``, ``size`` x ``size`` windows) per channel;
+    uint8 in, uint8 out. The image is mirrored by ``size // 2`` pixels first: SciPy pads with
+    zeros, which would darken a frame around every image."""
     img = _check_grey_or_rgb(img)
     if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be a positive odd number, got {size}")
     data = img.astype(np.float64)
-    if img.ndim == 2:
-        out = signal.wiener(data, (size, size))
-    else:
-        out = np.stack([signal.wiener(data[..., c], (size, size)) for c in range(3)], axis=2)
-    return np.clip(np.nan_to_num(out, nan=0.0), 0, 255).round().astype(np.uint8)
+    pad = size // 2
+    channels = [data] if img.ndim == 2 else [data[..., c] for c in range(3)]
+    out = []
+    with np.errstate(divide="ignore", invalid="ignore"):  # flat windows: SciPy then keeps the local mean
+        for channel in channels:
+            mirrored = np.pad(channel, pad, mode="reflect") if pad else channel
+            filtered = signal.wiener(mirrored, (size, size))[pad:pad + channel.shape[0], pad:pad + channel.shape[1]]
+            out.append(np.where(np.isfinite(filtered), filtered, channel))  # a constant channel: NaN -> kept as is
+    out = out[0] if img.ndim == 2 else np.stack(out, axis=2)
+    return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
 # ----------------------------------------------------- dynamic histogram equalization
 def _dominance_split(hist: np.ndarray, lo: int, hi: int, depth: int = 0) -> list[int]:
-    """Split [lo, hi] at mu +/- sigma while the sub-histogram is not normal-like (DHE step 2)."""
+    """Cut points inside [lo, hi] (DHE's repartitioning test, Abdullah-Al-Wadud et al. 2007).
+
+    A sub-histogram is normal-like when at least 68.3% of its pixels lie within mu +/- sigma
+    of its grey levels (the share a normal distribution holds there); one that holds less has
+    a dominating portion and is split at mu - sigma and mu + sigma, and its outer parts are
+    tested again. Returns the first grey levels of the new parts after ``lo``.
+    """
     levels = np.arange(lo, hi + 1)
     counts = hist[lo:hi + 1]
     total = counts.sum()
@@ -104,7 +123,8 @@ def _dominance_split(hist: np.ndarray, lo: int, hi: int, depth: int = 0) -> list
     mu = (levels * counts).sum() / total
     sigma = np.sqrt(((levels - mu) ** 2 * counts).sum() / total)
     a, b = int(np.ceil(mu - sigma)), int(np.floor(mu + sigma))
-    if counts[(levels >= a) & (levels <= b)].sum() / total <= 0.683 or not (lo < a <= b < hi):
+    normal_like = counts[(levels >= a) & (levels <= b)].sum() / total >= 0.683
+    if normal_like or not (lo < a <= b < hi):
         return []
     return [*_dominance_split(hist, lo, a - 1, depth + 1), a, b + 1, *_dominance_split(hist, b + 1, hi, depth + 1)]
 
@@ -113,10 +133,11 @@ def dhe_mapping(grey: np.ndarray, x: float = 1.0) -> tuple[np.ndarray, list[tupl
     """DHE grey-level mapping (256,) uint8 and its sub-histograms [(lo, hi), ...].
 
     Steps (Abdullah-Al-Wadud et al. 2007): smooth the histogram; split it at its
-    local minima; split any sub-histogram whose mu +/- sigma band does not hold the
-    normal 68.3% of its pixels at mu - sigma and mu + sigma; give sub-histogram i
-    an output range proportional to span_i * (log CF_i)^x (CF = its pixel count);
-    equalize each sub-histogram within its range.
+    local minima; split any sub-histogram whose mu +/- sigma band holds less than the
+    normal 68.3% of its pixels at mu - sigma and mu + sigma (:func:`_dominance_split`);
+    give sub-histogram i an output range proportional to span_i * (log CF_i)^x (CF = its
+    pixel count); equalize each sub-histogram within its range. Global: one mapping for
+    the whole image.
     """
     hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
     used = np.flatnonzero(hist)
@@ -212,6 +233,19 @@ def wiener_dhe_watershed(img: np.ndarray, wiener_size: int = 5, radius: int = 2,
     return segmented, enhanced, True
 
 
+def wiener_dhe_watershed_hook(settings: Mapping[str, Any]) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
+    """A per-image transform for :func:`common.data.stream.write_transformed` with ``info=True``:
+    :func:`wiener_dhe_watershed` with ``settings["params"]``, returning (segmented image,
+    ``{"watershed_found": bool}``) so that the fallbacks are kept next to the cached images."""
+    params = dict(settings["params"])
+
+    def transform(img: np.ndarray) -> tuple[np.ndarray, dict]:
+        segmented, _, found = wiener_dhe_watershed(img, **params)
+        return segmented, {"watershed_found": bool(found)}
+
+    return transform
+
+
 # ------------------------------------------------------------------------ figures
 def before_after(images: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.ndarray | tuple], title: str = "",
                  captions: Sequence[str] | None = None):
@@ -225,3 +259,39 @@ def before_after(images: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.nda
     names = list(captions) if captions is not None else [f"image {i + 1}" for i in range(len(images))]
     return plot_image_grid([*images, *after], [f"{c}: before" for c in names] + [f"{c}: after" for c in names],
                            ncols=len(images), title=title)
+
+
+# ----------------------------------------------------------------------- cache keys
+def source_digest(*objects: Any) -> str:
+    """A short hash of the source code of ``objects`` (functions or classes)."""
+    digest = hashlib.sha256()
+    for obj in objects:
+        digest.update(inspect.getsource(obj).encode())
+    return digest.hexdigest()[:12]
+
+
+#: the code that decides what :func:`wiener_dhe_watershed` writes (hashed into its settings)
+WIENER_DHE_WATERSHED_CODE = (_check_rgb, _check_grey_or_rgb, wiener_filter, _dominance_split, dhe_mapping,
+                             dynamic_histogram_equalization, watershed_segment, wiener_dhe_watershed)
+
+
+def wiener_dhe_watershed_settings(**overrides: Any) -> dict:
+    """What :func:`wiener_dhe_watershed` runs with: ``{"steps", "params", "code"}``.
+
+    ``params`` are the function's own keyword defaults (read from its signature, so a changed
+    default changes them) with ``overrides`` applied; ``code`` hashes the source of every step
+    (:data:`WIENER_DHE_WATERSHED_CODE`), so a changed constant inside a step changes it too.
+    Key a cache of its outputs by :func:`settings_digest` of this dict.
+    """
+    defaults = {name: p.default for name, p in inspect.signature(wiener_dhe_watershed).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"wiener_dhe_watershed has no setting {unknown}; choose from {sorted(defaults)}")
+    return {"steps": "wiener+dhe+watershed", "params": {**defaults, **overrides},
+            "code": source_digest(*WIENER_DHE_WATERSHED_CODE)}
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """A stable 12-character hash of JSON-able settings (key order does not matter)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
