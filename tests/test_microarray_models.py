@@ -90,3 +90,73 @@ def test_predict_subtype_reorders_probes_and_refuses_mismatches():
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         predictor.predict(bad)
+
+
+def test_predict_subtype_names_a_missing_probe_plainly():
+    X, y = toy_data()
+    out = mm.leak_free_rounds(X, y, smote=False, folds=2, seed=0, **FAST)
+    first = out["first"]
+    names = np.array([f"p{i}" for i in range(X.shape[1])])  # as a Dataset stores feature names
+    predictor = mm.SubtypePredictor(names, first["scaler"], first["encoder"], first["classifiers"]["mlp"], "mlp",
+                                    ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"\(first: 'p39'\)"):
+        predictor.predict(pd.DataFrame(X[:2, :-1], columns=names[:-1]))
+
+
+# ------------------------------------------------------------------ leave one series out
+def series_data(seed=0):
+    """Three studies; class 2 exists only in study 'c', so its samples cannot be learnt when 'c' is held out."""
+    X, y = toy_data(n_per_class=6, seed=seed)
+    studies = np.where(y == 2, "c", np.where(np.arange(y.size) % 2, "a", "b"))
+    return X, y, studies
+
+
+def test_leave_one_series_out_holds_each_study_out_and_scores_only_seen_classes():
+    X, y, studies = series_data()
+    out = mm.leave_one_series_out(X, y, studies, smote=True, models=(), seed=0, logreg_C=1.0)
+    assert set(out["proba"]) == {"logreg"}, "models=() runs the baseline alone"
+    assert (out["scorable"] == (y != 2)).all(), "class 2 lives in one study only"
+    proba = out["proba"]["logreg"]
+    np.testing.assert_allclose(proba[y != 2].sum(axis=1), 1.0, rtol=1e-6)
+    assert (proba[y == 2][:, 2] == 0).all(), "a class absent from training gets no probability"
+    np.testing.assert_allclose(proba[y == 2][:, :2].sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_leave_one_series_out_trains_the_networks_on_the_other_studies():
+    X, y, studies = series_data()
+    out = mm.leave_one_series_out(X, y, studies, smote=False, models=("mlp",), seed=0, **FAST)
+    assert set(out["proba"]) == {"mlp", "logreg"}
+    rows = out["proba"]["mlp"][studies == "a"]
+    assert rows.shape[1] == 3 and np.allclose(rows.sum(axis=1), 1.0, rtol=1e-4)
+    with pytest.raises(ValueError, match="at least two series"):
+        mm.leave_one_series_out(X, y, np.full(y.size, "a"), smote=False, models=(), seed=0)
+
+
+def test_loso_summary_and_rows_count_the_scorable_samples():
+    y = np.array([0, 0, 1, 1, 2])
+    right, wrong = np.eye(3), np.eye(3)[[1, 2, 0]]
+    loso = {"y_test": y, "study": np.array(["a", "a", "b", "b", "c"]), "scorable": np.array([1, 1, 1, 1, 0], bool),
+            "proba": {"logreg": np.vstack([right[0], wrong[0], right[1], right[1], right[2]])}}
+    pooled = {"logreg": right[y]}
+    table = mm.loso_summary(loso, pooled, ["logreg"]).set_index("held-out series")
+    assert table.loc["a", "logreg leave-one-series-out"] == 0.5 and table.loc["b", "logreg leave-one-series-out"] == 1.0
+    assert np.isnan(table.loc["c", "logreg pooled CV"]) and table.loc["c", "samples"] == 1
+    assert table.loc["all", "scorable"] == 4 and table.loc["all", "logreg leave-one-series-out"] == 0.75
+    rows = mm.loso_metric_rows(loso, pooled, ["logreg"], n_bootstrap=200).set_index("protocol")
+    assert rows.loc["leave_one_series_out", "value"] == 0.75 and rows.loc["leak_free", "value"] == 1.0
+    assert rows.loc["leave_one_series_out", "ci_low"] <= 0.75 <= rows.loc["leave_one_series_out", "ci_high"]
+    assert set(rows["model"]) == {"logreg+SMOTE"} and set(rows["metric"]) == {"accuracy_scorable"}
+
+
+def test_accuracy_with_ci():
+    value, low, high = mm.accuracy_with_ci(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), n_bootstrap=500)
+    assert value == 0.75 and 0 <= low <= value <= high <= 1
+    assert all(np.isnan(v) for v in mm.accuracy_with_ci(np.array([]), np.array([])))
+
+
+def test_sigmoid_floor_is_the_error_of_clipping_to_the_unit_interval():
+    assert mm.sigmoid_mse_floor(np.array([[-1.0, 0.5, 2.0]])) == pytest.approx(2 / 3)
+    # standard normal values: E[x^2; x<0] + E[(x-1)^2; x>1] = 0.5 + 2(1 - Phi(1)) - phi(1) = 0.5754;
+    # 200,000 draws (per-value SD about 1.1) give a standard error near 0.0025, so 0.01 is four of them
+    z = np.random.default_rng(0).normal(size=(1000, 200))
+    assert mm.sigmoid_mse_floor(z) == pytest.approx(0.5754, abs=0.01)

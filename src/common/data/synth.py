@@ -335,34 +335,153 @@ CUMIDA_SERIES = {
     "GSE22529_U133A": ["CLL", "normal"],
     "GSE63270": ["AML", "normal"],
 }
-# The 13 classes of paper 01's Table 3 spread over five series. Which series holds which
-# label is a plausible guess from the series descriptions (ATL in GSE14317, JMML in GSE71449);
-# the twin only needs the paper's label strings, several series per label and batch effects.
+# The 13 classes of paper 01's Table 3 over its seven series (Table 2). Which series holds which
+# label is a plausible guess from the series descriptions (ATL in GSE14317 and GSE33615, JMML in
+# GSE71449; Table 2 gives GSE71449 four classes, the fourth is unknown); GSE22529_U133B repeats
+# GSE22529_U133A's patients on the second chip of the set.
 CUMIDA_PAPER_SERIES = {
     **CUMIDA_SERIES,
+    "GSE22529_U133B": ["CLL", "normal"],
     "GSE14317": ["ATL", "normal"],
+    "GSE33615": ["ATL", "normal"],
     "GSE71449": ["JMML_LIN28_high", "JMML_LIN28_low", "normal"],
 }
+# Platform of each series (GEO: GPL96, GPL96, GPL97, GPL570, GPL571, GPL4133, GPL19197; the two
+# Agilent ones come from public code that lists the series' GEO platforms, not verified here).
+CUMIDA_PLATFORMS = {
+    "GSE28497": "HG-U133A", "GSE22529_U133A": "HG-U133A", "GSE22529_U133B": "HG-U133B",
+    "GSE63270": "HG-U133_Plus_2", "GSE14317": "HG-U133A_2",
+    "GSE33615": "Agilent-014850", "GSE71449": "Agilent-041648",
+}
+# Probe sets per platform on the real files (GSE71449's count is unknown: assumed like GSE33615's).
+PLATFORM_PROBES = {"HG-U133A": 22283, "HG-U133A_2": 22277, "HG-U133B": 22645, "HG-U133_Plus_2": 54675,
+                   "Agilent-014850": 33579, "Agilent-041648": 33579}
+AFFX_CONTROLS = [f"AFFX-{name}{sep}{pos}_at" for name, sep in (
+    ("BioB", "-"), ("BioC", "-"), ("BioDn", "-"), ("CreX", "-"), ("DapX", "-"), ("LysX", "-"), ("PheX", "-"),
+    ("ThrX", "-"), ("TrpnX", "-"), ("HUMGAPDH/M33197", "_"), ("HSAC07/X00351", "_"), ("HUMISGF3A/M97935", "_"),
+) for pos in ("5", "M", "3")]
+
+
+def _affy_ids(first: int, last: int, count: int, suffixes: tuple[str, ...]) -> list[str]:
+    """``count`` Affymetrix ids spread over [first, last], e.g. ``200000_s_at``, ``200001_at``."""
+    numbers = np.linspace(first, last, count).round().astype(int)
+    return [f"{n}{suffixes[i % len(suffixes)]}" for i, n in enumerate(numbers)]
+
+
+def cumida_platform_ids(n_probes: int, seed: int = 0) -> dict[str, dict[str, int]]:
+    """Probe ids of each CuMiDa platform, scaled so that HG-U133A has ``n_probes``: {platform: {id: gene}}.
+
+    As on the real chips: U133A's ids lie in 200000..222384 plus the AFFX controls,
+    U133A_2 is U133A minus a few ids, U133B's lie in 222385..244889 (other genes) and
+    shares only the AFFX controls with U133A, Plus 2 carries U133A and U133B and new
+    ids from 1552256; the Agilent arrays use ``A_23_P``/``A_33_P`` ids for a subset of
+    the same genes and no AFFX controls. ``gene`` indexes the generator's gene space.
+    """
+    scale = n_probes / PLATFORM_PROBES["HG-U133A"]
+    n_affx = min(len(AFFX_CONTROLS), max(12, round(68 * scale)))
+    n_a = n_probes - n_affx
+    n_b = round(PLATFORM_PROBES["HG-U133B"] * scale) - n_affx
+    n_new = round((PLATFORM_PROBES["HG-U133_Plus_2"] - 22283 - 22645 + 62) * scale)
+    affx = {p: g for g, p in enumerate(AFFX_CONTROLS[:n_affx])}
+    gene = n_affx
+    a = {p: gene + i for i, p in enumerate(_affy_ids(200000, 222384, n_a, ("_s_at", "_at", "_at", "_x_at")))}
+    gene += n_a
+    b = {p: gene + i for i, p in enumerate(_affy_ids(222385, 244889, n_b, ("_at", "_x_at", "_at")))}
+    gene += n_b
+    new = {p: gene + i for i, p in enumerate(_affy_ids(1552256, 1570653, n_new, ("_a_at", "_at", "_s_at")))}
+    genes = np.arange(n_affx, gene + n_new)
+    rng = np.random.default_rng([seed, 7])
+    n_agilent = min(genes.size, round(PLATFORM_PROBES["Agilent-014850"] * scale))
+    agilent44 = np.sort(rng.choice(genes, n_agilent, replace=False))
+    others = np.setdiff1d(genes, agilent44)
+    agilent60 = np.sort(np.concatenate([rng.choice(agilent44, int(0.8 * n_agilent), replace=False),
+                                        rng.choice(others, min(others.size, int(0.2 * n_agilent)), replace=False)]))
+    on_44k = set(agilent44.tolist())
+    drop = max(1, round(6 * scale))
+    return {
+        "HG-U133A": {**a, **affx},
+        "HG-U133A_2": {**dict(list(a.items())[:-drop]), **affx},
+        "HG-U133B": {**b, **affx},
+        "HG-U133_Plus_2": {**a, **b, **new, **affx},
+        "Agilent-014850": {f"A_23_P{100001 + g}": int(g) for g in agilent44},
+        "Agilent-041648": {(f"A_23_P{100001 + g}" if g in on_44k else f"A_33_P{3200000 + g}"): int(g)
+                           for g in agilent60},
+    }
+
+
+def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_class: int, n_probes: int, seed: int,
+                            shift: float) -> None:
+    """The platform-faithful twin: every series on its real platform's probe ids (sorted, as GEO orders them);
+    the chips of one series (``<GSE>_U133A``/``_U133B``) hold the same patients, rows shuffled, own GSM ids."""
+    unknown = sorted(set(series) - set(CUMIDA_PLATFORMS))
+    if unknown:
+        raise DataError(f"no platform known for series {unknown}; choose among {sorted(CUMIDA_PLATFORMS)}")
+    platforms = cumida_platform_ids(n_probes, seed)
+    n_genes = 1 + max(max(ids.values()) for ids in platforms.values())
+    n_affx = sum(1 for p in platforms["HG-U133A"] if p.startswith("AFFX"))
+    rng = np.random.default_rng([seed, 0])
+    markers = {lab: rng.choice(np.arange(n_affx, n_genes), 20, replace=False)
+               for lab in sorted({lab for labels in series.values() for lab in labels})}
+    affinity = rng.normal(0, 0.5, n_genes)
+    patients: dict[str, tuple[np.ndarray, list[str], list[str]]] = {}  # study -> (expression, labels, patient ids)
+    truth = []
+    for si, (name, labels) in enumerate(series.items()):
+        srng = np.random.default_rng([seed, 1, si])
+        study = name.split("_", 1)[0]
+        if study in patients and patients[study][1] != [lab for lab in labels for _ in range(n_per_class)]:
+            raise DataError(f"series {name} repeats study {study} with other labels {labels}; two chips of one "
+                            "series hold the same patients, so give them the same labels")
+        if study not in patients:  # a new study: draw its patients (gene space, AFFX controls per patient)
+            prng = np.random.default_rng([seed, 2, si])
+            expression = prng.normal(7.0, 1.5, (len(labels) * n_per_class, n_genes))
+            expression[:, :n_affx] = prng.normal(9.0, 1.0, (len(expression), n_affx))
+            for li, lab in enumerate(labels):
+                expression[li * n_per_class:(li + 1) * n_per_class, markers[lab]] += shift
+            patients[study] = (expression, [lab for lab in labels for _ in range(n_per_class)],
+                               [f"{study}-P{k + 1:03d}" for k in range(len(expression))])
+        expression, row_labels, row_patients = patients[study]
+        first_chip = next(n for n in series if n.split("_", 1)[0] == study)
+        order = np.arange(len(expression)) if name == first_chip else srng.permutation(len(expression))
+        ids = sorted(platforms[CUMIDA_PLATFORMS[name]])
+        genes = np.array([platforms[CUMIDA_PLATFORMS[name]][p] for p in ids])
+        noise = srng.normal(0, 0.25, (len(order), genes.size))
+        values = expression[np.ix_(order, genes)] + affinity[genes] + srng.normal(0, 0.3) + noise
+        samples = [f"GSM{srng.integers(100000, 999999)}.CEL.gz" for _ in order]
+        table = pd.DataFrame(np.round(values, 5), columns=ids)
+        table.insert(0, "type", [row_labels[k] for k in order])
+        table.insert(0, "samples", samples)
+        table.to_csv(root / f"Leukemia_{name}.csv", index=False)
+        truth += [{"series": name, "samples": s, "patient": row_patients[k]} for s, k in zip(samples, order)]
+    pd.DataFrame(truth).to_csv(root / TRUTH_FILE, index=False)
 
 
 def synth_cumida(out: Path, n_per_class: int = 12, n_probes: int = 400, seed: int = 0, difficulty: float = 0.5,
-                 series: dict[str, list[str]] | None = None) -> Path:
+                 series: dict[str, list[str]] | None = None, platform_ids: bool = False) -> Path:
     """CuMiDa twin: one ``Leukemia_<series>.csv`` per series, with the real label strings.
 
-    Series draw different but overlapping probe sets (about 80% of ``n_probes``
-    each, in their own order) and have a batch offset; each class shifts the mean
-    of its own 20 marker probes by an amount that falls with ``difficulty``.
+    Default: series draw different but overlapping probe sets from one pool (about 80%
+    of ``n_probes`` each, in their own order) and have a batch offset; each class shifts
+    the mean of its own 20 marker probes by an amount that falls with ``difficulty``.
+    ``platform_ids=True``: every series carries its real platform's probe-id pattern
+    (:func:`cumida_platform_ids`, HG-U133A scaled to ``n_probes``), two chips of one
+    series hold the same patients, and ``SYNTHETIC_TRUTH.csv`` records each sample's patient.
     """
     if not 0.0 <= difficulty <= 1.0:
         raise DataError(f"difficulty must be in [0, 1], got {difficulty}")
     if n_per_class < 1 or n_probes < 40:
         raise DataError(f"need n_per_class >= 1 and n_probes >= 40, got {n_per_class} and {n_probes}")
     series = series or CUMIDA_SERIES
+    shift = 2.5 * (1 - difficulty)
+    if platform_ids:
+        with _Staging(out) as tmp:
+            _write_cumida_platforms(tmp, series, n_per_class, n_probes, seed, shift)
+            _marker(tmp, "cumida", n_per_class=n_per_class, n_probes=n_probes, seed=seed, difficulty=difficulty,
+                    platform_ids=True)
+        return Path(out)
     rng = np.random.default_rng([seed, 0])
     pool = [f"{1000 + i}_at" if i % 3 else f"{1000 + i}_s_at" for i in range(n_probes)]
     all_labels = sorted({lab for labels in series.values() for lab in labels})
     markers = {lab: rng.choice(n_probes, 20, replace=False) for lab in all_labels}
-    shift = 2.5 * (1 - difficulty)
     with _Staging(out) as tmp:
         for si, (name, labels) in enumerate(series.items()):
             srng = np.random.default_rng([seed, 1, si])
