@@ -77,7 +77,7 @@ def test_svm_is_fitcecoc_like_linear_one_vs_rest_with_scores():
     from sklearn.svm import LinearSVC
 
     stacker = S.build_stacker(rf_trees=5)
-    svm = dict(stacker.estimators)["svm"]
+    svm = dict(stacker.estimators)["svm"][-1]
     assert isinstance(svm, LinearSVC) and svm.multi_class == "ovr"
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 6)) + np.repeat(np.eye(3, 6) * 3, 20, axis=0)

@@ -51,10 +51,15 @@ def build_stacker(seed: int = 0, rf_trees: int = 100, inner_folds: int = 5):
     docstring) and RF base learners under a logistic-regression meta-learner."""
     from sklearn.ensemble import RandomForestClassifier, StackingClassifier
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
+    # columns standardised for the solver: liblinear's coordinate descent fails to converge on the raw
+    # fused features and then runs to max_iter (minutes per fit even on the smoke data)
+    svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, random_state=seed, max_iter=2000))
     return StackingClassifier(
-        estimators=[("svm", LinearSVC(C=1.0, random_state=seed, max_iter=5000)),
+        estimators=[("svm", svm),
                     ("rf", RandomForestClassifier(n_estimators=rf_trees, random_state=seed, n_jobs=-1))],
         final_estimator=LogisticRegression(max_iter=2000), cv=inner_folds, stack_method="auto", n_jobs=1)
 
