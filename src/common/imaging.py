@@ -18,14 +18,14 @@ documented, and raises ``ValueError`` for a wrong dtype or shape.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage, signal
 from skimage import color, morphology, segmentation
+
+from common.modelstore import code_version, json_digest
 
 #: HSV thresholds (hue, saturation, value in [0, 1]) that keep stained (purple/blue)
 #: cells and drop the pink smear background and red cells. Measured on 1,080 synthetic
@@ -262,14 +262,6 @@ def before_after(images: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.nda
 
 
 # ----------------------------------------------------------------------- cache keys
-def source_digest(*objects: Any) -> str:
-    """A short hash of the source code of ``objects`` (functions or classes)."""
-    digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(inspect.getsource(obj).encode())
-    return digest.hexdigest()[:12]
-
-
 #: the code that decides what :func:`wiener_dhe_watershed` writes (hashed into its settings)
 WIENER_DHE_WATERSHED_CODE = (_check_rgb, _check_grey_or_rgb, wiener_filter, _dominance_split, dhe_mapping,
                              dynamic_histogram_equalization, watershed_segment, wiener_dhe_watershed)
@@ -289,9 +281,9 @@ def wiener_dhe_watershed_settings(**overrides: Any) -> dict:
     if unknown:
         raise ValueError(f"wiener_dhe_watershed has no setting {unknown}; choose from {sorted(defaults)}")
     return {"steps": "wiener+dhe+watershed", "params": {**defaults, **overrides},
-            "code": source_digest(*WIENER_DHE_WATERSHED_CODE)}
+            "code": code_version(*WIENER_DHE_WATERSHED_CODE)}
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
     """A stable 12-character hash of JSON-able settings (key order does not matter)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_digest(settings, 12)

@@ -39,6 +39,11 @@ def code_version(*objects: Any) -> str:
     return digest.hexdigest()[:12]
 
 
+def json_digest(value: Any, length: int = 16) -> str:
+    """A short, stable hash of JSON-able ``value`` (mapping key order does not matter)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
 def indices_digest(*arrays: Any) -> str:
     """A short hash of index or label arrays (which samples trained the network)."""
     digest = hashlib.sha256()
@@ -107,7 +112,7 @@ class StoredModel:
 def entry(paper: str, name: str, key: Mapping[str, Any], root: Path | None = None) -> StoredModel:
     """The folder of network ``name`` of ``paper`` trained under ``key`` (JSON-able values)."""
     key = _canonical({"paper": paper, "network": name, **key})
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    digest = json_digest(key)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return StoredModel(paper, name, key, Path(root or cache_root() / "models") / paper / f"{safe}-{digest}")
 

@@ -70,10 +70,16 @@ def cache_root() -> Path:
 def is_writable(path: Path) -> bool:
     """Whether files can be created at ``path`` (or, if it does not exist yet, in its
     nearest existing parent): permissions and read-only mounts both count."""
+    path = nearest_existing(path)
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` if it exists, else its nearest existing parent (absolute)."""
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+    return path
 
 
 def download_root() -> Path:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from common.paths import cache_root, is_writable, results_root
+from common.paths import cache_root, is_writable, nearest_existing, results_root
 
 ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"
 #: Profiles that expect a GPU (the others are sized for a CPU).
@@ -206,10 +206,7 @@ def network_bytes(names: Iterable[str]) -> int:
 
 
 def free_bytes(path: Path) -> int:
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(nearest_existing(path)).free
 
 
 def check_disk(report: Preflight, need: int) -> None:
