@@ -88,3 +88,19 @@ def test_fine_tune_model_freezes_and_trains():
     with pytest.raises(ValueError, match="optimizer"):
         fine_tune_model(build_backbone("vit", input_size=32), 2, optimizer="lion")
     assert backbones.NAMES[-2:] == ("alexnet", "vit")
+
+
+def test_weights_folder_stands_in_for_imagenet(tmp_path):
+    """A folder of stand-in files (what a rehearsal writes) loads per network and size; a network
+    whose file is missing names the file."""
+    written = backbones.write_standin_weights(tmp_path, ["vgg16"], [32], seed=3)
+    assert sorted(p.name for p in written) == ["vgg16-32px-full.weights.h5", "vgg16-32px.weights.h5"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    from_folder = build_backbone("vgg16", 32, pretrained=tmp_path, layer="fc7")
+    same_seed = build_backbone("vgg16", 32, pretrained="none", layer="fc7", seed=3)
+    other_seed = build_backbone("vgg16", 32, pretrained="none", layer="fc7", seed=4)
+    assert from_folder.weights_id.startswith("file:")
+    np.testing.assert_allclose(from_folder.model.predict(x, verbose=0), same_seed.model.predict(x, verbose=0), rtol=1e-5)
+    assert not np.allclose(from_folder.model.predict(x, verbose=0), other_seed.model.predict(x, verbose=0))
+    with pytest.raises(FileNotFoundError, match="resnet50-32px.weights.h5"):
+        build_backbone("resnet50", 32, pretrained=tmp_path)

@@ -129,3 +129,14 @@ def test_injected_parameters_read_from_the_notebook_history(monkeypatch):
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
     assert P.injected_parameters() == ["profile", "epoch"]
+
+
+def test_weights_folder_names_the_missing_network(env):
+    from common.backbones import write_standin_weights
+
+    folder = env / "weights"
+    write_standin_weights(folder, ["mobilenetv2"], [32])
+    report = run({}, networks={"mobilenetv2": str(folder)})
+    assert report.record["weights"]["mobilenetv2"].endswith("mobilenetv2-32px.weights.h5")
+    [line] = problems(networks={"mobilenetv2": str(folder), "resnet50": str(folder)})
+    assert line.startswith("weights: resnet50: the weights folder") and "write_standin_weights" in line

@@ -6,7 +6,10 @@ images to features (or class scores with ``include_top``), the matching
 
 ``pretrained``: ``imagenet`` (keras.applications weights; offline this fails at
 once with a one-line message saying how to pre-download the file), ``none``
-(random initialisation from ``seed``), or a path to a local weights file.
+(random initialisation from ``seed``), a path to a local weights file, or a folder of
+local weights files, one per network and input size (:func:`weights_file_in`; the
+rehearsal, :mod:`common.rehearse`, writes such a folder with :func:`write_standin_weights`
+to stand in for the ImageNet downloads).
 
 Feature layers: ``gap`` (global average pooling of the last convolutional block,
 the default), ``pool5`` (ResNet's name for the same), ``fc2``/``fc7`` (VGG-16 and
@@ -217,6 +220,58 @@ def _preprocess_for(name: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda batch: np.asarray(batch, dtype=np.float32)  # ViT rescales inside the model
 
 
+def weights_file_in(folder: str | Path, name: str, size: int, full: bool) -> Path:
+    """The weights file for network ``name`` at ``size`` px inside a weights folder:
+    ``<name>-<size>px.weights.h5``, or ``<name>-<size>px-full.weights.h5`` for the whole
+    network with its fully connected layers (VGG-16 and AlexNet's ``fc7``, or ``include_top``)."""
+    return Path(folder) / f"{name}-{int(size)}px{'-full' if full else ''}.weights.h5"
+
+
+def _needs_full(name: str, layer: str, include_top: bool) -> bool:
+    return include_top or (layer != "gap" and name in ("vgg16", "alexnet"))  # fc layers need the full net
+
+
+def _base_model(name: str, size: int, full: bool, classes: int, imagenet: bool) -> keras.Model:
+    """The network before any layer cut: the whole classifier when ``full``, else its
+    convolutional part (global-average-pooled for keras.applications)."""
+    if name in APPLICATIONS:
+        constructor = getattr(keras.applications, APPLICATIONS[name][0])
+        kwargs = {"include_top": full, "input_shape": (size, size, 3), "weights": "imagenet" if imagenet else None}
+        if full:
+            kwargs["classes"] = classes
+        else:
+            kwargs["pooling"] = "avg"
+        try:
+            return constructor(**kwargs)
+        except Exception as exc:
+            if "URL fetch failure" in str(exc) or "urlopen" in str(exc).lower():
+                raise _imagenet_error(name, exc) from None
+            raise
+    if name == "alexnet":
+        model = alexnet(size, include_top=full, classes=classes)
+        return model if full else keras.Model(model.input, layers.GlobalAveragePooling2D(name="gap")(model.output), name="alexnet")
+    return vit(size, include_top=full, classes=classes)
+
+
+def write_standin_weights(folder: str | Path, names, sizes, seed: int = 0) -> list[Path]:
+    """Write randomly initialised weights files in the layout of :func:`weights_file_in`
+    (both variants of VGG-16 and AlexNet), so that ``pretrained=<folder>`` loads a local
+    file where a run would download ImageNet weights: same architecture, same cost, no
+    network. Returns the files written (existing ones are kept)."""
+    written = []
+    for name in names:
+        for size in sorted(set(int(s) for s in sizes)):
+            for full in (False, True) if name in ("vgg16", "alexnet") else (False,):
+                path = weights_file_in(folder, name, size, full)
+                if not path.is_file():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    keras.utils.set_random_seed(seed)
+                    _base_model(name, size, full, 1000, imagenet=False).save_weights(path)
+                    keras.backend.clear_session()
+                written.append(path)
+    return written
+
+
 def build_backbone(
     name: str, input_size: int | None = None, pretrained: str | Path = "none", include_top: bool = False,
     layer: str = "gap", classes: int = 1000, seed: int = 0, spatial: bool = False,
@@ -232,35 +287,18 @@ def build_backbone(
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(NAMES)}")
     layer = FC_ALIASES.get(layer, "gap" if layer == "pool5" else layer)
     size = int(input_size or (APPLICATIONS[name][2] if name in APPLICATIONS else CUSTOM[name]))
+    full = _needs_full(name, layer, include_top)
     weights_path = None
     if str(pretrained) not in ("imagenet", "none"):
         weights_path = Path(pretrained)
+        if weights_path.is_dir():
+            weights_path = weights_file_in(weights_path, name, size, full)
         if not weights_path.is_file():
             raise FileNotFoundError(f"weights file {weights_path} does not exist; pass 'imagenet', 'none' or an existing file")
     if str(pretrained) == "imagenet" and name in CUSTOM:
         raise ValueError(f"keras.applications has no ImageNet weights for {name}; use pretrained='none' or a local weights file")
     keras.utils.set_random_seed(seed)
-    needs_full = include_top or (layer != "gap" and name in ("vgg16", "alexnet"))  # fc layers need the full net
-    if name in APPLICATIONS:
-        constructor = getattr(keras.applications, APPLICATIONS[name][0])
-        kwargs = {"include_top": needs_full, "input_shape": (size, size, 3),
-                  "weights": "imagenet" if str(pretrained) == "imagenet" else None}
-        if needs_full:
-            kwargs["classes"] = classes
-        else:
-            kwargs["pooling"] = "avg" if layer == "gap" else None
-        try:
-            model = constructor(**kwargs)
-        except Exception as exc:
-            if "URL fetch failure" in str(exc) or "urlopen" in str(exc).lower():
-                raise _imagenet_error(name, exc) from None
-            raise
-    elif name == "alexnet":
-        model = alexnet(size, include_top=needs_full, classes=classes)
-        if not needs_full and layer == "gap":
-            model = keras.Model(model.input, layers.GlobalAveragePooling2D(name="gap")(model.output), name="alexnet")
-    else:
-        model = vit(size, include_top=include_top, classes=classes)
+    model = _base_model(name, size, full, classes, imagenet=str(pretrained) == "imagenet")
     if weights_path is not None:
         try:
             model.load_weights(weights_path)

@@ -155,8 +155,9 @@ def check_data(report: Preflight, dataset: str, root: Any, synthetic: bool, load
 
 # --------------------------------------------------------------------- weights
 def check_weights(report: Preflight, networks: Mapping[str, Any], full_networks: Iterable[str] = ()) -> None:
-    """``networks``: name -> ``imagenet`` | ``none`` | weights file path."""
-    from common.backbones import CUSTOM, imagenet_weights_file, keras_weights_dir
+    """``networks``: name -> ``imagenet`` | ``none`` | weights file path | weights folder
+    (:func:`common.backbones.weights_file_in`)."""
+    from common.backbones import CUSTOM, imagenet_weights_file, keras_weights_dir, weights_file_in
 
     full = set(full_networks)
     record = {}
@@ -166,7 +167,15 @@ def check_weights(report: Preflight, networks: Mapping[str, Any], full_networks:
             record[name] = "from scratch (random initialisation)"
             continue
         if spec != "imagenet":
-            if Path(spec).is_file():
+            if Path(spec).is_dir():  # a weights folder (common.backbones.weights_file_in)
+                # any input size: a network may run at its own size (AlexNet's 227 px); loading names a mismatch
+                files = sorted(Path(spec).glob(weights_file_in(spec, name, 0, name in full).name.replace("-0px", "-*px")))
+                if files:
+                    record[name] = f"local file {files[0]}" + (f" (+{len(files) - 1} other sizes)" if len(files) > 1 else "")
+                else:
+                    report.fail("weights", f"{name}: the weights folder {spec} has no {name}-<size>px weights file; write "
+                                           "it with common.backbones.write_standin_weights, or give a file, 'imagenet' or 'none'")
+            elif Path(spec).is_file():
                 record[name] = f"local file {spec}"
             else:
                 report.fail("weights", f"{name}: weights file {spec} does not exist; give an existing file, "

@@ -176,6 +176,7 @@ class Run:
     protocols: dict[str, str] = field(default_factory=dict)
     preflight: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
+    spans: list[dict[str, Any]] = field(default_factory=list)
 
     def path(self, filename: str) -> Path:
         """Path of an output file inside the run folder."""
@@ -214,11 +215,14 @@ class Run:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage of the run; the wall time lands in ``run.json``."""
-        start = time.perf_counter()
+        start, began = time.perf_counter(), time.time()
         try:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            # wall-clock span, so that a memory sampler outside the process (common.rehearse) can
+            # attribute its samples to stages
+            self.spans.append({"stage": name, "start": round(began, 3), "end": round(time.time(), 3)})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +238,8 @@ class Run:
             "git": git_commit(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
             "timings_s": {**self.timings, "total": round(time.time() - self.started_at, 3)},
+            "started_at_s": round(self.started_at, 3),
+            "stage_spans": self.spans,
         }
 
     def write(self) -> Path:
