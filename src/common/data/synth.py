@@ -22,6 +22,7 @@ import string
 import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -166,6 +167,15 @@ def _styles(dataset: str, difficulty: float) -> dict[str, Morphology]:
     return {c: blend(m, mean, difficulty) for c, m in styles.items()}
 
 
+def _per_class(value, label: str) -> int:
+    """``value`` for one class: an int applies to every class, a mapping gives each its own."""
+    if isinstance(value, Mapping):
+        if label not in value:
+            raise DataError(f"no count for class {label!r} in {dict(value)}; give every class a count")
+        return int(value[label])
+    return int(value)
+
+
 def _split_counts(total: int, parts: int) -> list[int]:
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
@@ -215,30 +225,36 @@ def _save(img: np.ndarray, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ writers
-def synth_cnmc(out: Path, n_per_class: int = 30, patients_per_class: int = 6, size: int = 450, seed: int = 0,
-               difficulty: float = 0.5) -> Path:
+def synth_cnmc(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_per_class: int | Mapping[str, int] = 6,
+               size: int = 450, seed: int = 0, difficulty: float = 0.5, *,
+               n_prelim: int | Mapping[str, int] | None = None) -> Path:
     """C-NMC twin: three subject-disjoint folds, a labelled prelim set (renamed files + CSV),
-    and a few unlabelled final-phase images."""
-    _check_sizes(n_per_class, patients_per_class, size)
+    and a few unlabelled final-phase images.
+
+    ``n_per_class``, ``patients_per_class`` and ``n_prelim`` (prelim images per class, from one
+    further subject; default a quarter of the class) take an int or a count per class
+    (``all``, ``hem``), e.g. the real set's proportions for a rehearsal."""
+    for label in ("all", "hem"):
+        _check_sizes(_per_class(n_per_class, label), _per_class(patients_per_class, label), size)
     styles = _styles("cnmc", difficulty)
-    n_prelim = max(1, n_per_class // 4)
     truth = []
     with _Staging(out) as tmp:
         base = tmp / CNMC_DIR
         prelim_rows, prelim_imgs = [], []
         for ci, label in enumerate(("all", "hem")):
-            n_subjects = patients_per_class + 1  # the last subject is kept for the prelim set
-            subjects = [f"H{i + 1}" if label == "hem" else str(i + 1) for i in range(n_subjects)]
+            n_class, n_patients = _per_class(n_per_class, label), _per_class(patients_per_class, label)
+            prelim = max(1, n_class // 4) if n_prelim is None else _per_class(n_prelim, label)
+            subjects = [f"H{i + 1}" if label == "hem" else str(i + 1) for i in range(n_patients + 1)]
             # some healthy subjects are written lower-case, as on the real data
             subjects = [s.lower() if label == "hem" and i % 3 == 2 else s for i, s in enumerate(subjects)]
-            counts = _split_counts(n_per_class, patients_per_class) + [n_prelim]
+            counts = _split_counts(n_class, n_patients) + [prelim]  # the last subject is kept for the prelim set
             for si, (subject, count) in enumerate(zip(subjects, counts)):
                 patient = make_patient(subject, np.random.default_rng([seed, 1, ci, si]))
                 for k in range(count):
                     rng = np.random.default_rng([seed, 2, ci, si, k])
                     img, _ = render_cell(size, styles[label], patient, rng, "black")
                     name = f"UID_{subject}_{k + 1}_{rng.integers(1, 20)}_{label}.bmp"
-                    if si < patients_per_class:
+                    if si < n_patients:
                         rel = Path("training_data") / f"fold_{si % 3}" / label / name
                         _save(img, base / rel)
                         truth.append((str(Path(CNMC_DIR) / rel), subject.upper()))
@@ -259,25 +275,26 @@ def synth_cnmc(out: Path, n_per_class: int = 30, patients_per_class: int = 6, si
             _save(img, base / "testing_data" / "C-NMC_test_final_phase_data" / f"{k + 1}.bmp")
         pd.DataFrame(truth, columns=["path", "patient"]).to_csv(tmp / TRUTH_FILE, index=False)
         _marker(tmp, "cnmc", n_per_class=n_per_class, patients_per_class=patients_per_class, size=size,
-                seed=seed, difficulty=difficulty)
+                seed=seed, difficulty=difficulty, **({"n_prelim": n_prelim} if n_prelim is not None else {}))
     return Path(out)
 
 
-def synth_aria_all(out: Path, n_per_class: int = 30, patients_per_class: int = 6, size: int = 224, seed: int = 0,
-                   difficulty: float = 0.5) -> Path:
+def synth_aria_all(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_per_class: int | Mapping[str, int] = 6,
+                   size: int = 224, seed: int = 0, difficulty: float = 0.5) -> Path:
     """Aria ALL twin: ``Original/`` (smear background) and ``Segmented/`` (background black).
 
     File names carry no patient id, as on the real data; the generator's patients
-    are only in ``SYNTHETIC_TRUTH.csv``.
+    are only in ``SYNTHETIC_TRUTH.csv``. Counts: an int, or one per class.
     """
-    _check_sizes(n_per_class, patients_per_class, size)
+    for label in ARIA_CLASSES:
+        _check_sizes(_per_class(n_per_class, label), _per_class(patients_per_class, label), size)
     styles = _styles("aria_all", difficulty)
     truth = []
     with _Staging(out) as tmp:
         for ci, label in enumerate(ARIA_CLASSES):
             prefix = "WBC-Benign" if label == "Benign" else f"WBC-Malignant-{label}"
             k = 0
-            for pi, count in enumerate(_split_counts(n_per_class, patients_per_class)):
+            for pi, count in enumerate(_split_counts(_per_class(n_per_class, label), _per_class(patients_per_class, label))):
                 patient = make_patient(f"{label}{pi}", np.random.default_rng([seed, 1, ci, pi]))
                 for _ in range(count):
                     k += 1
@@ -302,19 +319,21 @@ def _pseudonyms(n: int, rng: np.random.Generator) -> list[str]:
     return names
 
 
-def synth_aml_mll(out: Path, n_per_class: int = 30, patients_per_class: int = 4, size: int = 144, seed: int = 0,
-                  difficulty: float = 0.5) -> Path:
+def synth_aml_mll(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_per_class: int | Mapping[str, int] = 4,
+                  size: int = 144, seed: int = 0, difficulty: float = 0.5) -> Path:
     """AML-Cytomorphology_MLL_Helmholtz twin: ``data/<class>/<patient>/*.tif`` and a metadata CSV
-    (semicolon-free, comma-separated, ages with decimal commas in quotes)."""
-    _check_sizes(n_per_class, patients_per_class, size)
+    (semicolon-free, comma-separated, ages with decimal commas in quotes). Counts: an int, or one per class."""
+    for label in AML_CLASSES:
+        _check_sizes(_per_class(n_per_class, label), _per_class(patients_per_class, label), size)
     styles = _styles("aml_mll", difficulty)
-    names = _pseudonyms(patients_per_class * len(AML_CLASSES), np.random.default_rng([seed, 9]))
+    per_class_patients = [_per_class(patients_per_class, label) for label in AML_CLASSES]
+    names = _pseudonyms(sum(per_class_patients), np.random.default_rng([seed, 9]))
     meta = []
     with _Staging(out) as tmp:
         for ci, label in enumerate(AML_CLASSES):
-            counts = _split_counts(n_per_class, patients_per_class)
+            counts = _split_counts(_per_class(n_per_class, label), per_class_patients[ci])
             for pi, count in enumerate(counts):
-                pid = names[ci * patients_per_class + pi]
+                pid = names[sum(per_class_patients[:ci]) + pi]
                 prng = np.random.default_rng([seed, 1, ci, pi])
                 patient = make_patient(pid, prng)
                 for k in range(count):
@@ -409,7 +428,7 @@ def cumida_platform_ids(n_probes: int, seed: int = 0) -> dict[str, dict[str, int
     }
 
 
-def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_class: int, n_probes: int, seed: int,
+def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_class, n_probes: int, seed: int,
                             shift: float) -> None:
     """The platform-faithful twin: every series on its real platform's probe ids (sorted, as GEO orders them);
     the chips of one series (``<GSE>_U133A``/``_U133B``) hold the same patients, rows shuffled, own GSM ids."""
@@ -428,16 +447,18 @@ def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_clas
     for si, (name, labels) in enumerate(series.items()):
         srng = np.random.default_rng([seed, 1, si])
         study = name.split("_", 1)[0]
-        if study in patients and patients[study][1] != [lab for lab in labels for _ in range(n_per_class)]:
+        counts = [_series_count(n_per_class, name, lab) for lab in labels]
+        row_labels_ = [lab for lab, n in zip(labels, counts) for _ in range(n)]
+        if study in patients and patients[study][1] != row_labels_:
             raise DataError(f"series {name} repeats study {study} with other labels {labels}; two chips of one "
                             "series hold the same patients, so give them the same labels")
         if study not in patients:  # a new study: draw its patients (gene space, AFFX controls per patient)
             prng = np.random.default_rng([seed, 2, si])
-            expression = prng.normal(7.0, 1.5, (len(labels) * n_per_class, n_genes))
+            expression = prng.normal(7.0, 1.5, (len(row_labels_), n_genes))
             expression[:, :n_affx] = prng.normal(9.0, 1.0, (len(expression), n_affx))
-            for li, lab in enumerate(labels):
-                expression[li * n_per_class:(li + 1) * n_per_class, markers[lab]] += shift
-            patients[study] = (expression, [lab for lab in labels for _ in range(n_per_class)],
+            for lab in labels:
+                expression[np.ix_(np.array(row_labels_) == lab, markers[lab])] += shift
+            patients[study] = (expression, row_labels_,
                                [f"{study}-P{k + 1:03d}" for k in range(len(expression))])
         expression, row_labels, row_patients = patients[study]
         first_chip = next(n for n in series if n.split("_", 1)[0] == study)
@@ -455,8 +476,18 @@ def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_clas
     pd.DataFrame(truth).to_csv(root / TRUTH_FILE, index=False)
 
 
-def synth_cumida(out: Path, n_per_class: int = 12, n_probes: int = 400, seed: int = 0, difficulty: float = 0.5,
-                 series: dict[str, list[str]] | None = None, platform_ids: bool = False) -> Path:
+def _series_count(n_per_class, series: str, label: str) -> int:
+    """Samples of ``label`` in ``series``: an int for all, or {series: int | {label: int}}."""
+    if isinstance(n_per_class, Mapping):
+        if series not in n_per_class:
+            raise DataError(f"no sample count for series {series!r}; give every series a count")
+        return _per_class(n_per_class[series], label)
+    return int(n_per_class)
+
+
+def synth_cumida(out: Path, n_per_class: int | Mapping[str, int | Mapping[str, int]] = 12, n_probes: int = 400,
+                 seed: int = 0, difficulty: float = 0.5, series: dict[str, list[str]] | None = None,
+                 platform_ids: bool = False) -> Path:
     """CuMiDa twin: one ``Leukemia_<series>.csv`` per series, with the real label strings.
 
     Default: series draw different but overlapping probe sets from one pool (about 80%
@@ -464,12 +495,17 @@ def synth_cumida(out: Path, n_per_class: int = 12, n_probes: int = 400, seed: in
     the mean of its own 20 marker probes by an amount that falls with ``difficulty``.
     ``platform_ids=True``: every series carries its real platform's probe-id pattern
     (:func:`cumida_platform_ids`, HG-U133A scaled to ``n_probes``), two chips of one
-    series hold the same patients, and ``SYNTHETIC_TRUTH.csv`` records each sample's patient.
+    series hold the same patients, and ``SYNTHETIC_TRUTH.csv`` records each sample's patient;
+    ``n_per_class`` may then give each series its own count, or a count per class.
     """
     if not 0.0 <= difficulty <= 1.0:
         raise DataError(f"difficulty must be in [0, 1], got {difficulty}")
-    if n_per_class < 1 or n_probes < 40:
+    smallest = min((_series_count(n_per_class, name, lab) for name, labels in (series or CUMIDA_SERIES).items()
+                    for lab in labels), default=0)
+    if smallest < 1 or n_probes < 40:
         raise DataError(f"need n_per_class >= 1 and n_probes >= 40, got {n_per_class} and {n_probes}")
+    if isinstance(n_per_class, Mapping) and not platform_ids:
+        raise DataError("counts per series need platform_ids=True (the older twin takes one n_per_class)")
     series = series or CUMIDA_SERIES
     shift = 2.5 * (1 - difficulty)
     if platform_ids:
