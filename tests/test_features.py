@@ -96,3 +96,29 @@ def test_augmented_features_are_their_own_cache_entry(setup, tmp_path):
     assert counted.model.calls == 10, "plain and augmented are extracted once each, then read from the cache"
     assert np.abs(plain - flipped).max() > 1e-3 * np.abs(plain).max(), "the augment hook reached the pixels"
     np.testing.assert_array_equal(flipped, again)
+
+
+def test_memory_mapped_features_come_from_the_cache_file(setup, tmp_path):
+    """mmap=True (paper 04's bank): the cached float32 .npy, memory-mapped read-only; a fresh extraction assembles the
+    final file from its on-disk chunks, an interrupted one resumes from them; the values equal the in-memory ones."""
+    from common.features import cache_name, load_cached
+
+    ds, bb = setup
+    counted = replace(bb, model=CountingModel(bb.model))
+    kw = dict(batch_size=4, chunk_batches=2, directory=tmp_path, progress=False)
+    broken = replace(bb, model=CountingModel(bb.model, fail_after=5))
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(broken, ds.paths, ds.fingerprint, mmap=True, **kw)
+    fresh = extract_features(counted, ds.paths, ds.fingerprint, mmap=True, **kw)
+    assert counted.model.calls == 6, "4 of 10 batches came from the saved chunks"
+    assert isinstance(fresh, np.memmap) and fresh.dtype == np.float32 and fresh.shape == (40, 1280)
+    assert not fresh.flags.writeable, "read-only: the cache cannot be changed through it"
+    in_memory = extract_features(counted, ds.paths, ds.fingerprint, **kw)
+    assert counted.model.calls == 6 and not isinstance(in_memory, np.memmap)
+    np.testing.assert_array_equal(fresh, in_memory)
+    reference = extract_features(bb, ds.paths, ds.fingerprint, batch_size=4, use_cache=False, progress=False)
+    np.testing.assert_allclose(fresh, reference, atol=1e-5)
+    name, key = cache_name(bb, ds.paths, ds.fingerprint)
+    assert isinstance(load_cached(name, key, tmp_path, mmap=True), np.memmap)
+    with pytest.raises(ValueError, match="use_cache"):
+        extract_features(bb, ds.paths, ds.fingerprint, use_cache=False, mmap=True, directory=tmp_path)

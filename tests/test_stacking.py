@@ -110,3 +110,155 @@ def test_fine_tuned_extractor_is_trained_validated_kept_and_reused(tmp_path, mon
     assert "reusing" in capsys.readouterr().out and again.weights_id == tuned.weights_id
     np.testing.assert_allclose(again.model.predict(again.preprocess(batch), verbose=0),
                                tuned.model.predict(tuned.preprocess(batch), verbose=0), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------- memory-lean stacking stage (bank on disk, fused per row set, PCA)
+def _disk_bank(folder, n_cells, widths, copies, seed=0):
+    """A synthetic bank on disk, as extract_bank leaves it: per network and version one float32 .npy,
+    memory-mapped; ``copies``: {copy k: the cells that have it}."""
+    rng = np.random.default_rng(seed)
+    bank = {}
+    for net, width in widths.items():
+        cells, matrices, keys = {}, {}, {}
+        for version, held in {"original": np.arange(n_cells), 0: np.arange(n_cells), **copies}.items():
+            path = folder / f"{net}-{version}.npy"
+            np.save(path, (rng.normal(size=(len(held), width)) * rng.uniform(0.5, 3, size=(len(held), 1)) + 2)
+                    .astype(np.float32))
+            cells[version], matrices[version], keys[version] = np.asarray(held), np.load(path, mmap_mode="r"), path.stem
+        bank[net] = S.FeatureBank(cells, matrices, keys)
+    return bank
+
+
+def test_fused_rows_equal_the_whole_bank_fusion_of_the_same_rows(tmp_path):
+    """fused_rows reads only the rows asked for and gives what fusing every version of the whole bank
+    and then picking the rows gave (the notebook's former fused_cache), bit for bit: each row's
+    z-score does not depend on the other rows of its chunk."""
+    copies = {1: np.array([1, 3, 4, 6]), 2: np.array([3, 6])}
+    bank = _disk_bank(tmp_path, 8, {"a": 5, "b": 7}, copies)
+    assert isinstance(bank["a"].matrices[0], np.memmap) and bank["a"].matrices[0].dtype == np.float32
+    rows = np.array([[0, 0], [3, 2], [1, 1], [3, 0], [6, 2], [4, 1], [6, 1], [3, 1], [7, 0]])
+    whole = {v: S.fuse([bank[n].matrices[v] for n in "ab"]) for v in bank["a"].versions}  # every version, every cell
+    position = {v: {c: i for i, c in enumerate(bank["a"].cells[v])} for v in whole}
+    expected = np.stack([whole[c][position[c][i]] for i, c in rows])
+    got = S.fused_rows(bank, ("a", "b"), rows, True, chunk_rows=2)
+    assert got.dtype == np.float32 and got.shape == (9, 12)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(S.fused_rows(bank, ("a", "b"), rows, False), whole["original"][rows[:, 0]])
+    out = np.zeros((9, 7), dtype=np.float32)
+    assert S.fused_rows(bank, ("b",), rows, True, out=out) is out
+    np.testing.assert_array_equal(out, expected[:, 5:])
+    with pytest.raises(KeyError, match="not extracted"):
+        S.fused_rows(bank, ("a",), np.array([[2, 1]]), True)  # cell 2 has no copy 1
+    with pytest.raises(ValueError, match="float32"):
+        S.fused_rows(bank, ("a",), rows, True, out=np.zeros((9, 5)))
+
+
+def test_fit_pca_equals_the_full_svd_without_stacking_blocks():
+    """The chunked covariance PCA gives PCA(svd_solver="full") on the stacked rows. Tolerances: in
+    float64 both are exact to ~1e-13 relative (measured 4e-15 on the eigenvalues, 7e-14 on the scores),
+    1e-9 leaves room for other BLAS builds; in float32, "full" itself carries float32 round-off
+    (measured 1.5e-6 on the eigenvalues, 1e-5 on the scores), so 1e-4."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(60, 60)))[0]
+    X = rng.normal(size=(700, 60)) * np.exp(-np.arange(60) / 8) @ basis + 3  # decaying spectrum, offset mean
+    for dtype, tol in ((np.float64, 1e-9), (np.float32, 1e-4)):
+        X_train, X_test = X[:600].astype(dtype), X[600:].astype(dtype)
+        for share in (0.95, None, 7):
+            full = PCA(n_components=share, svd_solver="full").fit(np.vstack([X_train, X_test]))
+            ours = S.fit_pca([X_train, X_test], share, chunk_rows=128)
+            assert ours.n_components_ == full.n_components_ and ours.components_.dtype == dtype
+            np.testing.assert_allclose(ours.explained_variance_[:20], full.explained_variance_[:20], rtol=tol)
+            np.testing.assert_allclose(ours.explained_variance_ratio_[:20], full.explained_variance_ratio_[:20], rtol=tol)
+            np.testing.assert_allclose(ours.mean_, full.mean_, rtol=tol)
+            scores, reference = ours.transform(X_test)[:, :20], full.transform(X_test)[:, :20]
+            assert scores.dtype == dtype
+            np.testing.assert_allclose(scores, reference, atol=tol * np.abs(reference).max())  # same signs: same rule
+    few = S.fit_pca([X[:30], X[30:50]], 0.95)  # fewer rows than columns: the full SVD itself
+    np.testing.assert_array_equal(few.components_, PCA(0.95, svd_solver="full").fit(X[:50]).components_)
+    on_train = S.fit_pca([X[:600]], 0.95)
+    np.testing.assert_allclose(on_train.mean_, X[:600].mean(axis=0))
+    with pytest.raises(ValueError, match="same columns"):
+        S.fit_pca([X, X[:, :5]], 0.9)
+
+
+def test_the_svm_uses_the_primal_solver_when_rows_outnumber_columns():
+    """dual="auto": with more rows than columns liblinear solves the primal, whose cost grows linearly in rows;
+    the stacker's SVM then equals an explicit dual=False fit exactly (the dual solver would differ)."""
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 5)), np.repeat(np.arange(4), 50)
+    svm = dict(S.build_stacker(rf_trees=5).estimators)["svm"]
+    assert svm[-1].dual == "auto"
+    svm.fit(X, y)
+    primal = LinearSVC(C=1.0, dual=False, random_state=0, max_iter=2000).fit(svm[0].transform(X), y)
+    dual = LinearSVC(C=1.0, dual=True, random_state=0, max_iter=2000).fit(svm[0].transform(X), y)
+    np.testing.assert_array_equal(svm[-1].coef_, primal.coef_)
+    assert not np.array_equal(svm[-1].coef_, dual.coef_)
+
+
+def test_fit_rows_is_fit_predict_on_the_fused_rows_and_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    n = 60
+    y = np.arange(n) % 3
+    bank = _disk_bank(tmp_path, n, {"a": 6, "b": 9}, {1: np.arange(0, 40)})
+    for net in bank:  # some class signal
+        for v, m in bank[net].matrices.items():
+            data = np.array(m)
+            data[:, :3] += 4 * np.eye(3)[y[bank[net].cells[v]]]
+            np.save(tmp_path / f"{net}-{v}.npy", data)
+            bank[net].matrices[v] = np.load(tmp_path / f"{net}-{v}.npy", mmap_mode="r")
+    train = np.concatenate([np.stack([np.arange(40), np.zeros(40, int)], 1), np.stack([np.arange(40), np.ones(40, int)], 1)])
+    test = np.arange(40, n)
+    kw = dict(segmented=True, pca_variance=0.9, pca_fit="all", rf_trees=5, seed=0, label="t")
+    logged = []
+    first = S.fit_rows(bank, ("a", "b"), train, y, test, keep_model=True, log=logged.append, **kw)
+    direct = S.fit_predict(S.fused_rows(bank, ("a", "b"), train, True), y[train[:, 0]],
+                           S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True), 0.9, pca_fit="all",
+                           rf_trees=5)
+    np.testing.assert_allclose(first["proba"], direct["proba"], atol=1e-12)  # same rows, same fit
+    assert first["n_components"] == direct["n_components"] and not first["reused"] and not logged
+    again = S.fit_rows(bank, ("a", "b"), train, y, test, keep_model=True, log=logged.append, **kw)
+    assert again["reused"] and "reusing" in logged[0]
+    np.testing.assert_array_equal(again["proba"], first["proba"])
+    np.testing.assert_allclose(again["model"].predict_proba(again["pca"].transform(
+        S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True))), first["proba"], atol=1e-12)
+    assert list((tmp_path / "cache" / "stacking" / "04_patel_aml").glob("t-*/key.json"))
+    other = S.fit_rows(bank, ("a", "b"), train, y, test, log=logged.append, **{**kw, "rf_trees": 6})
+    assert not other["reused"] and other["model"] is None and len(logged) == 1, "another setting is another entry"
+
+
+def test_extract_bank_extracts_copies_only_for_the_cells_that_read_them(tmp_path, monkeypatch):
+    from common import data, features
+    from common.backbones import Backbone
+    from common.data.synth import synth_aml_mll
+    from common.imaging import hsv_segment_hook
+
+    class Means:  # a stand-in network: per-channel means and maxima of each image
+        calls = 0
+
+        def predict_on_batch(self, x):
+            Means.calls += 1
+            return np.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=1)
+
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    ds = data.load("aml_mll", synth_aml_mll(tmp_path / "aml", n_per_class=2, patients_per_class=1, size=24, seed=0))
+    net = Backbone("means", Means(), lambda b: b, 16, "none", "pool")
+    kw = dict(segment=hsv_segment_hook(), size=16, seed=0, batch_size=4)
+    rows = np.array([[0, 0], [1, 0], [1, 1], [4, 1], [4, 2], [7, 1], [7, 0]])
+    bank = S.extract_bank(net, ds.paths, ds.fingerprint, rows=rows, **kw)
+    assert bank.versions == ["original", 0, 1, 2] and bank.width == 6
+    assert bank.cells[1].tolist() == [1, 4, 7] and bank.cells[2].tolist() == [4]
+    assert bank.cells[0].tolist() == list(range(10)) and bank.matrices[0].shape == (10, 6)
+    assert all(isinstance(m, np.memmap) and m.dtype == np.float32 for m in bank.matrices.values())
+    assert bank.rows(1, [7, 1]).shape == (2, 6)
+    direct = features.extract_features(net, ds.paths, ds.fingerprint, batch_size=4, preprocessing={"size": 16})
+    np.testing.assert_array_equal(bank.matrices["original"], direct)  # the same cache entry as before
+    assert bank.keys["original"] == features.cache_name(net, ds.paths, ds.fingerprint, {"size": 16})[0]
+    calls = Means.calls
+    other = S.extract_bank(net, ds.paths, ds.fingerprint, rows=rows[:3], **kw)
+    assert Means.calls == calls + 1, "original and 0 come from the cache; copy 1 of cell 1 alone is a new entry (1 batch)"
+    assert {v: other.keys[v] for v in ("original", 0)} == {v: bank.keys[v] for v in ("original", 0)}
+    assert other.versions == ["original", 0, 1] and other.cells[1].tolist() == [1]

@@ -8,7 +8,9 @@ the layer, the input size, every preprocessing setting, the dataset fingerprint
 and the exact list of paths, and the stored JSON is compared on every read, so a
 changed setting never reuses stale features. While extracting, finished chunks
 are written to ``<key>.partial/``; an interrupted run resumes from them, and the
-final files appear only when complete (temporary file, then rename).
+final files appear only when complete (temporary file, then rename). With ``mmap=True``
+the cached ``.npy`` comes back memory-mapped read-only (float32): rows are read from disk
+when indexed, so a bank of features larger than memory can be used.
 """
 from __future__ import annotations
 
@@ -51,6 +53,14 @@ def cache_key(backbone: Backbone, paths: Sequence[str], fingerprint: str, prepro
     return f"{backbone.name}-{digest}", key
 
 
+def cache_name(backbone: Backbone, paths: Sequence[str], fingerprint: str,
+               preprocessing: Mapping[str, Any] | None = None, *, segment_after_augment: bool = False) -> tuple[str, dict]:
+    """(hash, key dict) under which :func:`extract_features` caches these arguments (its cache
+    entry's identity; ``segment_after_augment`` adds the order to the preprocessing described)."""
+    described = {**dict(preprocessing or {}), **({"order": "augment, then segment"} if segment_after_augment else {})}
+    return cache_key(backbone, [str(p) for p in paths], fingerprint, described or None)
+
+
 def _atomic_save(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
@@ -58,14 +68,17 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def load_cached(key_name: str, key: dict, directory: Path) -> np.ndarray | None:
-    """The cached matrix if ``<key>.npy`` exists and its stored key equals ``key``."""
+def load_cached(key_name: str, key: dict, directory: Path, *, mmap: bool = False) -> np.ndarray | None:
+    """The cached matrix if ``<key>.npy`` exists and its stored key equals ``key``.
+
+    ``mmap``: return it memory-mapped read-only (``np.load(..., mmap_mode="r")``, float32 as
+    stored) instead of reading it into memory: rows are read from disk when indexed."""
     npy, meta = directory / f"{key_name}.npy", directory / f"{key_name}.json"
     if not (npy.is_file() and meta.is_file()):
         return None
     try:
         stored = json.loads(meta.read_text())
-        features = np.load(npy)
+        features = np.load(npy, mmap_mode="r" if mmap else None)
     except (OSError, ValueError):
         return None
     if stored != json.loads(json.dumps(key, default=str)) or features.shape[0] != key["n"]:
@@ -86,6 +99,8 @@ def extract_features(
     progress: bool = True,
     augment: Any | None = None,
     segment_after_augment: bool = False,
+    *,
+    mmap: bool = False,
 ) -> np.ndarray:
     """(n, d) float32 features of ``paths`` (in order) from ``backbone``.
 
@@ -97,18 +112,21 @@ def extract_features(
     extraction continues with fresh draws, which are still valid augmentations.
     ``fingerprint`` is the dataset's fingerprint. ``segment_after_augment`` segments
     the augmented images (see :class:`~common.data.stream.ImageBatches`); it is part of
-    the cache key.
+    the cache key. ``mmap`` (needs the cache): return the cached ``.npy`` memory-mapped
+    read-only (float32) instead of in memory; a fresh extraction then never holds the whole
+    matrix either (finished chunks stay on disk and are copied into the final file).
     """
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("no image paths to extract features from")
     if (segment is not None or augment is not None) and not preprocessing:
         raise ValueError("describe the segment hook (and any augment hook) in `preprocessing`: it is part of the cache key")
+    if mmap and not use_cache:
+        raise ValueError("mmap=True reads the cached file: it needs use_cache=True")
     directory = Path(directory or cache_dir())
-    described = {**dict(preprocessing or {}), **({"order": "augment, then segment"} if segment_after_augment else {})}
-    name, key = cache_key(backbone, paths, fingerprint, described or None)
+    name, key = cache_name(backbone, paths, fingerprint, preprocessing, segment_after_augment=segment_after_augment)
     if use_cache:
-        hit = load_cached(name, key, directory)
+        hit = load_cached(name, key, directory, mmap=mmap)
         if hit is not None:
             return hit
     batches = ImageBatches(paths, batch_size=batch_size, image_size=(backbone.input_size, backbone.input_size),
@@ -124,7 +142,7 @@ def extract_features(
     if use_cache:  # resume from finished chunks
         while (partial / f"rows_{start:09d}.npy").is_file():
             try:
-                part = np.load(partial / f"rows_{start:09d}.npy")
+                part = np.load(partial / f"rows_{start:09d}.npy", mmap_mode="r" if mmap else None)
             except (OSError, ValueError):
                 break
             parts.append(part)
@@ -144,16 +162,32 @@ def extract_features(
             chunk = np.concatenate(pending)
             if use_cache:
                 _atomic_save(partial / f"rows_{start:09d}.npy", chunk)
-            parts.append(chunk)
+            parts.append(np.load(partial / f"rows_{start:09d}.npy", mmap_mode="r") if mmap else chunk)
             start += chunk.shape[0]
             pending = []
     pool.shutdown()
-    features = np.concatenate(parts).reshape(len(paths), -1)
+    if mmap:  # chunk by chunk from the partial files into the final one: never the whole matrix in memory
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{name}.npy.tmp-{os.getpid()}"
+        width = int(np.prod(parts[0].shape[1:]))
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(paths), width))
+        row = 0
+        for part in parts:
+            out[row:row + part.shape[0]] = np.asarray(part).reshape(part.shape[0], width)
+            row += part.shape[0]
+        out.flush()
+        del out
+        parts = part = None
+        os.replace(tmp, directory / f"{name}.npy")
+        features = None
+    else:
+        features = np.concatenate(parts).reshape(len(paths), -1)
     if use_cache:
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_save(directory / f"{name}.npy", features)
+        if features is not None:
+            _atomic_save(directory / f"{name}.npy", features)
         tmp = directory / f".{name}.json.tmp"
         tmp.write_text(json.dumps(key, sort_keys=True, default=str))
         os.replace(tmp, directory / f"{name}.json")
         shutil.rmtree(partial, ignore_errors=True)
-    return features
+    return features if features is not None else np.load(directory / f"{name}.npy", mmap_mode="r")

@@ -19,11 +19,24 @@ Reading of the paper (recorded in the notebook's Interpretation cells):
   values, the RF's class probabilities). The paper calls SVM and RF the
   "meta-learners" because its base models are the three CNNs; it does not say how the
   two are combined.
+
+Memory at the real size (81,214 cells, 7,424 fused columns, up to ~142k oversampled
+training rows): the feature bank stays on disk, memory-mapped float32
+(:class:`FeatureBank`), with augmented copies only for the cells whose training rows use
+them; each setting's fused matrix is gathered for its own rows only (:func:`fused_rows`);
+PCA is fitted from a covariance matrix accumulated chunk by chunk (:func:`fit_pca`: d x d
+memory, time linear in rows); each setting's outcome is cached (:func:`fit_rows`).
 """
 from __future__ import annotations
 
+import json
+import mmap
+import os
+import pickle
 import sys
-from typing import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -56,40 +69,118 @@ def build_stacker(seed: int = 0, rf_trees: int = 100, inner_folds: int = 5):
     from sklearn.svm import LinearSVC
 
     # columns standardised for the solver: liblinear's coordinate descent fails to converge on the raw
-    # fused features and then runs to max_iter (minutes per fit even on the smoke data)
-    svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, random_state=seed, max_iter=2000))
+    # fused features and then runs to max_iter (minutes per fit even on the smoke data).
+    # dual="auto" (scikit-learn's default, stated here): liblinear's primal solver (trust-region Newton) whenever
+    # rows > columns, as in every setting at the paper's size; it is the one liblinear recommends when rows far
+    # outnumber columns, each of its iterations a pass over the rows (the dual keeps one variable per row). Memory:
+    # LinearSVC copies its input to float64 and liblinear to its own (index, value) pairs: 32 bytes per value of the
+    # matrix in all, measured, with the float32 input (see the notebook's stacking section)
+    svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, dual="auto", random_state=seed, max_iter=2000))
     return StackingClassifier(
         estimators=[("svm", svm),
                     ("rf", RandomForestClassifier(n_estimators=rf_trees, random_state=seed, n_jobs=-1))],
         final_estimator=LogisticRegression(max_iter=2000), cv=inner_folds, stack_method="auto", n_jobs=1)
 
 
-def fit_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, pca_variance: float | None,
-                pca_fit: str = "train", seed: int = 0, rf_trees: int = 100, inner_folds: int = 5) -> dict:
-    """PCA (optional) then the stacker; returns test probabilities and what was fitted.
+def _pca_components(pca_variance: float | None) -> float | None:
+    if not 0 < pca_variance <= 1:
+        raise ValueError(f"pca_variance must be in (0, 1], got {pca_variance}")
+    return pca_variance if pca_variance < 1 else None
 
-    ``pca_fit``: ``train`` fits PCA on the training rows only; ``all`` on training and
-    test rows together (the `published` reading of "X_TrainCombined and X_TestCombined
-    processed by PCA"). Returns {"proba", "n_components", "model", "pca"}.
+
+def fit_pca(blocks: Sequence[np.ndarray], n_components: float | int | None, *, seed: int = 0, chunk_rows: int = 4096):
+    """PCA of the rows of ``blocks`` taken together, without stacking them: the eigendecomposition
+    of their covariance matrix, accumulated ``chunk_rows`` rows at a time in float64.
+
+    The same fit as ``PCA(svd_solver="full").fit(np.vstack(blocks))`` up to the components' signs
+    (fixed by the same rule) and floating-point precision (tests/test_stacking.py), in d x d memory
+    and time linear in rows: the training rows (up to ~142k) far outnumber the 7,424 columns, where
+    the full SVD would hold several n x d copies. scikit-learn's ``svd_solver="covariance_eigh"`` is
+    the same method but forms X.T @ X in the input's dtype (float32 here: less precise) on one array
+    (a stacked copy of training and test rows for ``pca_fit="all"``). ``n_components``: a share of
+    the variance in (0, 1) (the fewest components whose cumulated ratio exceeds it, as scikit-learn
+    chooses), a count, or None (all). Returns a fitted scikit-learn ``PCA`` whose ``transform``
+    works as usual; its arrays are float32 when every block is (transformed rows stay float32).
+    With fewer rows than columns (the small profiles) the eigendecomposition of the d x d matrix
+    would cost more than the SVD of the rows, so that case runs ``svd_solver="full"`` itself.
     """
+    from scipy import linalg
+    from scipy.linalg.blas import dsyrk
     from sklearn.decomposition import PCA
+    from sklearn.utils.extmath import svd_flip
 
-    if pca_fit not in ("train", "all"):
-        raise ValueError(f"pca_fit must be 'train' or 'all', got {pca_fit!r}")
-    pca = None
-    if pca_variance:
-        if not 0 < pca_variance <= 1:
-            raise ValueError(f"pca_variance must be in (0, 1], got {pca_variance}")
-        pca = PCA(n_components=pca_variance if pca_variance < 1 else None, svd_solver="full", random_state=seed)
-        pca.fit(np.vstack([X_train, X_test]) if pca_fit == "all" else X_train)
-        X_train, X_test = pca.transform(X_train), pca.transform(X_test)
+    blocks = [b for b in blocks if len(b)]
+    if not blocks or any(b.ndim != 2 or b.shape[1] != blocks[0].shape[1] for b in blocks):
+        raise ValueError(f"need 2-D blocks of rows with the same columns, got {[b.shape for b in blocks]}")
+    n, d = sum(len(b) for b in blocks), blocks[0].shape[1]
+    if n < 2:
+        raise ValueError("PCA needs at least 2 rows")
+    if n < d:  # fewer rows than columns (smoke, demo): the full SVD is the cheaper one, and the rows are few
+        return PCA(n_components=n_components, svd_solver="full", random_state=seed).fit(
+            np.vstack(blocks) if len(blocks) > 1 else blocks[0])
+    dtype = np.float32 if all(b.dtype == np.float32 for b in blocks) else np.float64
+    shift = np.asarray(blocks[0][:chunk_rows], dtype=np.float64).mean(axis=0)  # a provisional centre: small sums
+    total = np.zeros(d)
+    scatter = np.zeros((d, d), order="F")  # upper triangle of sum (x - shift)(x - shift)^T, updated in place
+    for block in blocks:
+        for start in range(0, len(block), chunk_rows):
+            chunk = np.asarray(block[start:start + chunk_rows], dtype=np.float64) - shift
+            total += chunk.sum(axis=0)
+            scatter = dsyrk(1.0, chunk.T, beta=1.0, c=scatter, trans=0, lower=0, overwrite_c=1)
+            del chunk
+    offset = total / n
+    scatter -= n * np.outer(offset, offset)
+    scatter /= n - 1  # the covariance matrix (upper triangle)
+    eigenvalues, eigenvectors = linalg.eigh(scatter, lower=False, overwrite_a=True, check_finite=False)
+    del scatter
+    variance = np.clip(eigenvalues[::-1], 0.0, None)  # descending; tiny negative round-off clipped as scikit-learn does
+    _, components = svd_flip(None, np.ascontiguousarray(eigenvectors[:, ::-1].T), u_based_decision=False)
+    del eigenvectors
+    ratio = variance / variance.sum()
+    if n_components is None:
+        k = min(n, d)
+    elif 0 < n_components < 1:
+        k = int(np.searchsorted(np.cumsum(ratio), n_components, side="right")) + 1
+    else:
+        k = int(n_components)
+    k = min(k, n, d)
+    pca = PCA(n_components=n_components, svd_solver="covariance_eigh", random_state=seed)
+    pca.n_features_in_, pca._fit_svd_solver, pca.n_samples_, pca.n_components_ = d, "covariance_eigh", n, k
+    pca.mean_ = (shift + offset).astype(dtype)
+    pca.components_ = np.ascontiguousarray(components[:k], dtype=dtype)
+    pca.explained_variance_ = variance[:k].astype(dtype)
+    pca.explained_variance_ratio_ = ratio[:k].astype(dtype)
+    pca.singular_values_ = np.sqrt(variance[:k] * (n - 1)).astype(dtype)
+    pca.noise_variance_ = float(variance[k:min(n, d)].mean()) if k < min(n, d) else 0.0
+    return pca
+
+
+def _stack(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, seed: int, rf_trees: int, inner_folds: int):
     counts = np.bincount(np.asarray(y_train))
     folds = int(min(inner_folds, counts[counts > 0].min()))
     if folds < 2:
         raise ValueError(f"a class has {counts[counts > 0].min()} training row(s); stacking needs at least 2 per class")
     model = build_stacker(seed, rf_trees, folds).fit(X_train, y_train)
-    return {"proba": model.predict_proba(X_test), "n_components": None if pca is None else int(pca.n_components_),
-            "model": model, "pca": pca}
+    return model, model.predict_proba(X_test)
+
+
+def fit_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, pca_variance: float | None,
+                pca_fit: str = "train", seed: int = 0, rf_trees: int = 100, inner_folds: int = 5) -> dict:
+    """PCA (optional, :func:`fit_pca`) then the stacker; returns test probabilities and what was fitted.
+
+    ``pca_fit``: ``train`` fits PCA on the training rows only; ``all`` on training and
+    test rows together (the `published` reading of "X_TrainCombined and X_TestCombined
+    processed by PCA"; no stacked copy of the two is made). Returns {"proba",
+    "n_components", "model", "pca"}.
+    """
+    if pca_fit not in ("train", "all"):
+        raise ValueError(f"pca_fit must be 'train' or 'all', got {pca_fit!r}")
+    pca = None
+    if pca_variance:
+        pca = fit_pca([X_train, X_test] if pca_fit == "all" else [X_train], _pca_components(pca_variance), seed=seed)
+        X_train, X_test = pca.transform(X_train), pca.transform(X_test)
+    model, proba = _stack(X_train, y_train, X_test, seed, rf_trees, inner_folds)
+    return {"proba": proba, "n_components": None if pca is None else int(pca.n_components_), "model": model, "pca": pca}
 
 
 def training_rows(train: np.ndarray, y: np.ndarray, augment: bool, oversample: bool, seed: int = 0) -> np.ndarray:
@@ -141,20 +232,116 @@ def augment_hook(copy: int, seed: int = 0):
     return augment.batch_hook(augment.build_augmenter(**AUGMENTATION, seed=seed * 1000 + copy))
 
 
-def extract_bank(backbone, paths: Sequence[str], fingerprint: str, *, n_copies: int, segment, size: int, seed: int = 0,
-                 batch_size: int = 32) -> dict:
-    """Every version of every cell's features from ``backbone`` (cached under the cache root):
-    ``"original"`` (resized only, the ablation's baseline), ``0`` (resized, then segmented) and
-    ``1..n_copies`` (resized, augmented, then segmented: the paper's order, P372)."""
+@dataclass
+class FeatureBank:
+    """One network's features of the dataset's cells, per version: ``"original"`` (resized only),
+    ``0`` (resized, then segmented) and augmented copies ``1..C``.
+
+    ``cells[v]``: the sorted cell indices that version ``v`` holds (every cell for ``"original"``
+    and ``0``, the training cells that use it for a copy); ``matrices[v]``: their
+    (len(cells[v]), width) float32 features, memory-mapped read-only from the feature cache;
+    ``keys[v]``: that cache entry's name (the bank's identity in :func:`fit_rows`' cache).
+    """
+
+    cells: dict
+    matrices: dict
+    keys: dict
+
+    @property
+    def width(self) -> int:
+        return int(self.matrices[0].shape[1])
+
+    @property
+    def versions(self) -> list:
+        return list(self.matrices)
+
+    def rows(self, version, cells) -> np.ndarray:
+        """The features of ``cells`` (dataset indices, any order) in ``version``: an in-memory float32
+        copy of those rows only. The mapped pages are released after reading (they stay in the
+        operating system's page cache), so reading never leaves the bank resident in this process."""
+        if version not in self.cells:
+            raise KeyError(f"this bank has no version {version!r} (versions: {self.versions})")
+        held, cells = self.cells[version], np.asarray(cells, dtype=np.int64).reshape(-1)
+        at = np.minimum(np.searchsorted(held, cells), max(len(held) - 1, 0))
+        if len(cells) and (not len(held) or np.any(held[at] != cells)):
+            missing = cells[held[at] != cells] if len(held) else cells
+            raise KeyError(f"version {version!r} was not extracted for cells {missing[:5].tolist()}... "
+                           "(extract_bank's rows did not include them)")
+        matrix = self.matrices[version]
+        out = np.asarray(matrix[at], dtype=np.float32)
+        _release_pages(matrix)
+        return out
+
+
+def _release_pages(matrix) -> None:
+    """Drop a memory-mapped matrix's pages from this process (MADV_DONTNEED: read-only file pages
+    are re-read from the page cache when touched again), so that the bank does not count in the
+    resident memory of a process that reads all of it."""
+    mapped = getattr(matrix, "_mmap", None)
+    if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mapped.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
+def extract_bank(backbone, paths: Sequence[str], fingerprint: str, *, rows: np.ndarray, segment, size: int,
+                 seed: int = 0, batch_size: int = 32) -> FeatureBank:
+    """The features from ``backbone`` that the (cell, copy) ``rows`` will read (:func:`training_rows`;
+    the union over every training set that uses this bank), cached under the cache root and
+    memory-mapped (float32): ``"original"`` (resized only, the ablation's baseline) and ``0``
+    (resized, then segmented) for every cell (test cells need only these), and augmented copy
+    ``k`` (resized, augmented, then segmented: the paper's order, P372) only for the cells with a
+    row of copy ``k``. The cache keys of ``"original"`` and ``0`` do not depend on ``rows``."""
     from common import features
 
-    extract = lambda **kw: features.extract_features(backbone, paths, fingerprint, batch_size=batch_size, **kw)  # noqa: E731
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+    paths = np.asarray([str(p) for p in paths])
     described = {"segment": "hsv-default", "size": size}
-    bank = {"original": extract(preprocessing={"size": size}), 0: extract(segment=segment, preprocessing=described)}
-    for k in range(1, n_copies + 1):
-        bank[k] = extract(segment=segment, augment=augment_hook(k, seed), segment_after_augment=True,
-                          preprocessing={**described, "augment": f"{sorted(AUGMENTATION.items())} copy{k} seed{seed}"})
-    return bank
+    every = np.arange(len(paths))
+    versions = {"original": (every, dict(preprocessing={"size": size})),
+                0: (every, dict(segment=segment, preprocessing=described))}
+    for k in sorted(int(c) for c in np.unique(rows[:, 1]) if c > 0):
+        versions[k] = (np.unique(rows[rows[:, 1] == k, 0]), dict(
+            segment=segment, augment=augment_hook(k, seed), segment_after_augment=True,
+            preprocessing={**described, "augment": f"{sorted(AUGMENTATION.items())} copy{k} seed{seed}"}))
+    cells, matrices, keys = {}, {}, {}
+    for version, (idx, kw) in versions.items():
+        subset = paths[idx].tolist()
+        keys[version] = features.cache_name(backbone, subset, fingerprint, kw["preprocessing"],
+                                            segment_after_augment=kw.get("segment_after_augment", False))[0]
+        matrices[version] = features.extract_features(backbone, subset, fingerprint, batch_size=batch_size, mmap=True, **kw)
+        cells[version] = idx
+    return FeatureBank(cells, matrices, keys)
+
+
+def fused_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], table_rows: np.ndarray, segmented: bool, *,
+               out: np.ndarray | None = None, chunk_rows: int = 2048) -> np.ndarray:
+    """The fused features (:func:`fuse`: each network's block z-scored per row, then the blocks
+    concatenated, in ``nets`` order) of (cell, copy) rows (:func:`training_rows`): copy k reads
+    version k of a segmented setting; an unsegmented setting reads ``"original"`` (copies are then
+    identical). Rows are gathered from the memory-mapped ``bank`` (network -> :class:`FeatureBank`)
+    ``chunk_rows`` at a time, in bank order, and written into one float32 matrix, ``out`` if given
+    (shape (len(table_rows), total width)): the only allocation that grows with the rows."""
+    table_rows = np.asarray(table_rows, dtype=np.int64).reshape(-1, 2)
+    widths = [bank[net].width for net in nets]
+    shape = (len(table_rows), sum(widths))
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out must be a float32 array of shape {shape}, got {out.dtype} {out.shape}")
+    version_of = np.zeros(len(table_rows), dtype=np.int64) if not segmented else table_rows[:, 1]
+    for code in np.unique(version_of):
+        version = int(code) if segmented else "original"
+        where = np.flatnonzero(version_of == code)
+        where = where[np.argsort(table_rows[where, 0], kind="stable")]  # sequential reads
+        for start in range(0, len(where), chunk_rows):
+            at = where[start:start + chunk_rows]
+            column = 0
+            for net, width in zip(nets, widths):
+                out[at, column:column + width] = row_zscore(bank[net].rows(version, table_rows[at, 0]))
+                column += width
+    return out
 
 
 # ------------------------------------------------------------------ fine-tuning
@@ -237,14 +424,94 @@ def fine_tune_extractor(name: str, layer: str, train: tuple[Sequence[str], np.nd
     return Backbone(name, extractor, base.preprocess, base.input_size, f"finetuned:{stored.dir.name}", base.layer), history
 
 
-def features_for_rows(fused: dict, table_rows: np.ndarray, segmented: bool) -> np.ndarray:
-    """The fused features of (cell, copy) rows (:func:`training_rows`): copy k reads version k of a
-    segmented setting; an unsegmented setting reads ``"original"`` (copies are then identical)."""
-    table_rows = np.asarray(table_rows)
-    if not segmented:
-        return fused["original"][table_rows[:, 0]]
-    out = np.empty((len(table_rows), fused[0].shape[1]), dtype=np.float32)
-    for copy in np.unique(table_rows[:, 1]):
-        hit = table_rows[:, 1] == copy
-        out[hit] = fused[int(copy)][table_rows[hit, 0]]
-    return out
+# ------------------------------------------------------- one setting, cached
+def fit_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], train_rows: np.ndarray, y: np.ndarray,
+             test_cells: np.ndarray, *, segmented: bool, pca_variance: float | None, pca_fit: str = "train",
+             seed: int = 0, rf_trees: int = 100, inner_folds: int = 5, keep_model: bool = False, label: str = "setting",
+             cache: bool = True, chunk_rows: int = 2048, paper: str = "04_patel_aml",
+             log: Callable[[str], None] = print) -> dict:
+    """One setting of the stacking stage: the fused features (:func:`fused_rows`) of the (cell,
+    copy) ``train_rows`` and of the ``test_cells`` (copy 0), :func:`fit_pca` on the rows
+    ``pca_fit`` names, then the stacker, as :func:`fit_predict`. The fused matrices are freed once
+    PCA has reduced them. ``y``: every cell's label.
+
+    Returns {"proba", "n_components", "model", "pca", "reused"}; "model" and "pca" only with
+    ``keep_model`` (else None: a fitted forest of 142k rows is large). With ``cache``, the outcome
+    is stored under ``<cache root>/stacking/<paper>/<label>-<digest>/`` (test probabilities and
+    component count in ``outputs.npz``, the fitted stacker and PCA in ``model.joblib`` with
+    ``keep_model``, ``key.json`` written last; each file written to a temporary name, then
+    renamed), keyed by the bank's feature cache keys, the networks, the rows, labels and test cells,
+    every setting and the code version of this module: a rerun loads it and says so.
+    """
+    from common import modelstore
+    from common.paths import cache_root
+
+    if pca_fit not in ("train", "all"):
+        raise ValueError(f"pca_fit must be 'train' or 'all', got {pca_fit!r}")
+    nets = tuple(nets)
+    train_rows = np.asarray(train_rows, dtype=np.int64).reshape(-1, 2)
+    test_cells = np.asarray(test_cells, dtype=np.int64).reshape(-1)
+    y_train = np.asarray(y)[train_rows[:, 0]]
+    stored = None
+    if cache:
+        import sklearn
+
+        read = sorted({0, *map(int, np.unique(train_rows[:, 1]))}) if segmented else ["original"]
+        key = {"bank": {net: {str(v): bank[net].keys[v] for v in read} for net in nets}, "networks": list(nets),
+               "rows": modelstore.indices_digest(train_rows, test_cells), "labels": modelstore.indices_digest(y_train),
+               "segmented": bool(segmented), "pca_variance": pca_variance, "pca_fit": pca_fit, "rf_trees": rf_trees,
+               "seed": seed, "inner_folds": inner_folds, "sklearn": sklearn.__version__,
+               "code": modelstore.code_version(sys.modules[__name__])}
+        stored = modelstore.entry(paper, label, key, root=cache_root() / "stacking")
+        hit = _load_setting(stored.dir, stored.key, keep_model)
+        if hit is not None:
+            log(f"{label}: reusing the stacking result in {stored.dir} (same features, rows, settings and code)")
+            return hit
+    X_train = fused_rows(bank, nets, train_rows, segmented, chunk_rows=chunk_rows)
+    X_test = fused_rows(bank, nets, np.stack([test_cells, np.zeros_like(test_cells)], axis=1), segmented,
+                        chunk_rows=chunk_rows)
+    pca = None
+    if pca_variance:
+        pca = fit_pca([X_train, X_test] if pca_fit == "all" else [X_train], _pca_components(pca_variance), seed=seed)
+        X_train, X_test = pca.transform(X_train), pca.transform(X_test)  # the fused matrices are freed here
+    model, proba = _stack(X_train, y_train, X_test, seed, rf_trees, inner_folds)
+    del X_train, X_test
+    result = {"proba": proba, "n_components": None if pca is None else int(pca.n_components_),
+              "model": model if keep_model else None, "pca": pca if keep_model else None, "reused": False}
+    if stored is not None:
+        _save_setting(stored.dir, stored.key, result, keep_model)
+    return result
+
+
+def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    with open(tmp, mode) as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
+def _save_setting(folder: Path, key: dict, result: dict, keep_model: bool) -> None:
+    import joblib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "key.json").unlink(missing_ok=True)
+    _atomic(folder / "outputs.npz", lambda fh: np.savez(fh, proba=result["proba"],
+                                                         n_components=-1 if result["n_components"] is None
+                                                         else result["n_components"]))
+    if keep_model:
+        _atomic(folder / "model.joblib", lambda fh: joblib.dump({"model": result["model"], "pca": result["pca"]}, fh))
+    _atomic(folder / "key.json", lambda fh: fh.write(json.dumps(key, indent=1, sort_keys=True)), mode="w")
+
+
+def _load_setting(folder: Path, key: dict, keep_model: bool) -> dict | None:
+    import joblib
+
+    try:
+        if json.loads((folder / "key.json").read_text()) != key:
+            return None
+        with np.load(folder / "outputs.npz") as npz:
+            proba, n_components = npz["proba"], int(npz["n_components"])
+        fitted = joblib.load(folder / "model.joblib") if keep_model else {"model": None, "pca": None}
+    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError):
+        return None
+    return {"proba": proba, "n_components": None if n_components < 0 else n_components, **fitted, "reused": True}
