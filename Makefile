@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch for the PyTorch Keras backend (a CPU build of this version installs offline here)
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help setup data test test-unit test-notebooks test-backends reproduce report sweep clean distclean
+.PHONY: help setup data test test-unit test-notebooks test-backends reproduce report sweep rehearse rehearsal-report clean distclean
 
 help: ## list every target with one line each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,8 +53,15 @@ sweep: ## papermill sweep: make sweep SPEC=sweeps/x.yaml [SHARD=i/n] (runs this 
 	$(PY) -m common.sweep run $(SPEC) $(if $(SHARD),--shard $(SHARD)); status=$$?; \
 	  $(PY) -m common.sweep collect $(SPEC); exit $$status
 
+rehearse: ## what a paper profile costs: make rehearse NB=04 SCALE=0.01 [PX=32] [EPOCHS=1] (see README)
+	@test -n "$(NB)" || { echo "error: give the notebook, e.g. make rehearse NB=04 SCALE=0.01 (PX=, EPOCHS= reduce and are projected back)"; exit 2; }
+	$(PY) -m common.rehearse $(NB) --scale $(or $(SCALE),0.01) $(if $(PX),--image-size $(PX)) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+rehearsal-report: ## fit growth from results/rehearsal/ and regenerate README's "What the paper profile costs"
+	$(PY) -m common.rehearse report --readme README.md
+
 clean: ## remove run outputs and caches (keeps .venv, data and figures/)
-	rm -rf results .pytest_cache
+	find results -mindepth 1 -maxdepth 1 -not -name rehearsal -exec rm -rf {} + 2>/dev/null; rm -rf .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean ## also remove .venv
