@@ -1,0 +1,119 @@
+"""The rehearsal's pieces: scaled twins, memory sampling, stage attribution, projections, the README table."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from common import rehearse as R
+from common.data import load
+from common.data.synth import synth_aml_mll, synth_cnmc
+from common.paths import repo_root
+
+
+def test_twin_keeps_the_real_proportions_patients_and_minimums():
+    kw = R.twin_kwargs("04", 0.01)
+    assert kw["n_per_class"] == {"control": 203, "CBFB_MYH11": 172, "NPM1": 177, "RUNX1_RUNX1T1": 144, "PML_RARA": 116}
+    assert min(kw["patients_per_class"].values()) == 8  # the 15% patient-level test part needs every class
+    kw = R.twin_kwargs("02", 0.1)
+    assert kw["n_per_class"] == {"all": 727, "hem": 339} and kw["n_prelim"] == {"all": 122, "hem": 65}
+    assert kw["patients_per_class"] == {"all": 6, "hem": 6}  # the minimum for grouped test, validation and folds
+    cumida = R.twin_kwargs("01", 1.0)["n_per_class"]
+    assert sum(cumida["GSE28497"].values()) == 281 and cumida["GSE63270"] == round(101 / 2)  # split evenly
+
+
+def test_counts_per_class_reach_the_files(tmp_path):
+    counts, patients = {"control": 7, "CBFB_MYH11": 5, "NPM1": 4, "RUNX1_RUNX1T1": 3, "PML_RARA": 2}, {
+        "control": 3, "CBFB_MYH11": 2, "NPM1": 2, "RUNX1_RUNX1T1": 1, "PML_RARA": 1}
+    ds = load("aml_mll", synth_aml_mll(tmp_path / "aml", n_per_class=counts, patients_per_class=patients, size=16))
+    assert ds.class_counts() == counts
+    assert ds.n_patients == sum(patients.values())
+    ds = load("cnmc", synth_cnmc(tmp_path / "cnmc", n_per_class={"all": 9, "hem": 6}, patients_per_class={"all": 3, "hem": 3},
+                                 n_prelim={"all": 4, "hem": 2}, size=16))
+    assert ds.class_counts() == {"all": 9 + 4, "hem": 6 + 2}
+
+
+def test_bad_requests_fail_in_one_line_before_anything_runs():
+    with pytest.raises(SystemExit, match="--scale 2.0 must be in"):
+        R.check_request("04", 2.0, None, None)
+    with pytest.raises(SystemExit, match="image size divisible by 9"):
+        R.check_request("02", 0.1, 50, None)
+    with pytest.raises(SystemExit, match="must be in \\[75, 224\\]"):
+        R.check_request("03", 0.1, 32, None)  # InceptionV3 does not build below 75 px
+    with pytest.raises(SystemExit, match="no notebook '07'"):
+        R.check_request("07", 0.1, None, None)
+
+
+def test_every_reduced_parameter_exists_in_its_notebook():
+    """The rehearsal passes these to papermill; a renamed parameter would silently be ignored."""
+    import json
+
+    for nb, spec in R.SPECS.items():
+        cells = json.loads((repo_root() / "notebooks" / spec.notebook).read_text())["cells"]
+        parameters = "".join(next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))["source"])
+        names = {line.split("=")[0].strip() for line in parameters.splitlines() if "=" in line}
+        wanted = set(R.notebook_params(nb, 0.1, root=repo_root(), size=spec.default_size if spec.paper_size else None,
+                                       epochs=1, weights=repo_root()))
+        assert wanted <= names, f"notebook {nb} lacks parameters {wanted - names}"
+
+
+def test_sampler_sees_a_child_process_memory():
+    code = "import time, numpy as np; a = np.ones(300 * 2**20 // 8); time.sleep(2.5)"
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code!r}])"])
+    sampler = R.MemorySampler(parent.pid, every=0.1)
+    sampler.start()
+    parent.wait()
+    sampler.stop()
+    peak_anon = max(s[2] for s in sampler.samples)
+    # 300 MB of ones in the grandchild; the two interpreters and numpy add tens of MB
+    assert 300 <= peak_anon < 600, peak_anon
+
+
+def test_stage_table_attributes_samples_to_spans():
+    t0 = 1000.0
+    run_json = {"timings_s": {"a": 2.0, "b": 1.0, "total": 5.0},
+                "stage_spans": [{"stage": "a", "start": t0 + 1, "end": t0 + 2}, {"stage": "b", "start": t0 + 3, "end": t0 + 4},
+                                {"stage": "a", "start": t0 + 4.5, "end": t0 + 5.5}]}
+    samples = [(t0 + 0.5, 100, 90), (t0 + 1.5, 500, 400), (t0 + 3.5, 300, 250), (t0 + 5.0, 700, 600), (t0 + 6, 150, 120)]
+    rows = {r["stage"]: r for r in R.stage_table(run_json, samples, wall_s=7.0)}
+    assert rows["a"]["peak_anon_mb"] == 600 and rows["b"]["peak_anon_mb"] == 250
+    assert rows["other"]["peak_anon_mb"] == 120 and rows["other"]["seconds"] == 4.0
+    assert rows["notebook"]["peak_rss_mb"] == 700
+
+
+def test_projection_separates_fixed_cost_and_takes_factors_on_the_growing_part():
+    n = [100, 200, 400]
+    linear = [30 + 0.5 * x for x in n]  # 30 s of start-up, 0.5 s per sample
+    p = R.project_time(n, linear, 10_000, factor=4.0)
+    assert p["exponent"] < 1  # the fixed part bends the log-log slope down
+    assert p["fixed_s"] == pytest.approx(30) and p["full_s"] == pytest.approx(30 + 0.5 * 10_000)
+    assert p["full_paper_s"] == pytest.approx(30 + 4 * 0.5 * 10_000)
+    quadratic = [1e-3 * x ** 2 for x in n]  # a t-SNE on every sample would look like this
+    p = R.project_time(n, quadratic, 4000)
+    assert p["exponent"] == pytest.approx(2, abs=1e-6) and p["full_s"] > 100 * quadratic[-1] * 0.9
+    slope, full = R.project_memory(n, [1000 + 2 * x for x in n], 10_000)
+    assert slope == pytest.approx(2000) and full == pytest.approx(21_000)
+
+
+def test_paper_factor_follows_pixels_and_epochs():
+    params = {"image_size": 32, "cnn_epochs": 1, "vit_epochs": 1}
+    assert R.projection_factor("04", "fine_tune_vgg16_published", params)[0] == pytest.approx(49 * 50)
+    assert R.projection_factor("04", "features_vgg16", params)[0] == pytest.approx(49)
+    assert R.projection_factor("04", "stacking_published", params)[0] == 1.0
+
+
+def test_readme_section_is_generated_from_the_rehearsal_files():
+    records = R.load_records()
+    assert records, "no rehearsal files under results/rehearsal/: run make rehearse, then make rehearsal-report"
+    text = (repo_root() / "README.md").read_text()
+    section = text.split(R.README_START, 1)[1].split(R.README_END, 1)[0]
+    assert section.strip() == R.report(records).strip(), "README's cost table differs from `make rehearsal-report`'s"
+
+
+def test_epochs_shrink_in_proportion():
+    params = R.notebook_params("03", 0.1, root=repo_root(), size=96, epochs=3, weights=None)
+    assert (params["epochs"], params["deeper_epochs"], params["baseline_epochs"]) == (3, 3, 1)
+    assert params["subset_normal"] == 193 and params["subset_all"] == 195  # the paper's subset, scaled
