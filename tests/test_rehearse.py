@@ -117,3 +117,14 @@ def test_epochs_shrink_in_proportion():
     params = R.notebook_params("03", 0.1, root=repo_root(), size=96, epochs=3, weights=None)
     assert (params["epochs"], params["deeper_epochs"], params["baseline_epochs"]) == (3, 3, 1)
     assert params["subset_normal"] == 193 and params["subset_all"] == 195  # the paper's subset, scaled
+
+
+def test_no_growth_fit_from_fewer_than_three_scales():
+    def record(n, seconds):
+        stages = [{"stage": "s", "seconds": seconds, "peak_rss_mb": 100.0 + n, "peak_anon_mb": 90.0 + n, "paper_factor": 1.0}]
+        return {"n": n, "full_n": 10_000, "stages": stages}
+
+    two = R.stage_projections([record(100, 10.0), record(200, 20.0)])
+    assert two[0]["exponent"] is None and two[0]["cpu_s_full_paper"] is None and two[0]["seconds"] == [10.0, 20.0]
+    three = R.stage_projections([record(100, 10.0), record(200, 20.0), record(400, 40.0)])
+    assert three[0]["exponent"] == pytest.approx(1.0) and three[0]["cpu_s_full_paper"] == pytest.approx(1000.0)

@@ -46,6 +46,7 @@ from common.paths import cache_root, notebooks_dir, repo_root
 BUDGET_GB = 12.0  # Colab's free tier: about 12.7 GB of RAM for the whole machine
 SESSION_HOURS = 12.0
 SAMPLE_EVERY_S = 0.5
+MIN_SCALES = 3  # fewer measured sizes give no growth fit and no projection
 README_START, README_END = "<!-- rehearsal:start -->", "<!-- rehearsal:end -->"
 
 
@@ -464,16 +465,17 @@ def stage_projections(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in names:
         pts = [(rec["n"], row) for rec in records for row in rec["stages"] if row["stage"] == name]
-        if len(pts) < 2:
+        if not pts:
             continue
         n = [p[0] for p in pts]
         t = [p[1]["seconds"] for p in pts]
         factor = pts[-1][1].get("paper_factor", 1.0)
-        proj = project_time(n, t, full_n, factor)
+        fit = len(set(n)) >= MIN_SCALES
+        proj = project_time(n, t, full_n, factor) if fit else dict.fromkeys(("exponent", "fixed_s", "full_s", "full_paper_s"))
         anon = [p[1]["peak_anon_mb"] for p in pts]
         rss = [p[1]["peak_rss_mb"] for p in pts]
-        slope, anon_full = project_memory(n, anon, full_n) if None not in anon else (None, None)
-        _, rss_full = project_memory(n, rss, full_n) if None not in rss else (None, None)
+        slope, anon_full = project_memory(n, anon, full_n) if fit and None not in anon else (None, None)
+        _, rss_full = project_memory(n, rss, full_n) if fit and None not in rss else (None, None)
         out.append({"stage": name, "n": n, "seconds": t, "exponent": proj["exponent"], "fixed_s": proj["fixed_s"],
                     "cpu_s_full": proj["full_s"], "paper_factor": factor,
                     "paper_factor_why": pts[-1][1].get("paper_factor_why", ""), "cpu_s_full_paper": proj["full_paper_s"],
@@ -495,6 +497,7 @@ def report(records: dict[str, list[dict[str, Any]]]) -> str:
         "through the points gives the fixed part; the growing part is per-sample x full N (or, above an exponent of "
         "1.15, the largest point's growing part times (full N / N)^exponent), and only it takes the image-size and "
         "epoch factors. "
+        f"Growth and projections need at least {MIN_SCALES} scales; with fewer, only the measured points are shown. "
         "Memory: peak resident set of the papermill process and its children, sampled every 0.5 s; **anon** excludes "
         "file-backed pages (memory-mapped feature banks, libraries), which the kernel reclaims; the 12 GB budget "
         f"(Colab's free tier) is checked on anon. At the rehearsal's image size; a CNN's activations at 224 px live on "
@@ -518,7 +521,8 @@ def report(records: dict[str, list[dict[str, Any]]]) -> str:
         stages = stage_projections(main)
         whole = next((s for s in stages if s["stage"] == "notebook"), None)
         parts = [s for s in stages if s["stage"] != "notebook"]
-        cpu_full = sum(s["cpu_s_full_paper"] for s in parts if s["cpu_s_full_paper"] is not None) if parts else None
+        projected = [s["cpu_s_full_paper"] for s in parts if s["cpu_s_full_paper"] is not None]
+        cpu_full = sum(projected) if projected else None
         if whole is not None:  # the whole notebook at paper settings: the sum of its projected stages
             whole.update(cpu_s_full_paper=cpu_full, paper_factor_why="sum of the stages")
         red = main[-1]["reductions"]
@@ -527,6 +531,8 @@ def report(records: dict[str, list[dict[str, Any]]]) -> str:
         anon_full = whole["anon_mb_full"] if whole else None
         rss_full = whole["rss_mb_full"] if whole else None
         ok = "n/a" if anon_full is None else ("yes" if anon_full / 1024 <= BUDGET_GB else "**no**")
+        if len(main) < MIN_SCALES:
+            ok = f"n/a (fewer than {MIN_SCALES} scales)"
         if SPECS[nb].over_budget:
             ok = "**no** (see its caveat)"
         sizes = ", ".join(f"{n:,}" for n in main_n(main))
@@ -553,6 +559,8 @@ def report(records: dict[str, list[dict[str, Any]]]) -> str:
 
 def budget_line(nb: str, parts: list[dict[str, Any]], anon_full_mb: float | None) -> str:
     """The budgets, read from the projections: memory, growth, the longest stage against a session."""
+    if all(s["exponent"] is None for s in parts):
+        return f"Budgets, {nb}: not assessed (fewer than {MIN_SCALES} scales rehearsed)."
     fast = [f"{s['stage']} ({s['exponent']:.2f})" for s in parts if s["exponent"] is not None and s["exponent"] > 1.3]
     timed = [s for s in parts if s["cpu_s_full_paper"] is not None]
     longest = max(timed, key=lambda s: s["cpu_s_full_paper"]) if timed else None
