@@ -26,6 +26,7 @@ banks count in ``rss`` but are page cache the kernel reclaims under pressure; th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -300,7 +301,7 @@ def check_request(nb: str, scale: float, size: int | None, epochs: int | None) -
             raise SystemExit(f"error: notebook 02 needs an image size divisible by 9, got {size}")
     if epochs is not None and epochs < 1:
         raise SystemExit(f"error: --epochs {epochs} must be at least 1")
-    if shutil.which("papermill", path=str(Path(sys.executable).parent)) is None and shutil.which("papermill") is None:
+    if importlib.util.find_spec("papermill") is None:  # run as `python -m papermill` below
         raise SystemExit("error: papermill is not installed in this environment; run `make setup`")
     return spec
 
@@ -535,14 +536,15 @@ def report(records: dict[str, list[dict[str, Any]]]) -> str:
             ok = f"n/a (fewer than {MIN_SCALES} scales)"
         if SPECS[nb].over_budget:
             ok = "**no** (see its caveat)"
-        sizes = ", ".join(f"{n:,}" for n in main_n(main))
+        sizes_n = [r["n"] for r in main]
+        sizes = ", ".join(f"{n:,}" for n in sizes_n)
         rows[nb] = (f"| {nb} | {main[-1]['full_n']:,} {main[-1]['unit']} | {len(main)}: {sizes} | {reduced} | "
                        f"{_hours(cpu_full)} | "
                        + (f"{anon_full / 1024:.1f} GB ({rss_full / 1024:.1f} GB)" if anon_full is not None else "n/a")
                    + f" | {ok} |")
         detail += [f"**{nb}** ({SPECS[nb].notebook}; {main[-1]['machine']['cpus']} CPUs, "
                    f"{main[-1]['machine']['memory_gb']} GB; rehearsed {main[-1]['when'][:10]})", "",
-                   "| stage | seconds at N = " + " / ".join(f"{x:,}" for x in main_n(main)) + " | exponent | "
+                   "| stage | seconds at N = " + " / ".join(f"{x:,}" for x in sizes_n) + " | exponent | "
                    "full N, this CPU | to paper settings | full N, paper settings | anon MB per 1,000 | peak anon at full N |",
                    "|---|---|---|---|---|---|---|---|"]
         for s in stages:
@@ -572,10 +574,6 @@ def budget_line(nb: str, parts: list[dict[str, Any]], anon_full_mb: float | None
                f"CPU at paper settings ({'within' if longest['cpu_s_full_paper'] <= SESSION_HOURS * 3600 else 'over'} "
                f"a {SESSION_HOURS:.0f}-hour session)")
     return f"Budgets, {nb}: {memory}; {growth}{session}."
-
-
-def main_n(records: list[dict[str, Any]]) -> list[int]:
-    return [r["n"] for r in records]
 
 
 def write_readme(readme: Path, section: str) -> None:
