@@ -112,3 +112,23 @@ def test_every_paper_claims_file_names_a_headline_claim():
     for path in sorted((REPO / "claims").glob("*.yaml")):
         head = claims.load_headline(path.stem)
         assert head is not None and head["unit"] == "percent", path.name
+
+
+def verdict_table(text):
+    """The summary's verdict rows, {(run, protocol): cells}."""
+    part = text.split("### Verdicts", 1)[1].split('<a id="00_harness', 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in part.splitlines() if line.startswith("| 00_harness")]
+    return {(r[1].split("]")[0].lstrip("["), r[3]): r[4:] for r in rows}
+
+
+def test_summary_counts_verdicts_per_run_and_protocol(results):
+    make_run(results, "close", "real", 0.95, 0.95)  # both protocols at the claim: published without an interval
+    table = verdict_table(report.build_report(results, FIXTURE_CLAIMS)["markdown"].read_text())
+    # columns: reproduced, not reproduced, not comparable, not comparable because
+    # the fixture claims accuracy 95% and macro F1 94%; the runs write accuracy only, so F1 is "not run"
+    assert table[("demo", "published")] == ["0", "0", "2", "synthetic data 1, not run 1"]
+    assert table[("real", "published")] == ["0", "1", "1", "not run 1"]  # 93% without an interval: 2 pp off
+    assert table[("real", "leak_free")] == ["0", "1", "1", "not run 1"]  # 95 outside [75, 84]
+    assert table[("close", "published")] == ["1", "0", "1", "not run 1"]
+    assert table[("close", "leak_free")] == ["1", "0", "1", "not run 1"]  # 95 inside [90, 99]
+    assert len(table) == 6

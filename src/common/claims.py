@@ -10,7 +10,9 @@ The YAML schema is documented in ``claims/README.md``. In short::
       - {table: "Table 6", model: hybrid, class: weighted, metric: precision, value: 97}
 
 Each claim is compared with the run's rows of the same (model, class, metric),
-once for every protocol the run reports (``published``, ``leak_free``).
+once for every protocol the run reports (``published``, ``leak_free``), and gets a
+verdict there: ``reproduced``, ``not reproduced`` or ``not comparable`` (with the
+reason); the rules are :func:`verdict`'s and claims/README.md's "Verdicts".
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from common.evaluate import format_value
 from common.paths import claims_dir, read_yaml
 
 REQUIRED_FIELDS = ("table", "model", "metric", "value")
-OPTIONAL_FIELDS = ("class", "unit", "protocol", "note", "cited")
+OPTIONAL_FIELDS = ("class", "unit", "protocol", "note", "cited", "dataset")
 UNITS = ("percent", "fraction", "count", "value")  # count/value: raw numbers (class counts, errors)
 METRIC_ALIASES = {
     "recall": "sensitivity", "tpr": "sensitivity", "true positive rate": "sensitivity",
@@ -33,7 +35,12 @@ METRIC_ALIASES = {
     "auc-roc": "auc", "roc auc": "auc", "roc_auc": "auc", "tnr": "specificity",
     "acc": "accuracy", "ppv": "precision",
 }
-CLAIM_COLUMNS = ["table", "protocol", "model", "class", "metric", "value", "unit", "note", "cited"]
+CLAIM_COLUMNS = ["table", "protocol", "model", "class", "metric", "value", "unit", "note", "cited", "dataset"]
+VERDICTS = ("reproduced", "not reproduced", "not comparable")
+#: ``unit: value`` claims (and score claims whose run gives no interval) agree within this share of the claim.
+RELATIVE_TOLERANCE = 0.01
+#: Slack for float rounding at an interval's edge or a tolerance's bound (a fraction turned into percent).
+EDGE_SLACK = 1e-9
 
 
 def normalise_metric(name: str) -> str:
@@ -52,7 +59,8 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
     doc = read_yaml(path, "transcribe the paper's tables there (see claims/README.md)")
     if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list) or not doc["claims"]:
         raise ValueError(f"{path} needs a non-empty 'claims' list (see claims/README.md)")
-    defaults = {"class": "overall", "unit": "percent", "protocol": "as published", "note": "", "cited": False}
+    defaults = {"class": "overall", "unit": "percent", "protocol": "as published", "note": "", "cited": False,
+                "dataset": ""}
     defaults.update(doc.get("defaults") or {})
     rows = []
     for i, claim in enumerate(doc["claims"], start=1):
@@ -74,6 +82,7 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
         row["metric"] = normalise_metric(row["metric"])
         row["class"] = str(row["class"])
         row["model"] = str(row["model"])
+        row["dataset"] = str(row["dataset"] or "")
         rows.append({c: row[c] for c in CLAIM_COLUMNS})
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
@@ -98,13 +107,16 @@ def load_headline(paper: str, directory: Path | None = None) -> dict[str, Any] |
     return match.iloc[0].to_dict()
 
 
-def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str] | None = None) -> pd.DataFrame:
+def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str] | None = None, *,
+            source: str | None = None, dataset: str | None = None) -> pd.DataFrame:
     """Join claims with reproduced metric rows.
 
     Returns one row per claim with, for each protocol, the reproduced value and CI
-    (as fractions) and ``delta_<protocol>`` = reproduced - claimed in the claim's
-    unit (percentage points for percent claims). Claims the run does not cover
-    keep NaN there.
+    (as fractions), ``delta_<protocol>`` = reproduced - claimed in the claim's
+    unit (percentage points for percent claims), and ``verdict_<protocol>`` /
+    ``reason_<protocol>`` (:func:`verdict`). Claims the run does not cover keep NaN
+    there. ``source`` (the run's data source) and ``dataset`` (the data set it ran
+    on, a :mod:`common.data` id) feed the verdicts; None means unknown.
     """
     if protocols is None:
         protocols = [p for p in ("published", "leak_free") if p in set(metrics["protocol"])] or sorted(set(metrics["protocol"]))
@@ -137,7 +149,74 @@ def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str
         out[f"delta_{protocol}"] = np.asarray(values, dtype=float) * scale - out["value"]
     out["reproduced_as"] = reproduced_as
     out.attrs["protocols"] = list(protocols)
+    return add_verdicts(out, source=source, dataset=dataset)
+
+
+def stand_in(claim: pd.Series | dict, dataset: str | None) -> bool:
+    """Whether the run's ``dataset`` differs from the one the claim was made on (both known)."""
+    paper = str(claim.get("dataset") or "")
+    return bool(paper and dataset and str(dataset) != paper)
+
+
+def _agreement(claim: pd.Series | dict, value: float, ci_low: float, ci_high: float) -> tuple[bool, str]:
+    """Whether a reproduced value agrees with the claim, and the rule that decided it.
+
+    Counts must match exactly; ``value`` claims within :data:`RELATIVE_TOLERANCE` of the
+    claim; scores (percent, fraction) when the claim lies in the reproduced 95% interval,
+    edges included, or, where the run gives no interval, within the relative tolerance.
+    """
+    claimed, unit = float(claim["value"]), claim["unit"]
+    scale = 100.0 if unit == "percent" else 1.0
+    slack = EDGE_SLACK * max(1.0, abs(claimed))
+    if unit == "count":
+        return bool(abs(value - claimed) <= slack), "count: exact"
+    if unit != "value" and np.isfinite(ci_low) and np.isfinite(ci_high):
+        inside = ci_low * scale - slack <= claimed <= ci_high * scale + slack
+        return bool(inside), f"claim {'inside' if inside else 'outside'} the 95% interval"
+    close = abs(value * scale - claimed) <= RELATIVE_TOLERANCE * abs(claimed) + slack
+    rule = f"within {RELATIVE_TOLERANCE:.0%} of the claim" if close else f"more than {RELATIVE_TOLERANCE:.0%} off"
+    return bool(close), rule if unit == "value" else f"no interval; {rule}"
+
+
+def verdict(claim: pd.Series | dict, value: float, ci_low: float = np.nan, ci_high: float = np.nan, *,
+            source: str | None = None, dataset: str | None = None) -> tuple[str, str]:
+    """(verdict, reason) of one claim under one protocol: ``not comparable`` when the number is
+    cited from other work, not run, on synthetic data or on a stand-in dataset (checked in
+    that order), else ``reproduced`` or ``not reproduced`` by :func:`_agreement`."""
+    if bool(claim.get("cited", False)):
+        return "not comparable", "cited from other work"
+    if value is None or not np.isfinite(value):
+        return "not comparable", "not run"
+    if source == "synthetic":
+        return "not comparable", "synthetic data"
+    if stand_in(claim, dataset):
+        return "not comparable", f"stand-in dataset: {dataset}, not {claim['dataset']}"
+    agrees, rule = _agreement(claim, float(value), float(ci_low), float(ci_high))
+    return ("reproduced" if agrees else "not reproduced"), rule
+
+
+def add_verdicts(comparison: pd.DataFrame, *, source: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+    """:func:`compare`'s rows with ``verdict_<protocol>`` and ``reason_<protocol>`` (re)computed
+    for the run's ``source`` and ``dataset``, which ``attrs`` keeps."""
+    out = comparison.copy()
+    for protocol in out.attrs.get("protocols", []):
+        pairs = [verdict(claim, claim[protocol], claim[f"{protocol}_ci_low"], claim[f"{protocol}_ci_high"],
+                         source=source, dataset=dataset) for _, claim in out.iterrows()]
+        out[f"verdict_{protocol}"] = [v for v, _ in pairs]
+        out[f"reason_{protocol}"] = [r for _, r in pairs]
+    out.attrs.update(source=source, dataset=dataset)
     return out
+
+
+def verdict_counts(comparison: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per protocol: how many claims got each verdict, and the reasons of the not comparable ones."""
+    rows = []
+    for protocol in comparison.attrs.get("protocols", []):
+        verdicts, reasons = comparison[f"verdict_{protocol}"], comparison[f"reason_{protocol}"]
+        why = reasons[verdicts == "not comparable"].value_counts()
+        rows.append({"protocol": protocol, **{v: int((verdicts == v).sum()) for v in VERDICTS},
+                     "not comparable because": ", ".join(f"{reason} {n}" for reason, n in why.items())})
+    return rows
 
 
 def base_model(model: str) -> str:
@@ -149,11 +228,15 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
     """Render :func:`compare`'s result as a Markdown table with the data source stated.
 
     Reproduced cells are "value [95% CI]" in the claim's unit; deltas are
-    reproduced - claimed (percentage points for percent claims).
+    reproduced - claimed (percentage points for percent claims); the verdict column
+    gives :func:`verdict`'s outcome with its reason. A comparison made without the run's
+    source gets its verdicts for ``source`` here.
     """
     protocols = comparison.attrs.get("protocols") or [
         c for c in ("published", "leak_free") if c in comparison.columns
     ]
+    if comparison.attrs.get("source") is None:
+        comparison = add_verdicts(comparison, source=source, dataset=comparison.attrs.get("dataset"))
     table = pd.DataFrame({
         "table": comparison["table"],
         "model": [m if not r else f"{m} (run as {r})" for m, r in
@@ -176,6 +259,8 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
             "" if not np.isfinite(d) else f"{d:+.2f}{' pp' if p else ''}"
             for d, p in zip(comparison[f"delta_{protocol}"], percent)
         ]
+        table[f"verdict ({protocol})"] = [f"{v} ({r})" for v, r in zip(comparison[f"verdict_{protocol}"],
+                                                                       comparison[f"reason_{protocol}"])]
     header = f"Data source: **{source}**." + (" Figures and numbers below come from generated data, not the paper's dataset." if source == "synthetic" else "")
     lines = [header]
     if note:
@@ -206,18 +291,28 @@ def protocol_gap(metrics: pd.DataFrame, model: str, metric: str = "accuracy", cl
             + ("overlap, so this run cannot tell the two apart." if overlap else "do not overlap."))
 
 
+def run_dataset(meta: dict) -> str | None:
+    """The data set a run used, from its ``run.json``: ``data.dataset`` where the notebook
+    recorded it, else its ``dataset`` parameter (notebook 01's); None when neither says."""
+    return (meta.get("data") or {}).get("dataset") or (meta.get("params") or {}).get("dataset") or None
+
+
 def claims_vs_run(paper: str, run_dir: Path | str, source: str | None = None, directory: Path | None = None) -> tuple[pd.DataFrame, str]:
-    """Load a paper's claims and a run's metrics (from disk) and return (comparison, markdown)."""
+    """Load a paper's claims and a run's metrics (from disk) and return (comparison, markdown).
+
+    The verdicts use the run's source (``source``, else ``run.json``'s) and its data set
+    (:func:`run_dataset`).
+    """
     import json
 
     from common.evaluate import read_metrics
 
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
-    if source is None:
-        run_json = run_dir / "run.json"
-        source = json.loads(run_json.read_text())["data"]["source"] if run_json.is_file() else "unknown"
-    comparison = compare(load_claims(paper, directory), metrics)
+    run_json = run_dir / "run.json"
+    meta = json.loads(run_json.read_text()) if run_json.is_file() else {}
+    source = source or (meta.get("data") or {}).get("source") or "unknown"
+    comparison = compare(load_claims(paper, directory), metrics, source=source, dataset=run_dataset(meta))
     return comparison, comparison_markdown(comparison, source)
 
 

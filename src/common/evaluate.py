@@ -487,3 +487,151 @@ def write_table(table: pd.DataFrame, run_dir: Path | str, name: str, caption: st
     csv_path = atomic_write_text(run_dir / f"{name}.csv", table.to_csv(index=False))
     md_path = atomic_write_text(run_dir / f"{name}.md", md + "\n")
     return csv_path, md_path
+
+
+# ------------------------------------------------------------- per-sample predictions
+#: Columns of ``predictions.csv`` before the per-class ``score_<class>`` columns.
+PREDICTION_COLUMNS = ["sample_id", "sample", "patient", "split", "fold", "protocol", "model", "true_class",
+                      "predicted_class"]
+PREDICTIONS_FILE = "predictions.csv"
+SCORE_PREFIX = "score_"
+#: Metric rows that :func:`check_predictions` recomputes from ``predictions.csv``.
+RECOMPUTED = (("overall", "accuracy"), ("macro", "f1"))
+
+
+def sample_table(sample_ids: Sequence, *, names: Sequence | None = None, patients: Sequence | None = None) -> pd.DataFrame:
+    """Who each evaluated sample is: ``sample_id``, ``sample`` (file or sample name; the
+    id when not given) and ``patient`` (empty where unknown), one row per sample."""
+    ids = [str(s) for s in sample_ids]
+    return pd.DataFrame({
+        "sample_id": ids,
+        "sample": ids if names is None else [Path(str(n)).name for n in names],
+        "patient": [""] * len(ids) if patients is None else ["" if p is None else str(p) for p in patients],
+    })
+
+
+def dataset_samples(dataset: Any, index: Sequence[int] | None = None) -> pd.DataFrame:
+    """:func:`sample_table` of a :class:`common.data.Dataset`'s samples at ``index`` (all when
+    None): its sample ids, file names (when it has paths) and patients (when it has them)."""
+    index = np.arange(len(dataset.sample_ids)) if index is None else np.asarray(index, dtype=int)
+    pick = lambda values: None if values is None else np.asarray(values)[index]  # noqa: E731
+    return sample_table(np.asarray(dataset.sample_ids)[index], names=pick(dataset.paths), patients=pick(dataset.patients))
+
+
+def _per_sample(values: Any, n: int, what: str) -> list[str]:
+    """A per-sample text column: one value repeated, or ``n`` values (None/NaN -> empty)."""
+    if values is None or isinstance(values, (str, int, np.integer)):
+        return [("" if values is None else str(values))] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{what} has {len(values)} values for {n} samples")
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+
+
+def _class_text(pred: Any, class_names: Sequence[str]) -> list[str]:
+    """Predicted classes as names: integers index ``class_names``, anything else (an
+    abstention such as ``no confident prediction``) is written as given."""
+    pred = np.asarray(pred)
+    if np.issubdtype(pred.dtype, np.integer):
+        return [str(class_names[i]) for i in pred.tolist()]
+    return [str(p) for p in pred.tolist()]
+
+
+def prediction_rows(y_true: Sequence, proba: Mapping[str, np.ndarray], class_names: Sequence[str], protocol: str, *,
+                    suffix: str = "", y_pred: Mapping[str, Sequence] | None = None, samples: pd.DataFrame | None = None,
+                    split: str | Sequence = "test", fold: Sequence | None = None) -> pd.DataFrame:
+    """Per-sample rows (:data:`PREDICTION_COLUMNS` plus ``score_<class>``) for the models
+    :func:`evaluate_models` scores on the same test set.
+
+    ``y_true``: labels 0..K-1; ``proba``: {model: (n, K) class scores}; the predicted class
+    is the arg-max unless ``y_pred`` gives a model's own (class indices, or names such as an
+    abstention). ``samples``: :func:`sample_table` of the n samples (default: ids 0..n-1).
+    ``split``: one name (``test``, ``train``, ``out-of-fold``, ...) or one per sample;
+    ``fold``: each sample's fold (empty when None). Model names get ``suffix`` appended.
+    """
+    y_true = np.asarray(y_true)
+    n, names = y_true.size, [str(c) for c in class_names]
+    samples = sample_table(range(n)) if samples is None else samples.reset_index(drop=True)
+    if len(samples) != n:
+        raise ValueError(f"samples has {len(samples)} rows for {n} test samples")
+    who = pd.DataFrame({"sample_id": samples["sample_id"].astype(str),
+                        "sample": samples.get("sample", samples["sample_id"]).astype(str),
+                        "patient": _per_sample(samples.get("patient"), n, "patient"),
+                        "split": _per_sample(split, n, "split"), "fold": _per_sample(fold, n, "fold"),
+                        "protocol": protocol, "true_class": _class_text(y_true.astype(int), names)})
+    frames = []
+    for model, scores in proba.items():
+        scores = np.asarray(scores, dtype=float)
+        if scores.shape != (n, len(names)):
+            raise ValueError(f"{model}: scores have shape {scores.shape}, expected ({n}, {len(names)})")
+        pred = scores.argmax(axis=1) if y_pred is None or model not in y_pred else y_pred[model]
+        frame = who.assign(model=f"{model}{suffix}", predicted_class=_class_text(pred, names))
+        frames.append(pd.concat([frame, pd.DataFrame(scores, columns=[SCORE_PREFIX + c for c in names])], axis=1))
+    out = pd.concat(frames, ignore_index=True)
+    return out[PREDICTION_COLUMNS + [SCORE_PREFIX + c for c in names]]
+
+
+def write_predictions(rows: pd.DataFrame | Sequence[pd.DataFrame], run_dir: Path | str) -> Path:
+    """Write :func:`prediction_rows` (one frame or several) to ``predictions.csv`` in ``run_dir``."""
+    rows = pd.concat(list(rows), ignore_index=True) if not isinstance(rows, pd.DataFrame) else rows
+    missing = [c for c in PREDICTION_COLUMNS if c not in rows.columns]
+    if missing or rows.empty:
+        raise ValueError(f"prediction rows lack column(s) {missing} or are empty; build them with prediction_rows()")
+    dup = rows.duplicated(subset=["sample_id", "protocol", "model"])
+    if dup.any():
+        first = rows.loc[dup, ["sample_id", "protocol", "model"]].iloc[0].tolist()
+        raise ValueError(f"duplicate prediction row {first}; give each sample a distinct id per protocol and model")
+    scores = [c for c in rows.columns if c.startswith(SCORE_PREFIX)]
+    return atomic_write_text(Path(run_dir) / PREDICTIONS_FILE, rows[PREDICTION_COLUMNS + scores].to_csv(index=False))
+
+
+def read_predictions(run_dir: Path | str) -> pd.DataFrame:
+    """Read a run's ``predictions.csv`` back (text columns as strings, empty where unknown)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run the notebook first (make reproduce)")
+    return pd.read_csv(path, dtype={c: str for c in PREDICTION_COLUMNS}, keep_default_na=False)
+
+
+def metrics_from_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (class ``overall``) and macro F1 per (protocol, model), recomputed from
+    per-sample rows: the classes are the ``score_<class>`` columns; a predicted class
+    outside them (an abstention) is wrong for its true class and counts for no class."""
+    classes = [c[len(SCORE_PREFIX):] for c in predictions.columns if c.startswith(SCORE_PREFIX)]
+    rows = []
+    for (protocol, model), part in predictions.groupby(["protocol", "model"], sort=False):
+        true, pred = part["true_class"].to_numpy(), part["predicted_class"].to_numpy()
+        values = {("overall", "accuracy"): float(np.mean(true == pred)),
+                  ("macro", "f1"): float(skm.f1_score(true, pred, labels=classes, average="macro", zero_division=0))}
+        rows += [{"protocol": protocol, "model": model, "class": cls, "metric": metric, "value": value}
+                 for (cls, metric), value in values.items()]
+    return pd.DataFrame(rows, columns=["protocol", "model", "class", "metric", "value"])
+
+
+def check_predictions(run_dir: Path | str, *, tolerance: float = 1e-9) -> list[str]:
+    """Problems with a run's ``predictions.csv``: every accuracy and macro F1 in its metric
+    rows must be recomputable from the rows of that protocol and model.
+
+    ``tolerance``: metrics.json keeps 10 decimals (pandas' ``to_json``), so recomputed
+    values agree to within 1e-10; 1e-9 leaves room for that rounding and nothing else.
+    Returns one-line problems (empty when every value matches).
+    """
+    run_dir = Path(run_dir)
+    metrics = pd.DataFrame(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8") or "[]"))
+    if metrics.empty or not {"protocol", "model", "class", "metric", "value"} <= set(metrics.columns):
+        return []
+    wanted = metrics[[(c, m) in RECOMPUTED for c, m in zip(metrics["class"], metrics["metric"])]]
+    if wanted.empty:
+        return []
+    if not (run_dir / PREDICTIONS_FILE).is_file():
+        return [f"{run_dir / PREDICTIONS_FILE} is missing (metrics.json has accuracies; write_predictions)"]
+    recomputed = metrics_from_predictions(read_predictions(run_dir)).set_index(["protocol", "model", "class", "metric"])
+    problems = []
+    for _, row in wanted.iterrows():
+        key = (row["protocol"], row["model"], row["class"], row["metric"])
+        if key not in recomputed.index:
+            problems.append(f"{PREDICTIONS_FILE} has no rows for protocol {key[0]!r}, model {key[1]!r}")
+        elif not abs(recomputed.loc[key, "value"] - row["value"]) <= tolerance:
+            problems.append(f"{PREDICTIONS_FILE} gives {key[2]} {key[3]} {recomputed.loc[key, 'value']:.6f} for "
+                            f"{key[1]!r} ({key[0]}), metrics.json {row['value']:.6f}")
+    return sorted(set(problems))

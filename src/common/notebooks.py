@@ -82,10 +82,13 @@ def run_notebook(
 
 
 def check_run(run_dir: Path, figures: list[str]) -> list[str]:
-    """Problems with a finished run: missing/empty metrics, run.json, declared figures.
+    """Problems with a finished run: missing/empty metrics, run.json, declared figures, and
+    a ``predictions.csv`` that does not reproduce the run's accuracies and macro F1s.
 
     Returns a list of one-line problems (empty when the run is complete).
     """
+    from common.evaluate import check_predictions
+
     run_dir = Path(run_dir)
     problems = []
     metrics = run_dir / "metrics.json"
@@ -95,6 +98,7 @@ def check_run(run_dir: Path, figures: list[str]) -> list[str]:
         rows = json.loads(metrics.read_text(encoding="utf-8") or "[]")
         if not rows:
             problems.append(f"{metrics} has no rows")
+        problems += check_predictions(run_dir)
     if not (run_dir / "run.json").is_file():
         problems.append(f"{run_dir / 'run.json'} is missing")
     for name in figures:

@@ -5,7 +5,8 @@ Writes ``<results>/report/REPORT.md`` and ``<results>/report/index.html``:
 - a summary across the papers: each paper's headline claim (``headline:`` in its
   claims file) beside the reproduced value under ``published`` and under
   ``leak_free`` (with the 95% interval), the data source and the profile, linked to
-  the run's section;
+  the run's section; then, per run and protocol, how many claims were reproduced,
+  not reproduced or not comparable (and why), by the rules of claims/README.md;
 - one section per run: the protocols in the notebook's own words (``run.json``),
   the claimed-vs-reproduced table, every figure, and the environment.
 
@@ -108,6 +109,18 @@ def summary_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, str]]:
     return rows
 
 
+def verdict_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, Any]]:
+    """Per run with a claims file and per protocol: the count of each verdict (:func:`claims.verdict`)."""
+    rows = []
+    for run in runs:
+        if not (directory / f"{run.paper}.yaml").is_file():
+            continue
+        comparison, _ = C.claims_vs_run(run.paper, run.dir, source=run.source, directory=directory)
+        rows += [{"paper": run.paper, "run": f"[{run.name}](#{run.anchor})", "data": badge(run.source), **counts}
+                 for counts in C.verdict_counts(comparison)]
+    return rows
+
+
 def _table(rows: list[dict[str, str]]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False) if rows else "(none)"
 
@@ -153,7 +166,12 @@ def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
              "real dataset's layout, not the paper's numbers). `published` follows each paper's own protocol; "
              "`leak_free` keeps test patients/images out of every fitted step. Values are % with 95% bootstrap intervals "
              "where the run computed one.", "", '<a id="summary"></a>', "", "## Summary", "",
-             _table(summary_rows(runs, directory)), ""]
+             _table(summary_rows(runs, directory)), "", '<a id="verdicts"></a>', "", "### Verdicts", "",
+             "Per run and protocol: a claim is *reproduced* when it lies in the run's 95% interval (counts: "
+             "exactly; raw values, and scores without an interval: within 1%), *not comparable* when the number is "
+             "cited from other work, was not run, or the run used synthetic data or a stand-in dataset "
+             "(claims/README.md, \"Verdicts\").", "",
+             _table(verdict_rows(runs, directory)), ""]
     lines += [run_section(run, out, directory) for run in runs]
     return "\n".join(lines)
 
