@@ -74,11 +74,11 @@ def test_subset_counts_scale_down_together():
 
 def test_svm_is_fitcecoc_like_linear_one_vs_rest_with_scores():
     """The paper trains "a distinct binary SVM classifier ... for every class" with fitcecoc (linear by default)."""
-    from sklearn.svm import LinearSVC
+    from common.linear_svm import ChunkedLinearSVC
 
     stacker = S.build_stacker(rf_trees=5)
-    svm = dict(stacker.estimators)["svm"][-1]
-    assert isinstance(svm, LinearSVC) and svm.multi_class == "ovr"
+    svm = dict(stacker.estimators)["svm"]
+    assert isinstance(svm, ChunkedLinearSVC) and svm.C == 1.0  # LinearSVC's problem: tests/test_linear_svm.py
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 6)) + np.repeat(np.eye(3, 6) * 3, 20, axis=0)
     y = np.repeat(np.arange(3), 20)
@@ -183,22 +183,6 @@ def test_fit_pca_equals_the_full_svd_without_stacking_blocks():
         S.fit_pca([X, X[:, :5]], 0.9)
 
 
-def test_the_svm_uses_the_primal_solver_when_rows_outnumber_columns():
-    """dual="auto": with more rows than columns liblinear solves the primal, whose cost grows linearly in rows;
-    the stacker's SVM then equals an explicit dual=False fit exactly (the dual solver would differ)."""
-    from sklearn.svm import LinearSVC
-
-    rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(200, 5)), np.repeat(np.arange(4), 50)
-    svm = dict(S.build_stacker(rf_trees=5).estimators)["svm"]
-    assert svm[-1].dual == "auto"
-    svm.fit(X, y)
-    primal = LinearSVC(C=1.0, dual=False, random_state=0, max_iter=2000).fit(svm[0].transform(X), y)
-    dual = LinearSVC(C=1.0, dual=True, random_state=0, max_iter=2000).fit(svm[0].transform(X), y)
-    np.testing.assert_array_equal(svm[-1].coef_, primal.coef_)
-    assert not np.array_equal(svm[-1].coef_, dual.coef_)
-
-
 def test_fit_rows_is_fit_predict_on_the_fused_rows_and_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     n = 60
@@ -228,6 +212,25 @@ def test_fit_rows_is_fit_predict_on_the_fused_rows_and_is_cached(tmp_path, monke
     assert list((tmp_path / "cache" / "stacking" / "04_patel_aml").glob("t-*/key.json"))
     other = S.fit_rows(bank, ("a", "b"), train, y, test, log=logged.append, **{**kw, "rf_trees": 6})
     assert not other["reused"] and other["model"] is None and len(logged) == 1, "another setting is another entry"
+
+
+def test_without_pca_large_row_sets_go_through_a_scratch_file_with_the_same_result(tmp_path, monkeypatch):
+    """Above scratch_rows, a setting without PCA gathers its fused rows into a file-backed matrix (not anonymous
+    memory); the stacker sees the same numbers, so the probabilities are identical, and the file is removed."""
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    n = 60
+    y = np.arange(n) % 3
+    bank = _disk_bank(tmp_path, n, {"a": 6, "b": 9}, {})
+    train, test = np.stack([np.arange(45), np.zeros(45, int)], 1), np.arange(45, n)
+    kw = dict(segmented=True, pca_variance=None, rf_trees=5, seed=0, label="s", cache=False)
+    in_memory = S.fit_rows(bank, ("a", "b"), train, y, test, scratch_rows=1000, **kw)
+    seen = []
+    original = S._stack
+    monkeypatch.setattr(S, "_stack", lambda X, *a: seen.append(type(X)) or original(X, *a))
+    scratched = S.fit_rows(bank, ("a", "b"), train, y, test, scratch_rows=10, **kw)
+    assert seen == [np.memmap]
+    np.testing.assert_array_equal(scratched["proba"], in_memory["proba"])
+    assert not list((tmp_path / "cache" / "stacking" / "scratch").iterdir())
 
 
 def test_extract_bank_extracts_copies_only_for_the_cells_that_read_them(tmp_path, monkeypatch):

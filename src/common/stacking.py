@@ -11,9 +11,10 @@ Reading of the paper (recorded in the notebook's Interpretation cells):
   classifier was trained for every class in order to differentiate it from every
   other class" (one-vs-rest coding), each a **linear** SVM (``fitcecoc``'s default
   learner; the paper names RBF only as something SVMs can use). Here: scikit-learn's
-  ``LinearSVC`` (one-vs-rest), whose per-class decision values are the ECOC scores
-  (usable for ROC curves) and which fits 142k rows in minutes, where an RBF ``SVC``
-  with Platt probabilities would take days.
+  ``LinearSVC``'s problem (one-vs-rest, squared hinge: the loss of liblinear's primal solver,
+  where MATLAB uses the hinge), solved in chunks of rows (:mod:`common.linear_svm`), whose
+  per-class decision values are the ECOC scores (usable for ROC curves) and which fits 142k
+  rows without copying them, where an RBF ``SVC`` with Platt probabilities would take days.
 - SVM and RF (100 trees) are stacked with scikit-learn's ``StackingClassifier`` under a
   logistic-regression meta-learner on their out-of-fold outputs (the SVM's decision
   values, the RF's class probabilities). The paper calls SVM and RF the
@@ -64,18 +65,14 @@ def build_stacker(seed: int = 0, rf_trees: int = 100, inner_folds: int = 5):
     docstring) and RF base learners under a logistic-regression meta-learner."""
     from sklearn.ensemble import RandomForestClassifier, StackingClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
 
-    # columns standardised for the solver: liblinear's coordinate descent fails to converge on the raw
-    # fused features and then runs to max_iter (minutes per fit even on the smoke data).
-    # dual="auto" (scikit-learn's default, stated here): liblinear's primal solver (trust-region Newton) whenever
-    # rows > columns, as in every setting at the paper's size; it is the one liblinear recommends when rows far
-    # outnumber columns, each of its iterations a pass over the rows (the dual keeps one variable per row). Memory:
-    # LinearSVC copies its input to float64 and liblinear to its own (index, value) pairs: 32 bytes per value of the
-    # matrix in all, measured, with the float32 input (see the notebook's stacking section)
-    svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, dual="auto", random_state=seed, max_iter=2000))
+    from common.linear_svm import ChunkedLinearSVC
+
+    # LinearSVC's primal problem (squared hinge, L2, columns standardised for the solver), solved by
+    # common.linear_svm.ChunkedLinearSVC with liblinear's own method but on chunks of the rows: LinearSVC copies its
+    # rows to float64 and liblinear to its own (index, value) pairs, 32 bytes per value in all (measured), about
+    # 34 GB for the 142k x 7,424 rows of the settings without PCA at the paper's size; this one copies nothing
+    svm = ChunkedLinearSVC(C=1.0, random_state=seed)  # rows <= columns: LinearSVC(dual="auto")'s dual, as before
     return StackingClassifier(
         estimators=[("svm", svm),
                     ("rf", RandomForestClassifier(n_estimators=rf_trees, random_state=seed, n_jobs=-1))],
@@ -428,12 +425,14 @@ def fine_tune_extractor(name: str, layer: str, train: tuple[Sequence[str], np.nd
 def fit_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], train_rows: np.ndarray, y: np.ndarray,
              test_cells: np.ndarray, *, segmented: bool, pca_variance: float | None, pca_fit: str = "train",
              seed: int = 0, rf_trees: int = 100, inner_folds: int = 5, keep_model: bool = False, label: str = "setting",
-             cache: bool = True, chunk_rows: int = 2048, paper: str = "04_patel_aml",
+             cache: bool = True, chunk_rows: int = 2048, scratch_rows: int = 20_000, paper: str = "04_patel_aml",
              log: Callable[[str], None] = print) -> dict:
     """One setting of the stacking stage: the fused features (:func:`fused_rows`) of the (cell,
     copy) ``train_rows`` and of the ``test_cells`` (copy 0), :func:`fit_pca` on the rows
     ``pca_fit`` names, then the stacker, as :func:`fit_predict`. The fused matrices are freed once
-    PCA has reduced them. ``y``: every cell's label.
+    PCA has reduced them; without PCA, more than ``scratch_rows`` training rows are gathered into a
+    file-backed scratch matrix under ``<cache root>/stacking/scratch`` (removed afterwards). ``y``:
+    every cell's label.
 
     Returns {"proba", "n_components", "model", "pca", "reused"}; "model" and "pca" only with
     ``keep_model`` (else None: a fitted forest of 142k rows is large). With ``cache``, the outcome
@@ -467,15 +466,31 @@ def fit_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], train_rows: n
         if hit is not None:
             log(f"{label}: reusing the stacking result in {stored.dir} (same features, rows, settings and code)")
             return hit
-    X_train = fused_rows(bank, nets, train_rows, segmented, chunk_rows=chunk_rows)
-    X_test = fused_rows(bank, nets, np.stack([test_cells, np.zeros_like(test_cells)], axis=1), segmented,
-                        chunk_rows=chunk_rows)
-    pca = None
-    if pca_variance:
-        pca = fit_pca([X_train, X_test] if pca_fit == "all" else [X_train], _pca_components(pca_variance), seed=seed)
-        X_train, X_test = pca.transform(X_train), pca.transform(X_test)  # the fused matrices are freed here
-    model, proba = _stack(X_train, y_train, X_test, seed, rf_trees, inner_folds)
-    del X_train, X_test
+    scratch = None
+    if not pca_variance and len(train_rows) > scratch_rows:
+        # without PCA the stacker reads the fused rows themselves, up to 142,140 x 7,424 (3.9 GB) at the paper's size:
+        # kept in a file-backed scratch matrix (page cache, which the kernel can reclaim), not in anonymous memory;
+        # the stacker's inner folds still copy 4/5 of them in memory (measured: python -m common.rehearse_stacking)
+        folder = cache_root() / "stacking" / "scratch"
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch = folder / f"{label}-{os.getpid()}.npy"
+        out = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
+                                        shape=(len(train_rows), sum(bank[net].width for net in nets)))
+    else:
+        out = None
+    try:
+        X_train = fused_rows(bank, nets, train_rows, segmented, out=out, chunk_rows=chunk_rows)
+        X_test = fused_rows(bank, nets, np.stack([test_cells, np.zeros_like(test_cells)], axis=1), segmented,
+                            chunk_rows=chunk_rows)
+        pca = None
+        if pca_variance:
+            pca = fit_pca([X_train, X_test] if pca_fit == "all" else [X_train], _pca_components(pca_variance), seed=seed)
+            X_train, X_test = pca.transform(X_train), pca.transform(X_test)  # the fused matrices are freed here
+        model, proba = _stack(X_train, y_train, X_test, seed, rf_trees, inner_folds)
+        del X_train, X_test, out
+    finally:
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
     result = {"proba": proba, "n_components": None if pca is None else int(pca.n_components_),
               "model": model if keep_model else None, "pca": pca if keep_model else None, "reused": False}
     if stored is not None:
