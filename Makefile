@@ -41,10 +41,10 @@ test-backends: ## model tests under the PyTorch backend, Grad-CAM on TF/JAX/torc
 	$(PY) -c 'import jax' 2>/dev/null || $(PY) -m pip install --quiet jax jaxlib
 	KERAS_BACKEND=torch REPRO_PROFILE=smoke $(PY) -m pytest -m "backend or multibackend" tests
 
-reproduce: ## run every notebook (demo profile) into results/, refresh figures/
+reproduce: ## run every notebook (demo profile) into results/, refresh results/canonical/, figures/ and README's demo table
 	$(PY) -m common.reproduce
 
-report: ## reviewer report over every run under results/: results/report/index.html and REPORT.md
+report: ## reviewer report over every run under results/ and the committed results/canonical/: results/report/
 	$(PY) -m common.report
 
 sweep: ## papermill sweep: make sweep SPEC=sweeps/x.yaml [SHARD=i/n] (runs this shard, then collects)
@@ -60,8 +60,8 @@ rehearse: ## what a paper profile costs: make rehearse NB=04 SCALE=0.01 [PX=32] 
 rehearsal-report: ## fit growth from results/rehearsal/ and regenerate README's "What the paper profile costs"
 	$(PY) -m common.rehearse report --readme README.md
 
-clean: ## remove run outputs and caches (keeps .venv, data and figures/)
-	find results -mindepth 1 -maxdepth 1 -not -name rehearsal -exec rm -rf {} + 2>/dev/null; rm -rf .pytest_cache
+clean: ## remove run outputs and caches (keeps .venv, data, figures/ and the committed results/rehearsal/, results/canonical/)
+	find results -mindepth 1 -maxdepth 1 -not -name rehearsal -not -name canonical -exec rm -rf {} + 2>/dev/null; rm -rf .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean ## also remove .venv

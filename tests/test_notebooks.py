@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common import notebooks, reproduce
+from common import canonical, notebooks, reproduce
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "harness_notebook.ipynb"
@@ -82,10 +82,14 @@ def test_reproduce_runs_demo_and_refreshes_figures(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(reproduce, "notebooks_dir", lambda: nb_dir)
     monkeypatch.setattr(reproduce, "figures_dir", lambda: figures)
     monkeypatch.setenv("REPRO_RESULTS_DIR", str(tmp_path / "results"))
+    # the harness has no claims file, so its run has no claims_vs_reproduced.md to commit
+    monkeypatch.setattr(canonical, "CANONICAL_FILES", ("metrics.csv", "run.json", "predictions.csv"))
     assert reproduce.main([]) == 0
     out = capsys.readouterr().out
     assert "results" in out and "figure(s) refreshed" in out
     assert sorted(p.name for p in (figures / "00_harness").iterdir()) == ["confusion_matrix.png"]
+    assert sorted(p.name for p in (tmp_path / "results" / "canonical" / "00_harness").iterdir()) == \
+        ["metrics.csv", "predictions.csv", "run.json"], "canonical files go beside figures/, not into the repository"
     assert (tmp_path / "results" / "00_harness" / "demo" / "metrics.json").is_file()
 
 

@@ -409,8 +409,12 @@ def write_metrics(rows: pd.DataFrame, run_dir: Path | str) -> tuple[Path, Path]:
 
 
 def read_metrics(run_dir: Path | str) -> pd.DataFrame:
-    """Read the metric rows of a run back from ``metrics.json``."""
+    """Read the metric rows of a run back from ``metrics.json``, else from ``metrics.csv``
+    (the committed canonical runs under ``results/canonical/`` keep only the CSV)."""
     path = Path(run_dir) / "metrics.json"
+    if not path.is_file() and (Path(run_dir) / "metrics.csv").is_file():
+        numeric = {c: [""] for c in ("value", "ci_low", "ci_high")}  # a class named "NA" stays a name
+        return _check_rows(pd.read_csv(Path(run_dir) / "metrics.csv", keep_default_na=False, na_values=numeric))
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run the notebook first (make reproduce)")
     rows = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))

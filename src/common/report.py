@@ -14,6 +14,13 @@ Figures and ``run.json`` are copied into ``report/<paper>/<run>/`` and reference
 relatively, so the folder can be zipped and shared. Runs on synthetic data carry a
 badge wherever they appear. Sweep folders (``results/sweeps``) are not runs of the
 canonical notebooks and are left out; each sweep has its own ``collected.md``.
+
+The committed canonical runs (``results/canonical/<paper>/``: run.json, metrics.csv,
+claims_vs_reproduced.md, predictions.csv; figures in ``figures/<paper>/``, written by
+``make reproduce``) are read as well, so a fresh clone with no runs still gets a
+report. They are labelled "canonical" everywhere. A local run whose ``run.json`` is
+identical to a canonical run's (the demo run that canonical run was copied from) is
+the same run: it is shown once, as the canonical run, noting the local folder.
 """
 from __future__ import annotations
 
@@ -30,10 +37,11 @@ import pandas as pd
 
 from common import claims as C
 from common.evaluate import format_value, read_metrics
-from common.paths import atomic_write_text, claims_dir, results_root
+from common.paths import atomic_write_text, claims_dir, repo_root, results_root
 
 REPORT_DIR = "report"
-SKIPPED_FOLDERS = {REPORT_DIR, "sweeps"}
+CANONICAL = "canonical"
+SKIPPED_FOLDERS = {REPORT_DIR, "sweeps", CANONICAL, "rehearsal"}
 BADGES = {"synthetic": "🧪 SYNTHETIC DATA", "embedded-real": "real public data (embedded)", "real": "real data"}
 PROFILE_ORDER = {"paper": 0, "demo": 1, "smoke": 2}
 
@@ -44,10 +52,17 @@ class RunInfo:
     name: str
     dir: Path
     meta: dict
+    canonical: bool = False      # a committed run under results/canonical/
+    figures: Path | None = None  # where its PNGs are (default: the run folder)
+    same_as: str = ""            # the local run folder that is this same run, if any
 
     @property
     def anchor(self) -> str:
         return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{self.paper}-{self.name}")
+
+    @property
+    def label(self) -> str:
+        return f"canonical (committed, results/{CANONICAL}/{self.paper})" if self.canonical else f"run `{self.name}`"
 
     @property
     def source(self) -> str:
@@ -71,6 +86,38 @@ def discover_runs(results: Path) -> list[RunInfo]:
             raise ValueError(f"{run_json} is not valid JSON; rerun that notebook or delete the folder") from None
         runs.append(RunInfo(paper=run_dir.parent.name, name=run_dir.name, dir=run_dir, meta=meta))
     return runs
+
+
+def discover_canonical(folder: Path, figures: Path | None = None) -> list[RunInfo]:
+    """Committed canonical runs: ``<folder>/<paper>/`` with ``run.json`` and ``metrics.csv``;
+    their figures in ``<figures>/<paper>/`` (default: ``figures/`` beside ``results/``)."""
+    folder = Path(folder)
+    figures = Path(figures) if figures else folder.parent.parent / "figures"
+    runs = []
+    for run_json in sorted(folder.glob("*/run.json")):
+        run_dir = run_json.parent
+        if not (run_dir / "metrics.csv").is_file():
+            continue
+        try:
+            meta = json.loads(run_json.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise ValueError(f"{run_json} is not valid JSON; refresh it with make reproduce") from None
+        runs.append(RunInfo(paper=run_dir.name, name=CANONICAL, dir=run_dir, meta=meta, canonical=True,
+                            figures=figures / run_dir.name))
+    return runs
+
+
+def merge_runs(local: list[RunInfo], canonical: list[RunInfo]) -> list[RunInfo]:
+    """Canonical runs plus the local runs that are not one of them (same paper and an
+    identical ``run.json``: the canonical run is a copy of that local demo run)."""
+    kept = []
+    for run in local:
+        twin = next((c for c in canonical if c.paper == run.paper and c.meta == run.meta), None)
+        if twin is None:
+            kept.append(run)
+        else:
+            twin.same_as = str(run.dir)
+    return canonical + kept
 
 
 def badge(source: str, markdown: bool = True) -> str:
@@ -105,7 +152,7 @@ def summary_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, str]]:
             published, free = _value(compared, "published"), _value(compared, "leak_free")
         rows.append({"paper": run.paper, "headline claim": claim_text, "reproduced, published": published,
                      "reproduced, leak_free (95% CI)": free, "data": badge(run.source), "profile": run.profile,
-                     "run": f"[{run.name}](#{run.anchor})"})
+                     "run": f"[{CANONICAL if run.canonical else run.name}](#{run.anchor})"})
     return rows
 
 
@@ -116,7 +163,7 @@ def verdict_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, Any]]:
         if not (directory / f"{run.paper}.yaml").is_file():
             continue
         comparison, _ = C.claims_vs_run(run.paper, run.dir, source=run.source, directory=directory)
-        rows += [{"paper": run.paper, "run": f"[{run.name}](#{run.anchor})", "data": badge(run.source), **counts}
+        rows += [{"paper": run.paper, "run": f"[{CANONICAL if run.canonical else run.name}](#{run.anchor})", "data": badge(run.source), **counts}
                  for counts in C.verdict_counts(comparison)]
     return rows
 
@@ -131,10 +178,13 @@ def run_section(run: RunInfo, out: Path, directory: Path) -> str:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    figures = [Path(shutil.copy2(png, target / png.name)) for png in sorted(run.dir.glob("*.png"))]
+    figures = [Path(shutil.copy2(png, target / png.name)) for png in sorted((run.figures or run.dir).glob("*.png"))]
     shutil.copy2(run.dir / "run.json", target / "run.json")
     rel = f"{run.paper}/{run.name}"
-    lines = [f'<a id="{run.anchor}"></a>', "", f"## {run.paper} · run `{run.name}` · {badge(run.source)}", ""]
+    lines = [f'<a id="{run.anchor}"></a>', "", f"## {run.paper} · {run.label} · {badge(run.source)}", ""]
+    if run.canonical:
+        lines += [f"- Canonical run: committed by `make reproduce` (figures in `figures/{run.paper}/`)"
+                  + (f"; the same run as the local `{run.same_as}`" if run.same_as else ""), ""]
     data = run.meta.get("data", {})
     lines += [f"- Data: {badge(run.source)}: {data.get('description', '')} (fingerprint `{data.get('fingerprint', '?')}`)",
               f"- Profile `{run.profile}`, seed {run.meta.get('params', {}).get('seed', '?')}, "
@@ -159,10 +209,12 @@ def run_section(run: RunInfo, out: Path, directory: Path) -> str:
 
 
 def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
-    runs = sorted(runs, key=lambda r: (r.paper, PROFILE_ORDER.get(r.profile, 9), r.name))
+    runs = sorted(runs, key=lambda r: (r.paper, not r.canonical, PROFILE_ORDER.get(r.profile, 9), r.name))
     synthetic = sum(r.source == "synthetic" for r in runs)
+    committed = sum(r.canonical for r in runs)
     lines = ["# Leukemia-classification reproductions: reviewer report", "",
-             f"{len(runs)} run(s) from the results folder; {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
+             f"{len(runs) - committed} local run(s) from the results folder and {committed} committed canonical run(s) "
+             f"(results/{CANONICAL}/); {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
              "real dataset's layout, not the paper's numbers). `published` follows each paper's own protocol; "
              "`leak_free` keeps test patients/images out of every fitted step. Values are % with 95% bootstrap intervals "
              "where the run computed one.", "", '<a id="summary"></a>', "", "## Summary", "",
@@ -212,15 +264,19 @@ def to_html(markdown: str) -> str:
     return HTML_HEAD.format(accent="#b00020") + body + "\n</body></html>\n"
 
 
-def build_report(results: Path | None = None, directory: Path | None = None) -> dict[str, Any]:
-    """Write ``REPORT.md`` and ``index.html`` under ``<results>/report``; return paths and run count."""
+def build_report(results: Path | None = None, directory: Path | None = None, *,
+                 canonical: Path | None = None) -> dict[str, Any]:
+    """Write ``REPORT.md`` and ``index.html`` under ``<results>/report``; return paths and run count.
+
+    ``canonical``: the committed canonical runs (default ``<results>/canonical``).
+    """
     results = Path(results or results_root())
     directory = Path(directory or claims_dir())
-    runs = discover_runs(results)
+    runs = merge_runs(discover_runs(results), discover_canonical(Path(canonical or results / CANONICAL)))
     out = results / REPORT_DIR
     if not runs:
-        raise ValueError(f"no complete run under {results} (a run folder needs run.json and metrics.json): "
-                         "run `make reproduce` first")
+        raise ValueError(f"no complete run under {results} (a run folder needs run.json and metrics.json) and no "
+                         "canonical run committed: run `make reproduce` first")
     for stale in (p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
         shutil.rmtree(stale)
     markdown = build_markdown(runs, out, directory) + "\n" + sweep_sections(results, out)
@@ -253,10 +309,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=None, help="results root (default $REPRO_RESULTS_DIR or results/)")
+    parser.add_argument("--canonical", type=Path, default=None,
+                        help=f"committed canonical runs (default the repository's results/{CANONICAL}/)")
     args = parser.parse_args(argv)
     try:
         written = C.write_report(args.results)
-        built = build_report(args.results)
+        built = build_report(args.results, canonical=args.canonical or repo_root() / "results" / CANONICAL)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
