@@ -28,8 +28,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from common.paths import atomic_write_text, repo_root
 
 CANONICAL_FILES = ("metrics.csv", "claims_vs_reproduced.md", "run.json", "predictions.csv")
@@ -209,10 +207,9 @@ def demo_section(notebooks: list[Path], repo: Path | None = None, claims: Path |
     """The README's demo table, from ``results/canonical/``: per paper the headline claim,
     the reproduced value under ``published`` and under ``leak_free`` (95% interval), the
     data source, profile and run time of the committed canonical run."""
-    from common import claims as C
     from common.evaluate import read_metrics
     from common.notebooks import notebook_meta
-    from common.report import _claimed, _value, badge
+    from common.report import badge, headline_cells
 
     repo = Path(repo or repo_root())
     claims = Path(claims or repo / "claims")
@@ -227,13 +224,7 @@ def demo_section(notebooks: list[Path], repo: Path | None = None, claims: Path |
             continue
         run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         metrics = read_metrics(folder)  # metrics.csv: the canonical folder has no metrics.json
-        head = C.load_headline(paper, claims) if (claims / f"{paper}.yaml").is_file() else None
-        if head is None:
-            claim, published, free = "(no headline in claims file)", "", ""
-        else:
-            claim = f"{head['model']} {head['metric']} ({head['class']}): {_claimed(head)}"
-            compared = C.compare(pd.DataFrame([head]), metrics).iloc[0]
-            published, free = _value(compared, "published"), _value(compared, "leak_free")
+        claim, published, free = headline_cells(paper, metrics, claims, table=False)
         data = run.get("data") or {}
         described = f"{badge(data.get('source', 'unknown'))}: {data.get('description', '')}".rstrip(": ")
         profile = (run.get("params") or {}).get("profile", "?")

@@ -138,18 +138,23 @@ def _claimed(claim: dict) -> str:
     return f"{claim['value']:g}%" if claim["unit"] == "percent" else f"{claim['value']:g}"
 
 
+def headline_cells(paper: str, metrics: pd.DataFrame, directory: Path, *, table: bool = True) -> tuple[str, str, str]:
+    """The paper's headline claim (with its table unless ``table`` is False) and the reproduced value under
+    ``published`` and under ``leak_free`` (95% interval), as table cells."""
+    head = C.load_headline(paper, directory) if (directory / f"{paper}.yaml").is_file() else None
+    if head is None:
+        return "(no headline in claims file)", "", ""
+    where = f", {head['table']}" if table else ""
+    compared = C.compare(pd.DataFrame([head]), metrics).iloc[0]
+    return (f"{head['model']} {head['metric']} ({head['class']}){where}: {_claimed(head)}",
+            _value(compared, "published"), _value(compared, "leak_free"))
+
+
 def summary_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, str]]:
     """One row per run: paper, headline claim, published, leak_free, source, profile, link."""
     rows = []
     for run in runs:
-        head = C.load_headline(run.paper, directory) if (directory / f"{run.paper}.yaml").is_file() else None
-        metrics = read_metrics(run.dir)
-        if head is None:
-            claim_text, published, free = "(no headline in claims file)", "", ""
-        else:
-            claim_text = f"{head['model']} {head['metric']} ({head['class']}), {head['table']}: {_claimed(head)}"
-            compared = C.compare(pd.DataFrame([head]), metrics).iloc[0]
-            published, free = _value(compared, "published"), _value(compared, "leak_free")
+        claim_text, published, free = headline_cells(run.paper, read_metrics(run.dir), directory)
         rows.append({"paper": run.paper, "headline claim": claim_text, "reproduced, published": published,
                      "reproduced, leak_free (95% CI)": free, "data": badge(run.source), "profile": run.profile,
                      "run": f"[{CANONICAL if run.canonical else run.name}](#{run.anchor})"})
