@@ -244,13 +244,24 @@ def section_of(text: str, start: str, end: str) -> str:
     return text.split(start, 1)[1].split(end, 1)[0] if start in text and end in text else ""
 
 
+def _sections(notebooks: list[Path], repo: Path, claims: Path | None = None):
+    """(file, start marker, end marker, generated text) of the two generated sections."""
+    return ((repo / "figures" / "README.md", FIGURES_START, FIGURES_END, figures_section(notebooks, repo)),
+            (repo / "README.md", DEMO_START, DEMO_END, demo_section(notebooks, repo, claims)))
+
+
+def stale_sections(notebooks: list[Path], repo: Path | None = None, claims: Path | None = None) -> list[Path]:
+    """The files whose generated section differs from what :func:`write_sections` would write."""
+    repo = Path(repo or repo_root())
+    return [path for path, start, end, section in _sections(notebooks, repo, claims)
+            if section_of(path.read_text(encoding="utf-8"), start, end).strip() != section.strip()]
+
+
 def write_sections(notebooks: list[Path], repo: Path | None = None, claims: Path | None = None) -> list[Path]:
     """Regenerate the figure list in ``figures/README.md`` and the demo table in ``README.md``."""
     repo = Path(repo or repo_root())
     written = []
-    for path, start, end, section in (
-            (repo / "figures" / "README.md", FIGURES_START, FIGURES_END, figures_section(notebooks, repo)),
-            (repo / "README.md", DEMO_START, DEMO_END, demo_section(notebooks, repo, claims))):
+    for path, start, end, section in _sections(notebooks, repo, claims):
         if not path.is_file():  # a checkout without that README (a test's skeleton): nothing to keep in step
             continue
         text = path.read_text(encoding="utf-8")

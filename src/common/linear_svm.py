@@ -57,18 +57,20 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         chunk = X[start:start + self.chunk_rows]
         return np.asarray(chunk, dtype=np.float64) if exact else chunk
 
+    def _product(self, X: np.ndarray, coef: np.ndarray, exact: bool) -> np.ndarray:
+        """X @ coef, ``chunk_rows`` rows at a time, into one float64 (n, k) array."""
+        coef = coef if exact else coef.astype(X.dtype)
+        out = np.empty((X.shape[0], coef.shape[1]))
+        for start in self._chunks(X.shape[0]):
+            out[start:start + self.chunk_rows] = self._rows(X, start, exact) @ coef
+        return out
+
     def _scores(self, X: np.ndarray, weights: np.ndarray, exact: bool = True) -> np.ndarray:
         """[standardised X, 1] @ weights (linear in weights), weights (columns + 1, k): k score columns.
         ``exact``: float64 products; else in the input's dtype (the Hessian products: float32 needs no copy)."""
         d = X.shape[1]
         coef = weights[:d] / self.scale_[:, None]
-        bias = weights[d] - self.mean_ @ coef
-        coef = coef if exact else coef.astype(X.dtype)
-        out = np.empty((X.shape[0], weights.shape[1]))
-        for start in self._chunks(X.shape[0]):
-            out[start:start + self.chunk_rows] = self._rows(X, start, exact) @ coef
-        out += bias
-        return out
+        return self._product(X, coef, exact) + (weights[d] - self.mean_ @ coef)
 
     def _transposed(self, X: np.ndarray, values: np.ndarray, exact: bool = True) -> np.ndarray:
         """[standardised X, 1].T @ values, values (n, k)."""
@@ -80,19 +82,13 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         return np.vstack([(acc - np.outer(self.mean_, total)) / self.scale_[:, None], total])
 
     def _moments(self, X: np.ndarray) -> None:
-        """Column means and standard deviations in float64 (StandardScaler's, with 1 for constant columns)."""
-        n = X.shape[0]
-        shift = np.asarray(X[:self.chunk_rows], dtype=np.float64).mean(axis=0)
-        total, squares = np.zeros(X.shape[1]), np.zeros(X.shape[1])
-        for start in self._chunks(n):
-            chunk = self._rows(X, start, True) - shift
-            total += chunk.sum(axis=0)
-            squares += np.einsum("ij,ij->j", chunk, chunk)
-        offset = total / n
-        scale = np.sqrt(np.clip(squares / n - offset ** 2, 0.0, None))
-        # StandardScaler's rule for (near-)constant columns: leave them unscaled
-        scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(shift + offset), 1.0)] = 1.0
-        self.mean_, self.scale_ = shift + offset, scale
+        """Column means and standard deviations: StandardScaler's, fitted chunk by chunk (float64 sums)."""
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler()
+        for start in self._chunks(X.shape[0]):
+            scaler.partial_fit(X[start:start + self.chunk_rows])
+        self.mean_, self.scale_ = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y):
@@ -199,11 +195,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         check_is_fitted(self, "coef_")
         X = validate_data(self, X, dtype=(np.float64, np.float32), order="C", copy=False, reset=False)
-        out = np.empty((X.shape[0], self.coef_.shape[0]))
-        coef = self.coef_.T
-        for start in self._chunks(X.shape[0]):
-            out[start:start + self.chunk_rows] = np.asarray(X[start:start + self.chunk_rows], dtype=np.float64) @ coef
-        out += self.intercept_
+        out = self._product(X, self.coef_.T, exact=True) + self.intercept_
         return out[:, 0] if len(self.classes_) == 2 else out
 
     def predict(self, X):

@@ -594,13 +594,13 @@ def budget_line(nb: str, parts: list[dict[str, Any]], anon_full_mb: float | None
 
 
 def write_readme(readme: Path, section: str) -> None:
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"error: {readme} has no {README_START} ... {README_END} markers; add them under the heading "
-                         "'What the paper profile costs'")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + README_START + "\n" + section + README_END + tail)
+    from common.canonical import CanonicalError, replace_section
+
+    try:
+        readme.write_text(replace_section(readme.read_text(), README_START, README_END, section,
+                                          f"{readme} (under the heading 'What the paper profile costs')"))
+    except CanonicalError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from common.paths import repo_root
+from common.rehearse import MemorySampler, _hours, _machine, growth_exponent
+
 WIDTHS = {"mobilenetv2": 1280, "resnet101": 2048, "vgg16": 4096}
 FULL_ROWS = 142_140  # the largest no-PCA setting's training rows at the paper's size
 FULL_TEST = 12_182  # 15 % of 81,214 cells
@@ -108,8 +111,6 @@ print(json.dumps({"start": start, "seconds": time.time() - start, "fits": spans,
 
 
 def out_root() -> Path:
-    from common.paths import repo_root
-
     return repo_root() / "results" / "rehearsal" / "04-stacking"
 
 
@@ -127,8 +128,6 @@ def run(rows: int, *, trees: int = 100, pca: float | None = None, mode: str = "s
     """Write the bank, run the stage (``mode="stage"``) or one fit of each base learner (``"fits"``) in a child process
     while sampling its memory, write the record. ``svm_max_iter`` caps the SVM's Newton steps: a memory run, whose
     times are not the stage's (stated in its row)."""
-    from common.rehearse import MemorySampler, _machine
-
     if rows < 50:
         raise SystemExit(f"error: --rows {rows} is too few; use at least 50 (the paper's largest setting: {FULL_ROWS:,})")
     if trees < 1:
@@ -203,8 +202,6 @@ def report(records: list[dict[str, Any]]) -> str:
     """The README subsection on notebook 04's stacking stage at the real width, from the records."""
     if not records:
         return ""
-    from common.rehearse import growth_exponent
-
     lines = ["**04, the stacking stage at the real width** (`python -m common.rehearse_stacking --rows R --trees T "
              "[--mode fits] [--svm-max-iter K]`: `stacking.fit_rows` (mode `stage`) or one fit of each base learner "
              "(mode `fits`) on R training rows of **synthetic** features, 1,280 + 2,048 + 4,096 columns, a setting without "
@@ -239,12 +236,6 @@ def report(records: list[dict[str, Any]]) -> str:
         lines += ["", f"Time over {len(recs)} sizes ({', '.join(f'{x:,}' for x in n)} rows), projected on this CPU "
                   "(power law from the largest size, at least linear): " + "; ".join(parts) + "."]
     return "\n".join(lines) + "\n"
-
-
-def _hours(seconds: float) -> str:
-    from common.rehearse import _hours as hours
-
-    return hours(seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

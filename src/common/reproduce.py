@@ -14,7 +14,6 @@ checks) the two generated README sections from what is committed.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,14 +23,6 @@ from common.notebooks import check_run, discover, notebook_meta, run_notebook
 from common.paths import figures_dir, notebooks_dir, repo_root, results_root
 
 CANONICAL_RUN = canonical.CANONICAL_RUN
-
-
-def refresh_figures(run_dir: Path, target: Path) -> list[Path]:
-    """Replace the PNGs in ``target`` with those of ``run_dir``."""
-    target.mkdir(parents=True, exist_ok=True)
-    for old in target.glob("*.png"):
-        old.unlink()
-    return [Path(shutil.copy2(png, target / png.name)) for png in sorted(run_dir.glob("*.png"))]
 
 
 def refresh_from(results: Path, notebooks: list[Path], run: str = CANONICAL_RUN, *, repo: Path | None = None,
@@ -70,10 +61,7 @@ def readme_command(argv: list[str]) -> int:
     repo = repo_root()
     notebooks = discover(repo / "notebooks")
     if args.check:
-        stale = [str(path) for path, start, end, expected in (
-            (repo / "figures" / "README.md", canonical.FIGURES_START, canonical.FIGURES_END, canonical.figures_section(notebooks, repo)),
-            (repo / "README.md", canonical.DEMO_START, canonical.DEMO_END, canonical.demo_section(notebooks, repo)))
-            if canonical.section_of(path.read_text(encoding="utf-8"), start, end).strip() != expected.strip()]
+        stale = canonical.stale_sections(notebooks, repo)
         for path in stale:
             print(f"error: {path}'s generated section is out of date: run python -m common.reproduce readme")
         return 1 if stale else 0
