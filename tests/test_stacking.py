@@ -112,6 +112,26 @@ def test_fine_tuned_extractor_is_trained_validated_kept_and_reused(tmp_path, mon
                                tuned.model.predict(tuned.preprocess(batch), verbose=0), rtol=1e-5, atol=1e-5)
 
 
+def test_fine_tune_extractor_isolated_trains_in_a_child_and_loads_the_stored_network(tmp_path, monkeypatch, capsys):
+    """isolate=True: the network is trained in a child process (its epochs relayed here) and this
+    process loads it from the model store; a second call reuses it without a child."""
+    from common import data
+    from common.data.synth import synth_aml_mll
+    from common.imaging import hsv_segment_hook
+
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))  # the child inherits it
+    ds = data.load("aml_mll", synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0))
+    y = np.array([ds.classes.index(label) for label in ds.labels])
+    kw = dict(image_size=32, pretrained="none", epochs=1, batch_size=4, learning_rate=1e-3, segment=hsv_segment_hook(),
+              data_key={"fingerprint": ds.fingerprint, "isolated": True}, validate_every=2, validation_cells=6)
+    tuned, history = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, isolate=True, **kw)
+    out = capsys.readouterr().out
+    assert "fine-tune mobilenetv2" in out and "reusing the trained network" in out  # child's epochs, then loaded here
+    assert len(history["validation_accuracy"]) == 2 and tuned.weights_id.startswith("finetuned:")
+    again, _ = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, isolate=True, **kw)
+    assert again.weights_id == tuned.weights_id and "fine-tune mobilenetv2" not in capsys.readouterr().out
+
+
 # ------------------------------------------- memory-lean stacking stage (bank on disk, fused per row set, PCA)
 def _disk_bank(folder, n_cells, widths, copies, seed=0):
     """A synthetic bank on disk, as extract_bank leaves it: per network and version one float32 .npy,

@@ -18,6 +18,7 @@ documented, and raises ``ValueError`` for a wrong dtype or shape.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 
@@ -84,7 +85,11 @@ def hsv_segment(
 def hsv_segment_hook(lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] = HSV_UPPER):
     """A per-image hook for :class:`~common.data.stream.ImageBatches`: HSV segmentation
     that leaves an image unchanged when nothing is selected (one blank cell must not stop a run)."""
-    return lambda img: hsv_segment(img, lower, upper, on_empty="keep")[0]
+    return functools.partial(_segment_or_keep, lower=tuple(lower), upper=tuple(upper))  # picklable: a child can train with it
+
+
+def _segment_or_keep(img: np.ndarray, *, lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:
+    return hsv_segment(img, lower, upper, on_empty="keep")[0]
 
 def wiener_filter(img: np.ndarray, size: int = 5) -> np.ndarray:
     """Adaptive Wiener filter (``scipy.signal.wiener``, ``size`` x ``size`` windows) per channel;

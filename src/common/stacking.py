@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from common.balance import replicate_oversample
+from common.isolate import call_in_child
 
 
 def row_zscore(X: np.ndarray) -> np.ndarray:
@@ -366,7 +367,7 @@ def fine_tune_extractor(name: str, layer: str, train: tuple[Sequence[str], np.nd
                         val: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int, pretrained: str,
                         epochs: int, batch_size: int, learning_rate: float, segment, data_key: dict, seed: int = 0,
                         validate_every: int = 30, validation_cells: int = 1000, label: str = "",
-                        paper: str = "04_patel_aml"):
+                        paper: str = "04_patel_aml", isolate: bool = False):
     """Fine-tune backbone ``name`` as the paper trains its three CNNs, then return it as a
     feature extractor at ``layer`` (a :class:`~common.backbones.Backbone` whose weights id
     names the stored network) and the training history.
@@ -377,6 +378,10 @@ def fine_tune_extractor(name: str, layer: str, train: tuple[Sequence[str], np.nd
     segmented after augmentation. Validation uses at most ``validation_cells`` validation
     cells (a fixed, seeded sample, augmented once): evaluating all 12k every 30 batches
     would cost more than the training itself. The network is kept in the model store.
+
+    ``isolate``: train in a child process (:func:`common.isolate.call_in_child`) and load
+    the stored network here, so that the memory TensorFlow keeps after a training (about
+    a network's worth per fine-tune) goes back when the child ends.
     """
     import keras
 
@@ -414,11 +419,21 @@ def fine_tune_extractor(name: str, layer: str, train: tuple[Sequence[str], np.nd
            "validation_cells": validation_cells, "augmentation": sorted(AUGMENTATION.items()), "data": data_key,
            "code": modelstore.code_version(sys.modules[__name__], build_backbone, fine_tune_model)}
     stored = modelstore.entry(paper, f"{name}-{label}" if label else name, key)
+    if isolate and not stored.complete():
+        call_in_child(_fine_tune_and_store, name, layer, train, val, num_classes, image_size=image_size,
+                      pretrained=pretrained, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                      segment=segment, data_key=data_key, seed=seed, validate_every=validate_every,
+                      validation_cells=validation_cells, label=label, paper=paper)
     model, _, history, _ = modelstore.train_or_load(
         stored, build=build, fit=fit, outputs=lambda m: {"val": m.predict(feed(val_paths, None, 999, False), verbose=0)})
     base = built["backbone"]
     extractor = keras.Model(model.input, base.model.output, name=f"{name}_{base.layer}_finetuned")
     return Backbone(name, extractor, base.preprocess, base.input_size, f"finetuned:{stored.dir.name}", base.layer), history
+
+
+def _fine_tune_and_store(*args, **kwargs) -> None:
+    """:func:`fine_tune_extractor` for its side effect (the network in the model store): a child's job."""
+    fine_tune_extractor(*args, **kwargs)
 
 
 # ------------------------------------------------------- one setting, cached
