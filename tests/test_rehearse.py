@@ -164,3 +164,11 @@ def test_other_settings_lists_the_rehearsals_outside_the_growth_series():
     assert "| 160 | 224 px (the paper's); cnn_epochs 1 (paper 50) |" in rows[4]
     assert "fine_tune_vgg16_published: 5.86 GB" in rows[4] and "abcdef0" in rows[4]
     assert R.other_settings("04", []) == []
+
+
+def test_budget_line_says_what_a_disconnect_loses_for_a_stage_over_a_session():
+    """A training stage longer than a session resumes per epoch: the line gives one epoch's time."""
+    over = [{"stage": "fine_tune_vgg16_published", "exponent": 1.0, "cpu_s_full_paper": 50 * 3600.0}]
+    assert "one of its 50 epochs takes 60 min on this CPU (within a session)" in R.budget_line("04", over, 1000.0)
+    inside = [{"stage": "fine_tune_vgg16_published", "exponent": 1.0, "cpu_s_full_paper": 3600.0}]
+    assert "resumes" not in R.budget_line("04", inside, 1000.0)

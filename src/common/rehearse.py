@@ -657,7 +657,18 @@ def budget_line(nb: str, parts: list[dict[str, Any]], anon_full_mb: float | None
     session = ("" if longest is None else f"; longest stage {longest['stage']}: {_hours(longest['cpu_s_full_paper'])} on this "
                f"CPU at paper settings ({'within' if longest['cpu_s_full_paper'] <= SESSION_HOURS * 3600 else 'over'} "
                f"a {SESSION_HOURS:.0f}-hour session)")
+    epochs = _paper_epochs(nb, longest["stage"]) if longest is not None else None
+    if epochs and longest["cpu_s_full_paper"] > SESSION_HOURS * 3600:  # what a disconnect loses: one epoch
+        epoch_s = longest["cpu_s_full_paper"] / epochs
+        session += (f"; it resumes from its last finished epoch, and one of its {epochs} epochs takes {_hours(epoch_s)} "
+                    f"on this CPU ({'within' if epoch_s <= SESSION_HOURS * 3600 else 'over'} a session)")
     return f"Budgets, {nb}: {memory}; {growth}{session}."
+
+
+def _paper_epochs(nb: str, stage: str) -> int | None:
+    """The paper's epoch count of a stage that trains (and so resumes per epoch), else None."""
+    rule = next((r for r in SPECS[nb].stages if re.search(r.pattern, stage)), None)
+    return SPECS[nb].epochs.get(rule.epochs) if rule is not None and rule.epochs else None
 
 
 def write_readme(readme: Path, section: str) -> None:
