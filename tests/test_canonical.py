@@ -224,3 +224,16 @@ def test_make_reproduce_refreshes_the_canonical_run_after_running(tmp_path, repo
     (tmp_path / "results" / "00_harness" / "demo" / "predictions.csv").unlink()
     assert reproduce.main(["--from", str(tmp_path / "results")]) == 1
     assert "predictions.csv is missing" in capsys.readouterr().out
+
+
+def test_key_figures_default_to_all_figures_and_must_be_among_them(tmp_path):
+    """metadata repro.key_figures picks the committed figures out of those every run writes."""
+    def write(meta):
+        path = tmp_path / "nb.ipynb"
+        path.write_text(json.dumps({"cells": [], "metadata": {"repro": meta}, "nbformat": 4, "nbformat_minor": 5}))
+        return path
+
+    assert notebook_meta(write({"paper": "x", "figures": ["a.png", "b.png"]}))["key_figures"] == ["a.png", "b.png"]
+    assert notebook_meta(write({"paper": "x", "figures": ["a.png", "b.png"], "key_figures": ["b.png"]}))["key_figures"] == ["b.png"]
+    with pytest.raises(ValueError, match=r"key_figures .* not there: \['c.png'\]"):
+        notebook_meta(write({"paper": "x", "figures": ["a.png"], "key_figures": ["c.png"]}))

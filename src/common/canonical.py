@@ -7,7 +7,8 @@ anything (each file replaced wholesale):
 - ``results/canonical/<paper>/``: :data:`CANONICAL_FILES` of that run (a missing one is
   an error naming the file);
 - ``figures/<paper>/``: the **key figures**, i.e. the PNGs the notebook declares in its
-  metadata ``repro.figures``, re-encoded with a 256-colour palette (lossless for
+  metadata ``repro.key_figures`` (default: all of ``repro.figures``, which every run must
+  write), re-encoded with a 256-colour palette (lossless for
   matplotlib's flat colours, slight banding in heatmaps; about 2.7 times smaller);
 - the list of figures in ``figures/README.md`` and the demo table in ``README.md``,
   both generated between markers from the committed files (:func:`figures_section`,
@@ -172,8 +173,8 @@ def _run_json(paper: str, repo: Path) -> dict | None:
 
 
 def figures_section(notebooks: list[Path], repo: Path | None = None) -> str:
-    """The Markdown table of ``figures/README.md``: every declared figure of every notebook,
-    the cell that makes it and the data source of the committed canonical run."""
+    """The Markdown table of ``figures/README.md``: every key figure of every notebook (metadata
+    ``repro.key_figures``), the cell that makes it and the data source of the committed canonical run."""
     from common.notebooks import notebook_meta
 
     repo = Path(repo or repo_root())
@@ -183,7 +184,7 @@ def figures_section(notebooks: list[Path], repo: Path | None = None) -> str:
         cells = figure_cells(nb)
         run = _run_json(meta["paper"], repo)
         source = (run.get("data") or {}).get("source", "unknown") if run else NO_RUN
-        for name in meta["figures"]:
+        for name in meta["key_figures"]:
             where = locate_figure(name, cells)
             cell = f"`{nb.name}` cell [{where[0]}] (under \"{where[1]}\")" if where else f"`{nb.name}` (no save_figure call found)"
             path = repo / "figures" / meta["paper"] / name

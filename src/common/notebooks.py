@@ -29,7 +29,8 @@ def discover(directory: Path | None = None) -> list[Path]:
 
 
 def notebook_meta(path: Path) -> dict[str, Any]:
-    """The ``repro`` metadata of a notebook: ``paper`` and declared ``figures``."""
+    """The ``repro`` metadata of a notebook: ``paper``, the ``figures`` every run must write, and
+    ``key_figures``, the ones committed under ``figures/`` (optional; default: all of ``figures``)."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     meta = nb.get("metadata", {}).get("repro")
     if not isinstance(meta, dict) or not meta.get("paper"):
@@ -37,7 +38,11 @@ def notebook_meta(path: Path) -> dict[str, Any]:
     figures = meta.get("figures", [])
     if not isinstance(figures, list):
         raise ValueError(f"{path}: metadata.repro.figures must be a list of PNG names")
-    return {"paper": str(meta["paper"]), "figures": [str(f) for f in figures]}
+    key = meta.get("key_figures", figures)
+    if not isinstance(key, list) or set(key) - set(figures):
+        raise ValueError(f"{path}: metadata.repro.key_figures must list names from metadata.repro.figures; "
+                         f"not there: {sorted(set(key) - set(figures)) if isinstance(key, list) else key!r}")
+    return {"paper": str(meta["paper"]), "figures": [str(f) for f in figures], "key_figures": [str(f) for f in key]}
 
 
 @contextmanager

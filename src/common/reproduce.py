@@ -36,7 +36,7 @@ def refresh_from(results: Path, notebooks: list[Path], run: str = CANONICAL_RUN,
     for nb in notebooks:
         meta = notebook_meta(nb)
         try:
-            done = canonical.refresh_paper(Path(results) / meta["paper"] / run, meta["paper"], meta["figures"], repo=repo)
+            done = canonical.refresh_paper(Path(results) / meta["paper"] / run, meta["paper"], meta["key_figures"], repo=repo)
         except canonical.CanonicalError as exc:
             failures += 1
             print(f"error: {exc}")
