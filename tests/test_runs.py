@@ -95,6 +95,19 @@ def test_run_json_records_everything(results_dir):
     assert not list(run.dir.glob(".*tmp*")), "atomic writes leave no temporary files"
 
 
+def test_add_data_records_later_facts_under_data(results_dir):
+    run = runs.start_run("01_x", runs.resolve_params(PROFILES, profile="smoke"))
+    with pytest.raises(ValueError, match="set_data"):
+        run.add_data(duplicate_audit={"pairs": []})
+    run.set_data("embedded-real", "f00d")
+    run.add_data(duplicate_audit={"pairs": [], "highest_correlation": np.float64(0.5)})
+    with pytest.raises(ValueError, match="fingerprint"):
+        run.add_data(fingerprint="other")
+    doc = json.loads(run.write().read_text())
+    assert doc["data"] == {"source": "embedded-real", "fingerprint": "f00d", "description": "",
+                           "duplicate_audit": {"pairs": [], "highest_correlation": 0.5}}
+
+
 @pytest.mark.parametrize("paper,run_name", [("a/b", None), ("01", "../x"), ("", None)])
 def test_start_run_rejects_names_that_escape_the_results_folder(results_dir, paper, run_name):
     params = runs.resolve_params(PROFILES, profile="smoke")

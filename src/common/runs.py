@@ -195,6 +195,16 @@ class Run:
             raise ValueError("a dataset fingerprint is required; use the loader's fingerprint")
         self.data = {"source": source, "fingerprint": fingerprint, "description": description, **_clean_json(extra)}
 
+    def add_data(self, **facts: Any) -> None:
+        """Add facts about the data found after :meth:`set_data` (e.g. a duplicate audit);
+        ``run.json`` keeps them under ``data``."""
+        if not self.data:
+            raise ValueError("call run.set_data(source, fingerprint) before add_data")
+        clash = sorted(set(facts) & {"source", "fingerprint"})
+        if clash:
+            raise ValueError(f"add_data cannot replace {clash}; use set_data")
+        self.data.update(_clean_json(facts))
+
     def describe_protocols(self, **texts: str) -> None:
         """Record what each protocol did, in words (``published=..., leak_free=...``);
         ``run.json`` keeps them and ``make report`` shows them beside the numbers."""

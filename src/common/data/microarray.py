@@ -239,6 +239,20 @@ def _merge_positional(tables: Mapping[str, pd.DataFrame], width: int) -> tuple[l
     return [f"position_{j + 1}" for j in range(width)], same
 
 
+def comparable_series(tables: Mapping[str, pd.DataFrame], merged: Sequence[str], *,
+                      width: int | None) -> list[list[str]]:
+    """Groups of merged series whose merged columns hold the same probe ids, so that their
+    profiles can be compared feature by feature: all of them for the ``compatible`` merge
+    (``width`` None: one shared id list); under ``paper_width`` the series whose first ``width``
+    probe ids are identical (one platform, in one column order)."""
+    if width is None:
+        return [list(merged)]
+    groups: dict[tuple, list[str]] = {}
+    for name in merged:
+        groups.setdefault(tuple(tables[name].columns[2:2 + width]), []).append(name)
+    return list(groups.values())
+
+
 def _series_table(tables: Mapping[str, pd.DataFrame], merged: Sequence[str], shared: Mapping[str, int]) -> list[dict]:
     """One row per loaded series (the paper's Table 2 plus platform and merge facts)."""
     return [{"series": name, "study": study_name(name), "platform (guessed from ids)": guess_platform(t.columns[2:]),
@@ -279,7 +293,8 @@ def load_cumida(root: Path | Sequence[Path], series: Iterable[str] | None = None
     ``meta`` carries each sample's ``series``, ``study`` and ``samples``; ``patients``
     pairs the two chips of one series; ``info`` records the rule, the surviving
     features, the series left out, the compatible merge's plan whichever rule ran,
-    one row per series (``series_table``) and how patients were paired.
+    one row per series (``series_table``), how patients were paired, and which series
+    hold the same probe ids in their merged columns (``comparable_series``).
     """
     if merge not in CUMIDA_MERGES:
         raise DataError(f"unknown CuMiDa merge {merge!r}; choose one of {', '.join(CUMIDA_MERGES)}")
@@ -320,6 +335,7 @@ def load_cumida(root: Path | Sequence[Path], series: Iterable[str] | None = None
         "probes_per_series": {name: len(p) for name, p in probe_sets.items()},
         "labels_by_series": {name: sorted(set(t["type"])) for name, t in tables.items()},
         "series_table": _series_table(tables, merged, shared),
+        "comparable_series": comparable_series(tables, merged, width=None if merge == "compatible" else width),
         "patients_rule": "; ".join(pairing) or "one sample per patient (no two merged series are chips of one GEO series)",
     }
     if same is not None:
