@@ -69,6 +69,7 @@ def test_published_round_balances_the_whole_set_before_splitting():
     test_kinds = samples["kind"].to_numpy()[out["split"].test]
     assert (test_kinds == "smote").any(), "synthetic samples reach the test set, as in the paper"
     assert out["X_all"].shape == (48, X.shape[1])
+    assert np.array_equal(out["autoencoder_rows"], np.arange(48)), "the autoencoder saw every row, test rows included"
 
 
 def test_predict_subtype_reorders_probes_and_refuses_mismatches():

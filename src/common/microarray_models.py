@@ -275,7 +275,9 @@ def published_round(X: np.ndarray, y: np.ndarray, *, smote: bool, test_fraction:
     yb = split.samples["y"].to_numpy()
     out = fit_and_score(split.X[split.train], yb[split.train], split.X[split.test], int(np.max(y)) + 1,
                         X_autoencoder=split.X, seed=seed, **fit_kw)
-    return {**out, "split": split, "y_test": yb[split.test], "scaler": scaler, "X_all": split.X}
+    # autoencoder_rows: the split's rows the autoencoder was fitted on (all of them), for the leakage sheet
+    return {**out, "split": split, "y_test": yb[split.test], "scaler": scaler, "X_all": split.X,
+            "autoencoder_rows": np.arange(len(split.X))}
 
 
 def leak_free_rounds(X: np.ndarray, y: np.ndarray, *, smote: bool, folds: int = 5, groups: np.ndarray | None = None,

@@ -7,8 +7,10 @@ Writes ``<results>/report/REPORT.md`` and ``<results>/report/index.html``:
   ``leak_free`` (with the 95% interval), the data source and the profile, linked to
   the run's section; then, per run and protocol, how many claims were reproduced,
   not reproduced or not comparable (and why), by the rules of claims/README.md;
-- one section per run: the protocols in the notebook's own words (``run.json``),
-  the claimed-vs-reproduced table, every figure, and the environment.
+- one section per run: the protocols in the notebook's own words (``run.json``), the
+  leakage sheet of each protocol (:mod:`common.leakage`; "no leakage sheet in this run"
+  for runs older than the sheet), the claimed-vs-reproduced table, every figure, and the
+  environment.
 
 Figures and ``run.json`` are copied into ``report/<paper>/<run>/`` and referenced
 relatively, so the folder can be zipped and shared. Runs on synthetic data carry a
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from common import claims as C
+from common import leakage
 from common.evaluate import format_value, read_metrics
 from common.paths import atomic_write_text, claims_dir, repo_root, results_root
 
@@ -199,6 +202,10 @@ def run_section(run: RunInfo, out: Path, directory: Path) -> str:
     protocols = run.meta.get("protocols") or {}
     if protocols:
         lines += ["### Protocols", "", *[f"- **{name}**: {text}" for name, text in protocols.items()], ""]
+    lines += ["### Leakage sheet", "", f"Each protocol against the leakage taxonomy of {leakage.REFERENCE}: *yes* "
+              "(test information can reach the model this way), *no*, or *n/a* (not applicable), each decided by a "
+              "written rule from this run's own facts (`common/leakage.py`; the facts are in run.json under "
+              "`leakage`).", "", leakage.sheet_markdown(run.meta.get("leakage")), ""]
     if (directory / f"{run.paper}.yaml").is_file():
         _, markdown = C.claims_vs_run(run.paper, run.dir, source=run.source, directory=directory)
         lines += ["### Claimed vs reproduced", "", markdown, ""]

@@ -177,6 +177,7 @@ class Run:
     preflight: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     spans: list[dict[str, Any]] = field(default_factory=list)
+    leakage: dict[str, Any] = field(default_factory=dict)
 
     def path(self, filename: str) -> Path:
         """Path of an output file inside the run folder."""
@@ -213,6 +214,19 @@ class Run:
                 raise ValueError(f"protocol {name!r} needs a description in words, got {text!r}")
             self.protocols[name] = " ".join(text.split())
 
+    def record_leakage(self, protocol: str, record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        """Record a protocol's leakage facts (:func:`common.leakage.split_record`) and the sheet
+        answered from them (:func:`common.leakage.leakage_sheet`); ``run.json`` keeps both under
+        ``leakage`` and ``make report`` shows the sheet. Returns the sheet."""
+        from common.leakage import leakage_sheet
+
+        if not isinstance(protocol, str) or not protocol.strip():
+            raise ValueError(f"a leakage sheet needs a protocol name, got {protocol!r}")
+        facts = _clean_json(dict(record))
+        sheet = leakage_sheet(facts)
+        self.leakage[protocol] = {"facts": facts, "sheet": sheet}
+        return sheet
+
     def forecast(self, done: float, total: float, what: str) -> str:
         """Print (and return) the estimated total time of ``what`` after ``done`` of
         ``total`` equal-cost units, from the time since the run started."""
@@ -241,6 +255,7 @@ class Run:
             "params": _clean_json(self.params),
             "data": self.data,
             "protocols": self.protocols,
+            **({"leakage": self.leakage} if self.leakage else {}),
             "preflight": _clean_json(self.preflight),
             "unreadable_images": unreadable_images(),
             "versions": package_versions(),
