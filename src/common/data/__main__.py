@@ -1,4 +1,4 @@
-"""``python -m common.data``: list, inspect, synth and fetch datasets.
+"""``python -m common.data``: list, inspect, synth, fetch and audit datasets.
 
 Bad input ends with exit code 2 and one line ``error: ...`` on stderr, never a traceback.
 """
@@ -14,7 +14,7 @@ from common.data.core import check_images, image_sizes
 from common.data.kaggle import fetch_kaggle
 from common.data.microarray import fetch_debian
 from common.data.synth import WRITERS, synth
-from common.paths import data_root, download_root
+from common.paths import atomic_write_text, data_root, download_root, results_root
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -116,8 +116,40 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Near-duplicate images (image sets) or duplicate profiles (microarray sets): a one-line summary,
+    the unreadable files, and on request the full report as JSON and the contact sheet."""
+    registry_entry(args.dataset)  # an unknown id is one line, before anything is read
+    ds = load(args.dataset, Path(args.root) if args.root else None)
+    figure = None
+    if ds.X is not None:  # a feature matrix: duplicate profiles, not images
+        from common.data.profile_audit import audit_profiles
+
+        report = audit_profiles(ds)
+    else:
+        from common.data.audit import DEFAULT_THRESHOLD, FRAMED_THRESHOLD, audit_images, save_contact_sheet
+
+        report = audit_images(
+            ds, threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+            framed_threshold=FRAMED_THRESHOLD if args.framed_threshold is None else args.framed_threshold,
+            progress=sys.stderr.isatty())
+        target = Path(args.figure) if args.figure else results_root() / "audit" / ds.name / "near_duplicates.png"
+        figure = save_contact_sheet(ds, report, target)
+    print(report["summary"])
+    for item in report.get("unreadable", []):
+        print(f"  unreadable: {item['path']} ({item['reason']})")
+    if figure is not None:
+        print(f"contact sheet of the largest groups: {figure}")
+    elif ds.X is None:
+        print("no near-duplicate groups: no contact sheet")
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(report, indent=1, default=str) + "\n")
+        print(f"report: {args.json}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m common.data", description="List, inspect, synthesise and fetch the datasets.")
+    p = argparse.ArgumentParser(prog="python -m common.data", description="List, inspect, synthesise, fetch and audit the datasets.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the datasets, their source, licence, layout and local presence").set_defaults(func=cmd_list)
     ins = sub.add_parser("inspect", help="read a dataset with its real loader and summarise it")
@@ -139,6 +171,17 @@ def parser() -> argparse.ArgumentParser:
     fet.add_argument("dataset", choices=list(DATASETS))
     fet.add_argument("--root", help="where to put it (default: <data root>/raw/<dataset>, or <cache root>/raw/<dataset> when the data root is read-only)")
     fet.set_defaults(func=cmd_fetch)
+    aud = sub.add_parser("audit", help="near-duplicate images (perceptual hashes) or duplicate profiles (microarrays)")
+    aud.add_argument("dataset", help=f"dataset id: {', '.join(DATASETS)}")  # checked in cmd_audit: one-line error
+    aud.add_argument("--root", help="dataset root (default: as for inspect)")
+    aud.add_argument("--json", metavar="OUT",
+                     help="write the full report (groups, pairs, unreadable files) to this JSON file")
+    aud.add_argument("--figure", metavar="PNG", help="contact sheet of the largest groups "
+                     "(default: <results root>/audit/<dataset>/near_duplicates.png; none when there are no groups)")
+    aud.add_argument("--threshold", type=int, default=None,
+                     help="largest Hamming distance of a pair (default: documented in common.data.audit)")
+    aud.add_argument("--framed-threshold", type=int, default=None, help="the same for images on a dark background")
+    aud.set_defaults(func=cmd_audit)
     return p
 
 
