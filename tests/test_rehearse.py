@@ -133,9 +133,11 @@ def test_no_growth_fit_from_fewer_than_three_scales():
     assert three[0]["exponent"] == pytest.approx(1.0) and three[0]["cpu_s_full_paper"] == pytest.approx(1000.0)
 
 
-def _record_04(n, size, anon_mb):
+def _record_04(n, size, anon_mb, stacking_mb=None):
     """A minimal rehearsal record of notebook 04 at image size ``size`` (224 = the paper's, no reduction)."""
+    stacking_mb = anon_mb / 2 if stacking_mb is None else stacking_mb
     stages = [{"stage": "fine_tune_vgg16_published", "seconds": 5.0, "peak_rss_mb": anon_mb + 50, "peak_anon_mb": anon_mb},
+              {"stage": "stacking_published", "seconds": 2.0, "peak_rss_mb": stacking_mb + 50, "peak_anon_mb": stacking_mb},
               {"stage": "notebook", "seconds": 9.0, "peak_rss_mb": anon_mb + 60, "peak_anon_mb": anon_mb}]
     reductions = {"image_size": None if size == 224 else [size, 224], "epochs": {"cnn_epochs": [1, 50]}}
     return {"notebook": "04", "n": n, "full_n": 81_214, "unit": "cells", "stages": stages, "reductions": reductions,
@@ -143,20 +145,23 @@ def _record_04(n, size, anon_mb):
             "devices": ["cpu:0"], "git": {"commit": "abcdef0123"}}
 
 
-def test_composed_peak_adds_the_paper_size_notebook_and_the_full_width_stacking_stage():
-    """Notebook 04's full-size memory: the largest peak at 224 px plus the stacking stage at the paper's rows;
-    none without both, and a stacking run on fewer rows does not count."""
+def test_composed_peak_is_the_larger_of_the_other_stages_and_stacking_at_full_width():
+    """Notebook 04's full-size memory: the stacking stages (the kernel at 224 px plus the stacking stage at the
+    paper's rows) or every other stage at 224 px, whichever is larger; none without both kinds of run, and a
+    stacking run on fewer rows does not count."""
     from common.rehearse_stacking import FULL_ROWS
 
     small = [_record_04(325, 32, 4000.0)]
-    paper = [_record_04(160, 224, 6000.0), _record_04(200, 224, 6500.0)]
+    paper = [_record_04(160, 224, 6000.0, 2000.0), _record_04(200, 224, 6500.0, 3000.0)]
     stage = [{"mode": "stage", "rows": FULL_ROWS, "peak_anon_mb": 4900.0, "trees": 2},
              {"mode": "stage", "rows": 40_000, "peak_anon_mb": 9999.0, "trees": 2}]
     assert R.composed_peak(small, stage) is None and R.composed_peak(small + paper, stage[1:]) is None
     composed = R.composed_peak(small + paper, stage)
-    assert composed["anon_mb"] == 6500.0 + 4900.0 and composed["n"] == 200 and composed["rows"] == FULL_ROWS
+    assert composed["anon_mb"] == 3000.0 + 4900.0 and composed["rest_mb"] == 6500.0 and composed["rows"] == FULL_ROWS
+    big_rest = R.composed_peak([_record_04(200, 224, 9000.0, 1000.0)], stage)
+    assert big_rest["anon_mb"] == 9000.0  # the fine-tune, not stacking, decides
     line = R.budget_line("04", [{"stage": "s", "exponent": 1.0, "cpu_s_full_paper": 10.0}], None, composed)
-    assert "11.1 GB upper bound" in line and "within 12 GB" in line
+    assert "7.7 GB upper bound" in line and "within 12 GB" in line
 
 
 def test_other_settings_lists_the_rehearsals_outside_the_growth_series():
