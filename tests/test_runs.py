@@ -118,3 +118,11 @@ def test_start_run_rejects_names_that_escape_the_results_folder(results_dir, pap
 def test_start_run_needs_resolved_params(results_dir):
     with pytest.raises(ValueError, match="resolve_params"):
         runs.start_run("01_x", {"epochs": 1})
+
+
+def test_run_json_records_the_commit_the_run_started_with(results_dir, monkeypatch):
+    """A long run whose checkout moves on meanwhile still names the code it ran."""
+    run = runs.start_run("01_x", runs.resolve_params(PROFILES, profile="smoke"))
+    monkeypatch.setattr(runs, "git_commit", lambda cwd=None: {"commit": "later", "dirty": False})
+    run.set_data("synthetic", "fp")
+    assert run.to_dict()["git"] != {"commit": "later", "dirty": False}

@@ -178,6 +178,7 @@ class Run:
     started_at: float = field(default_factory=time.time)
     spans: list[dict[str, Any]] = field(default_factory=list)
     leakage: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] = field(default_factory=git_commit)  # the code the run started with, not the code at its end
 
     def path(self, filename: str) -> Path:
         """Path of an output file inside the run folder."""
@@ -260,7 +261,7 @@ class Run:
             "unreadable_images": unreadable_images(),
             "versions": package_versions(),
             **backend_and_devices(),
-            "git": git_commit(),
+            "git": self.git,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
             "timings_s": {**self.timings, "total": round(time.time() - self.started_at, 3)},
             "started_at_s": round(self.started_at, 3),
