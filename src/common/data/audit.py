@@ -287,7 +287,7 @@ def near_duplicate_pairs(signatures: np.ndarray, *, threshold: int = DEFAULT_THR
 
 
 # --------------------------------------------------------------------------- groups
-def _components(n: int, edges: np.ndarray) -> np.ndarray:
+def component_labels(n: int, edges: np.ndarray) -> np.ndarray:
     """Connected-component label of each of ``n`` nodes given (m, 2) edges."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -304,7 +304,7 @@ def duplicate_groups(n: int, pairs: np.ndarray) -> list[list[int]]:
     if pairs.size == 0:
         return []
     pairs = pairs.reshape(len(pairs), -1)
-    labels = _components(n, pairs[:, :2])
+    labels = component_labels(n, pairs[:, :2])
     members: dict[int, list[int]] = {}
     for index in np.unique(pairs[:, :2]):
         members.setdefault(int(labels[index]), []).append(int(index))
@@ -363,7 +363,7 @@ def pseudo_patients(n: int, groups: Any, patients: Sequence | None = None) -> np
     first: dict[str, int] = {}
     for index, patient in enumerate(patients.tolist()):
         edges.append([first.setdefault(patient, index), index])
-    component = _components(n, np.asarray(edges, np.int64).reshape(-1, 2))
+    component = component_labels(n, np.asarray(edges, np.int64).reshape(-1, 2))
     names: dict[int, set[str]] = {}
     for index, label in enumerate(component.tolist()):
         names.setdefault(label, set()).add(patients[index])

@@ -160,22 +160,14 @@ def same_id_pairs(ds: Dataset) -> list[tuple[int, int]]:
 
 
 def connected_groups(n: int, pairs: Iterable[Sequence[int]]) -> list[list[int]]:
-    """Connected components (of two or more samples) of the graph with ``pairs`` as edges."""
-    parent = list(range(n))
+    """Connected components (of two or more samples) of the graph with ``pairs`` as edges, in
+    order of their first sample."""
+    from common.data.audit import component_labels
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for pair in pairs:
-        a, b = find(int(pair[0])), find(int(pair[1]))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+    edges = np.asarray([[int(p[0]), int(p[1])] for p in pairs], dtype=np.int64).reshape(-1, 2)
     components: dict[int, list[int]] = {}
-    for i in range(n):
-        components.setdefault(find(i), []).append(i)
+    for i, label in enumerate(component_labels(n, edges).tolist()):
+        components.setdefault(label, []).append(i)
     return [rows for rows in components.values() if len(rows) > 1]
 
 
