@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch for the PyTorch Keras backend (a CPU build of this version installs offline here)
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help setup data test test-unit test-notebooks test-backends reproduce report sweep rehearse rehearsal-report clean distclean
+.PHONY: help setup data lint format test test-unit test-notebooks test-backends reproduce report sweep rehearse rehearsal-report clean distclean
 
 help: ## list every target with one line each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,7 +24,15 @@ data: ## fetch the real microarray sets that install here (Bioconductor ALL, gol
 	$(PY) -m common.data fetch bioc_all
 	@echo "image datasets cannot be downloaded from here: python -m common.data fetch <dataset> prints the steps"
 
-test: test-unit test-notebooks ## run the whole suite: unit tests, then every notebook in smoke mode (nbval)
+lint: ## the style gate: ruff check and ruff format --check over src/, tests/ and the notebooks
+	$(VENV)/bin/ruff check src tests notebooks
+	$(VENV)/bin/ruff format --check src tests notebooks
+
+format: ## apply ruff's formatter and its safe fixes (then `make lint` shows what is left)
+	$(VENV)/bin/ruff format src tests notebooks
+	$(VENV)/bin/ruff check --fix src tests notebooks
+
+test: lint test-unit test-notebooks ## run the whole suite: the style gate, unit tests, then every notebook in smoke mode (nbval)
 
 test-unit: ## pytest over tests/ (the harness itself; each notebook runs once, in test-notebooks)
 	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend and not notebooks" tests

@@ -1,4 +1,5 @@
 """Shared test settings: headless plotting, quiet TensorFlow, results in tmp dirs."""
+
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -1,6 +1,7 @@
 """Paper 03: the ACRNN's exact layer list and data flow (convolutions -> attention inside the
 Bi-GRU -> Bi-GRU -> softmax), the attention equations, ECA, the RMSProp search, the subset
 rule, Tables 2-3's values, and the pre-processing written to disk once with its facts."""
+
 from pathlib import Path
 
 import numpy as np
@@ -11,31 +12,48 @@ keras = pytest.importorskip("keras")
 from common import acrnn as A
 from common.data import stream
 from common.data.synth import cached_twin
-from common.imaging import wiener_dhe_watershed, wiener_dhe_watershed_hook, wiener_dhe_watershed_settings
+from common.imaging import (
+    wiener_dhe_watershed,
+    wiener_dhe_watershed_hook,
+    wiener_dhe_watershed_settings,
+)
 
 
 def test_acrnn_has_the_papers_layers_in_order():
     model = A.build_acrnn((56, 56, 48))
     convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
     assert [(c.filters, tuple(c.kernel_size), tuple(c.strides)) for c in convs] == [
-        (32, (3, 5), (1, 1)), (32, (3, 5), (1, 1)), (64, (3, 1), (1, 1)), (64, (3, 1), (1, 1)),
-        (128, (1, 5), (1, 1)), (128, (1, 5), (1, 1)), (256, (3, 3), (1, 1)), (256, (3, 3), (1, 1))]
+        (32, (3, 5), (1, 1)),
+        (32, (3, 5), (1, 1)),
+        (64, (3, 1), (1, 1)),
+        (64, (3, 1), (1, 1)),
+        (128, (1, 5), (1, 1)),
+        (128, (1, 5), (1, 1)),
+        (256, (3, 3), (1, 1)),
+        (256, (3, 3), (1, 1)),
+    ]
     pools = [tuple(l.strides) for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)]
     assert pools == [(4, 3), (4, 1), (1, 3), (2, 2)]
     names = [l.name for l in model.layers]
     for k in range(1, 9):  # BN then ReLU after every convolution
         i = names.index(f"l{k}_conv")
-        assert names[i + 1:i + 3] == [f"l{k}_bn", f"l{k}_relu"]
+        assert names[i + 1 : i + 3] == [f"l{k}_bn", f"l{k}_relu"]
     grus = [l for l in model.layers if isinstance(l, keras.layers.Bidirectional)]
     assert [g.name for g in grus] == ["l9_bigru", "l10_bigru"]
     l9_cell, l10 = grus[0].forward_layer.cell.gru, grus[1].forward_layer
     assert [(g.units, g.activation.__name__) for g in (l9_cell, l10)] == [(256, "tanh")] * 2
     # 56 x 56 -> pools (4,3), (4,1), (1,3), (2,2) with 'same' padding -> 2 x 4 regions of 256 channels
-    assert tuple(model.get_layer("pool_7_8").output.shape[1:]) == (2, 4, 256) and A.pooled_grid(56, 56) == (2, 4)
+    assert tuple(model.get_layer("pool_7_8").output.shape[1:]) == (2, 4, 256) and A.pooled_grid(
+        56, 56
+    ) == (2, 4)
     # equations 4-6 inside l9, one attention per direction: W_h is E x C with E = 256, the GRU unit's size
     for direction in (grus[0].forward_layer, grus[0].backward_layer):
         att = direction.cell.attention
-        assert [tuple(w.shape) for w in (att.w_delta, att.w_h, att.w_a)] == [(256, 256), (256, 256), (256, 1)]
+        assert [tuple(w.shape) for w in (att.w_delta, att.w_h, att.w_a)] == [
+            (256, 256),
+            (256, 256),
+            (256, 1),
+        ]
 
 
 def test_the_softmax_reads_the_second_bigru_output():
@@ -58,13 +76,15 @@ def test_each_gru_step_reads_the_attended_regional_map_with_the_previous_state_a
     cell = A.AttentionGRUCell(units, regions, channels)
     x = rng.normal(size=(2, steps, regions * channels)).astype("float32")
     out = np.asarray(keras.layers.RNN(cell, return_sequences=True)(x))
-    wd, wh, wa = (np.asarray(w) for w in (cell.attention.w_delta, cell.attention.w_h, cell.attention.w_a))
+    wd, wh, wa = (
+        np.asarray(w) for w in (cell.attention.w_delta, cell.attention.w_h, cell.attention.w_a)
+    )
     h = np.zeros((2, units), "float32")
     for t in range(steps):
         delta = x[:, t].reshape(2, regions, channels)
-        zeta = np.tanh(delta @ wd + (h @ wh)[:, None, :]) @ wa                       # (4), query h_{t-1}
-        lam = np.exp(zeta[..., 0]) / np.exp(zeta[..., 0]).sum(1, keepdims=True)      # (5)
-        epsilon = (lam[..., None] * delta).sum(1)                                    # (6)
+        zeta = np.tanh(delta @ wd + (h @ wh)[:, None, :]) @ wa  # (4), query h_{t-1}
+        lam = np.exp(zeta[..., 0]) / np.exp(zeta[..., 0]).sum(1, keepdims=True)  # (5)
+        epsilon = (lam[..., None] * delta).sum(1)  # (6)
         h = np.asarray(cell.gru(epsilon.astype("float32"), [h])[0])
         np.testing.assert_allclose(out[:, t], h, rtol=1e-4, atol=1e-5)
 
@@ -82,13 +102,21 @@ def test_pooled_grid_matches_the_model_and_a_deeper_stage_keeps_regions():
     for side in (12, 24, 28, 56):
         model = A.build_acrnn((side, side, 4))
         assert A.pooled_grid(side, side) == tuple(model.get_layer("pool_7_8").output.shape[1:3])
-    assert A.pooled_grid(28, 28) == (1, 2), "EfficientNetV2M stage 3 at 224 px: two regions (time steps)"
+    assert A.pooled_grid(28, 28) == (1, 2), (
+        "EfficientNetV2M stage 3 at 224 px: two regions (time steps)"
+    )
 
 
 def test_l2_of_1e4_is_on_every_weight():
     model = A.build_acrnn((24, 24, 8))
     for layer in model._flatten_layers(include_self=False):
-        for attr in ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "gamma_regularizer", "beta_regularizer"):
+        for attr in (
+            "kernel_regularizer",
+            "recurrent_regularizer",
+            "bias_regularizer",
+            "gamma_regularizer",
+            "beta_regularizer",
+        ):
             reg = getattr(layer, attr, None)
             if reg is not None:
                 assert reg.l2 == pytest.approx(1e-4)
@@ -103,10 +131,12 @@ def test_region_attention_follows_equations_4_to_6():
     eps, lam = layer([delta, h], return_weights=True)
     wd, wh, wa = (np.asarray(w) for w in (layer.w_delta, layer.w_h, layer.w_a))
     regions = delta.reshape(3, 8, 5)
-    zeta = np.tanh(regions @ wd + (h @ wh)[:, None, :]) @ wa           # (4)
+    zeta = np.tanh(regions @ wd + (h @ wh)[:, None, :]) @ wa  # (4)
     expected_lam = np.exp(zeta[..., 0]) / np.exp(zeta[..., 0]).sum(1, keepdims=True)  # (5)
     np.testing.assert_allclose(np.asarray(lam), expected_lam, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(eps), (expected_lam[..., None] * regions).sum(1), rtol=1e-5, atol=1e-5)  # (6)
+    np.testing.assert_allclose(
+        np.asarray(eps), (expected_lam[..., None] * regions).sum(1), rtol=1e-5, atol=1e-5
+    )  # (6)
 
 
 def test_eca_rescales_channels_by_a_sigmoid_of_their_means():
@@ -115,7 +145,9 @@ def test_eca_rescales_channels_by_a_sigmoid_of_their_means():
     out = np.asarray(layer(x))
     w = out / x
     assert np.all((w > 0) & (w < 1))
-    np.testing.assert_allclose(w, np.broadcast_to(w[:, :1, :1, :], w.shape), rtol=1e-4)  # one weight per channel
+    np.testing.assert_allclose(
+        w, np.broadcast_to(w[:, :1, :1, :], w.shape), rtol=1e-4
+    )  # one weight per channel
 
 
 def test_positive_precision_and_search_keeps_the_most_precise_candidate():
@@ -123,8 +155,10 @@ def test_positive_precision_and_search_keeps_the_most_precise_candidate():
     assert A.positive_precision(y, np.array([[0, 1], [1, 0], [0, 1], [1, 0]])) == 0.5
     assert A.positive_precision(y, np.array([[1, 0]] * 4)) == 0.0
     # fake "training": the model's validation output depends on the learning rate only
-    outputs = {0.1: np.array([[0, 1], [0, 1], [0, 1], [0, 1]]),   # precision 0.5
-               0.01: np.array([[0, 1], [1, 0], [1, 0], [1, 0]])}  # precision 1.0
+    outputs = {
+        0.1: np.array([[0, 1], [0, 1], [0, 1], [0, 1]]),  # precision 0.5
+        0.01: np.array([[0, 1], [1, 0], [1, 0], [1, 0]]),
+    }  # precision 1.0
     built = []
 
     def build():
@@ -132,18 +166,36 @@ def test_positive_precision_and_search_keeps_the_most_precise_candidate():
         built.append(model)
         return model
 
-    best, _, rows = A.rmsprop_search(build, fit=lambda m: {}, predict_val=lambda m: outputs[round(float(m.optimizer.learning_rate.numpy()), 6)],
-                                     y_val=y, learning_rates=[0.1, 0.01], rhos=[0.9])
+    best, _, rows = A.rmsprop_search(
+        build,
+        fit=lambda m: {},
+        predict_val=lambda m: outputs[round(float(m.optimizer.learning_rate.numpy()), 6)],
+        y_val=y,
+        learning_rates=[0.1, 0.01],
+        rhos=[0.9],
+    )
     assert best is built[1]
-    assert [r["val_precision"] for r in rows] == [0.5, 1.0] and [r["selected"] for r in rows] == [False, True]
+    assert [r["val_precision"] for r in rows] == [0.5, 1.0] and [r["selected"] for r in rows] == [
+        False,
+        True,
+    ]
 
 
 def test_fit_on_grid_trains_on_the_training_rows_and_validates_on_the_others(capsys):
     rng = np.random.default_rng(3)
     grid, y = rng.normal(size=(10, 12, 12, 4)).astype("float32"), np.array([0, 1] * 5)
     model = A.compile_rmsprop(A.build_acrnn((12, 12, 4)), 1e-3, 0.9)
-    history = A.fit_on_grid(model, grid, y, train=np.arange(6), val=np.arange(6, 10), epochs=2, batch_size=4,
-                            eager=True, label="test")
+    history = A.fit_on_grid(
+        model,
+        grid,
+        y,
+        train=np.arange(6),
+        val=np.arange(6, 10),
+        epochs=2,
+        batch_size=4,
+        eager=True,
+        label="test",
+    )
     assert len(history["loss"]) == 2 and len(history["val_accuracy"]) == 2
     assert "test lr 0.001 rho 0.9 epoch 2/2" in capsys.readouterr().out
 
@@ -159,8 +211,20 @@ def test_balanced_subset_is_seeded_and_exact():
 
 
 def test_preprocessing_is_written_once_and_reused(tmp_path):
-    root = cached_twin("cnmc", root=tmp_path / "synthetic", n_per_class=4, patients_per_class=2, size=96, seed=0)
-    assert cached_twin("cnmc", root=tmp_path / "synthetic", n_per_class=4, patients_per_class=2, size=96, seed=0) == root
+    root = cached_twin(
+        "cnmc", root=tmp_path / "synthetic", n_per_class=4, patients_per_class=2, size=96, seed=0
+    )
+    assert (
+        cached_twin(
+            "cnmc",
+            root=tmp_path / "synthetic",
+            n_per_class=4,
+            patients_per_class=2,
+            size=96,
+            seed=0,
+        )
+        == root
+    )
     from common import data
 
     ds = data.load("cnmc", root)
@@ -171,20 +235,30 @@ def test_preprocessing_is_written_once_and_reused(tmp_path):
         calls.append(found)
         return segmented
 
-    paths, computed = stream.write_transformed(ds.paths[:5], root, tmp_path / "pre", transform, (64, 64))
+    paths, computed = stream.write_transformed(
+        ds.paths[:5], root, tmp_path / "pre", transform, (64, 64)
+    )
     assert computed == 5 and len(calls) == 5 and all(p.endswith(".png") for p in paths)
-    again, computed = stream.write_transformed(ds.paths[:5], root, tmp_path / "pre", transform, (64, 64))
+    again, computed = stream.write_transformed(
+        ds.paths[:5], root, tmp_path / "pre", transform, (64, 64)
+    )
     assert again == paths and computed == 0 and len(calls) == 5
     assert all(calls), "the watershed finds the cell in every synthetic image"
     img = stream.load_image(paths[0])
-    assert img.shape == (64, 64, 3) and (img == 0).all(axis=2).mean() > 0.5, "the background is blacked out"
+    assert img.shape == (64, 64, 3) and (img == 0).all(axis=2).mean() > 0.5, (
+        "the background is blacked out"
+    )
     with pytest.raises(stream.DataError, match="not under the dataset root"):
-        stream.write_transformed([str(tmp_path / "elsewhere.png")], root, tmp_path / "pre", transform, (64, 64))
+        stream.write_transformed(
+            [str(tmp_path / "elsewhere.png")], root, tmp_path / "pre", transform, (64, 64)
+        )
 
 
 def test_preprocessing_keeps_each_images_watershed_outcome_beside_it(tmp_path):
     """The fallback count must survive a rerun that reuses the cached images (run.json records it)."""
-    root = cached_twin("cnmc", root=tmp_path / "synthetic", n_per_class=3, patients_per_class=1, size=96, seed=0)
+    root = cached_twin(
+        "cnmc", root=tmp_path / "synthetic", n_per_class=3, patients_per_class=1, size=96, seed=0
+    )
     from common import data
 
     ds = data.load("cnmc", root)
@@ -195,15 +269,23 @@ def test_preprocessing_keeps_each_images_watershed_outcome_beside_it(tmp_path):
         calls.append(1)
         return hook(img)
 
-    paths, computed = stream.write_transformed(ds.paths[:4], root, tmp_path / "pre", transform, (64, 64), info=True)
+    paths, computed = stream.write_transformed(
+        ds.paths[:4], root, tmp_path / "pre", transform, (64, 64), info=True
+    )
     facts = stream.read_info(paths)
     assert computed == 4 and [set(f) for f in facts] == [{"watershed_found"}] * 4
     blank = np.zeros((64, 64, 3), np.uint8)  # nothing to segment: the watershed falls back
     assert hook(blank)[1] == {"watershed_found": False}
-    again, computed = stream.write_transformed(ds.paths[:4], root, tmp_path / "pre", transform, (64, 64), info=True)
-    assert computed == 0 and len(calls) == 4 and stream.read_info(again) == facts, "reused with its facts"
+    again, computed = stream.write_transformed(
+        ds.paths[:4], root, tmp_path / "pre", transform, (64, 64), info=True
+    )
+    assert computed == 0 and len(calls) == 4 and stream.read_info(again) == facts, (
+        "reused with its facts"
+    )
     Path(paths[0]).with_suffix(".json").unlink()  # an image cached without its facts is recomputed
-    _, computed = stream.write_transformed(ds.paths[:4], root, tmp_path / "pre", transform, (64, 64), info=True)
+    _, computed = stream.write_transformed(
+        ds.paths[:4], root, tmp_path / "pre", transform, (64, 64), info=True
+    )
     assert computed == 1 and stream.read_info(paths) == facts
     Path(paths[1]).with_suffix(".json").unlink()
     with pytest.raises(stream.DataError, match="missing or unreadable"):
@@ -215,20 +297,34 @@ def table2_rows():
 
     y = np.array([0, 0, 0, 1, 1, 1, 1, 0])
     proba = np.eye(2)[[0, 0, 1, 1, 1, 0, 1, 0]]
-    return evaluate.evaluate_models(y, {"oadls-aldc": proba, "cnn": proba[::-1]}, ["Normal", "ALL"],
-                                    protocol="published", n_bootstrap=20, seed=0)
+    return evaluate.evaluate_models(
+        y,
+        {"oadls-aldc": proba, "cnn": proba[::-1]},
+        ["Normal", "ALL"],
+        protocol="published",
+        n_bootstrap=20,
+        seed=0,
+    )
 
 
 def test_table2_keeps_the_overall_row_as_plain_accuracy_and_class_means():
     rows = table2_rows()
-    values = A.per_class_values(rows, model="oadls-aldc", protocol="published", classes=["Normal", "ALL"])
-    assert list(values.columns) == ["Normal", "ALL", "Overall"] and list(values.index) == list(A.TABLE_METRICS)
+    values = A.per_class_values(
+        rows, model="oadls-aldc", protocol="published", classes=["Normal", "ALL"]
+    )
+    assert list(values.columns) == ["Normal", "ALL", "Overall"] and list(values.index) == list(
+        A.TABLE_METRICS
+    )
     # 6 of 8 right; Normal: 3 of 4 found, 3 of 4 called Normal are right
     assert values.loc["accuracy", "Overall"] == pytest.approx(75.0)
     assert values.loc["sensitivity", "Normal"] == pytest.approx(75.0)
     for metric in ("precision", "sensitivity", "specificity", "f1"):
-        assert values.loc[metric, "Overall"] == pytest.approx(values.loc[metric, ["Normal", "ALL"]].mean())
-    table = A.per_class_table(rows, model="oadls-aldc", protocol="published", classes=["Normal", "ALL"])
+        assert values.loc[metric, "Overall"] == pytest.approx(
+            values.loc[metric, ["Normal", "ALL"]].mean()
+        )
+    table = A.per_class_table(
+        rows, model="oadls-aldc", protocol="published", classes=["Normal", "ALL"]
+    )
     assert table["class"].tolist() == ["Normal", "ALL", "Overall"]
     assert table.loc[2, "accuracy"].startswith("75.00 [")
     with pytest.raises(ValueError, match="no accuracy row for model 'vit'"):
@@ -237,8 +333,13 @@ def test_table2_keeps_the_overall_row_as_plain_accuracy_and_class_means():
 
 def test_comparison_values_put_models_side_by_side():
     rows = table2_rows()
-    values = A.comparison_values(rows, models=["oadls-aldc", "cnn"], protocol="published", metrics=("accuracy", "f1"))
-    assert list(values.columns) == ["oadls-aldc", "cnn"] and list(values.index) == ["accuracy", "f1"]
+    values = A.comparison_values(
+        rows, models=["oadls-aldc", "cnn"], protocol="published", metrics=("accuracy", "f1")
+    )
+    assert list(values.columns) == ["oadls-aldc", "cnn"] and list(values.index) == [
+        "accuracy",
+        "f1",
+    ]
     own = A.per_class_values(rows, model="cnn", protocol="published", classes=["Normal", "ALL"])
     assert values.loc["f1", "cnn"] == pytest.approx(own.loc["f1", "Overall"])
 
@@ -261,9 +362,15 @@ def test_spatial_maps_read_shallower_layers_from_one_build():
     maps = A.spatial_maps("mobilenetv2", ["block_2_add", "block_5_add"], input_size=32, seed=1)
     alone = build_backbone("mobilenetv2", input_size=32, layer="block_2_add", spatial=True, seed=1)
     shallow = maps["block_2_add"]
-    assert (shallow.layer, shallow.weights_id, shallow.output_shape) == (alone.layer, alone.weights_id, alone.output_shape)
+    assert (shallow.layer, shallow.weights_id, shallow.output_shape) == (
+        alone.layer,
+        alone.weights_id,
+        alone.output_shape,
+    )
     x = np.random.default_rng(0).uniform(-1, 1, size=(2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(shallow.model(x)), np.asarray(alone.model(x)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(shallow.model(x)), np.asarray(alone.model(x)), rtol=1e-5, atol=1e-5
+    )
     assert maps["block_5_add"].layer == "block_5_add:grid"
     with pytest.raises(ValueError, match="from shallow to deep"):
         A.spatial_maps("mobilenetv2", ["block_5_add", "block_2_add"], input_size=32)

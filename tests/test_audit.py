@@ -1,4 +1,5 @@
 """Near-duplicate audit (common.data.audit, python -m common.data audit)."""
+
 import json
 import subprocess
 import sys
@@ -7,8 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from common.data import DataError, load, synth
-from common.data import audit
+from common.data import DataError, audit, load, synth
 from common.data.__main__ import main
 
 
@@ -16,7 +16,9 @@ from common.data.__main__ import main
 def planted_aria(tmp_path_factory):
     """A 4 x 40-image Aria twin at the real size (224 px) with a copy of a quarter of its images
     (six kinds in turn: resized, JPEG, h/v flip, crop, all combined)."""
-    root = synth.synth_aria_all(tmp_path_factory.mktemp("aria") / "aria", n_per_class=40, patients_per_class=4, seed=3)
+    root = synth.synth_aria_all(
+        tmp_path_factory.mktemp("aria") / "aria", n_per_class=40, patients_per_class=4, seed=3
+    )
     table = audit.plant_duplicates(load("aria_all", root), fraction=0.25, seed=3)
     return root, table
 
@@ -24,14 +26,21 @@ def planted_aria(tmp_path_factory):
 @pytest.fixture(scope="module")
 def planted_cnmc(tmp_path_factory):
     """A small C-NMC twin (cells on black: the trimmed, 'framed' path) with planted copies in its folds."""
-    root = synth.synth_cnmc(tmp_path_factory.mktemp("cnmc") / "cnmc", n_per_class=48, patients_per_class=4,
-                            size=256, seed=3)
+    root = synth.synth_cnmc(
+        tmp_path_factory.mktemp("cnmc") / "cnmc",
+        n_per_class=48,
+        patients_per_class=4,
+        size=256,
+        seed=3,
+    )
     table = audit.plant_duplicates(load("cnmc", root), fraction=0.25, seed=3)
     return root, table
 
 
 @pytest.mark.parametrize("name", ["aria_all", "cnmc"])
-def test_planted_duplicates_are_found_without_false_pairs(name, planted_aria, planted_cnmc, tmp_path):
+def test_planted_duplicates_are_found_without_false_pairs(
+    name, planted_aria, planted_cnmc, tmp_path
+):
     root, table = {"aria_all": planted_aria, "cnmc": planted_cnmc}[name]
     ds = load(name, root)
     assert len(table) == 40 if name == "aria_all" else len(table) == 24
@@ -54,8 +63,12 @@ def test_score_counts_false_pairs_and_misses(planted_aria):
     strangers = [(i, j) for i in range(3) for j in range(3, 6)]  # originals of different draws
     strangers = [p for p in strangers if p not in truth][:3]
     score = audit.score_planted(ds, np.array(truth[:-4] + strangers))
-    assert score["n_found"] == len(truth) - 4 and score["recall"] == pytest.approx(1 - 4 / len(truth))
-    assert score["n_false"] == 3 and score["false_pair_rate"] == pytest.approx(3 / (len(truth) - 4 + 3))
+    assert score["n_found"] == len(truth) - 4 and score["recall"] == pytest.approx(
+        1 - 4 / len(truth)
+    )
+    assert score["n_false"] == 3 and score["false_pair_rate"] == pytest.approx(
+        3 / (len(truth) - 4 + 3)
+    )
 
 
 def test_flipped_copy_is_close_and_a_stranger_is_not(planted_aria):
@@ -64,7 +77,9 @@ def test_flipped_copy_is_close_and_a_stranger_is_not(planted_aria):
     original, _ = audit.image_signatures(root / flip["original"])
     copy, _ = audit.image_signatures(root / flip["copy"])
     other, _ = audit.image_signatures(root / table.iloc[-1]["original"])
-    pairs = audit.near_duplicate_pairs(np.stack([original, copy, other]), threshold=audit.DEFAULT_THRESHOLD)
+    pairs = audit.near_duplicate_pairs(
+        np.stack([original, copy, other]), threshold=audit.DEFAULT_THRESHOLD
+    )
     assert pairs[:, :2].tolist() == [[0, 1]]
     plain = audit.popcount(original[0] ^ copy[0]).sum()
     assert pairs[0, 2] < plain, "the flip is only matched through the flipped variant"
@@ -74,9 +89,13 @@ def test_unreadable_image_is_listed_not_fatal(tmp_path):
     root = synth.synth_aria_all(tmp_path / "a", n_per_class=5, patients_per_class=1, size=64)
     victim = sorted((root / "Original" / "Pre").glob("*.jpg"))[1]
     victim.write_bytes(victim.read_bytes()[:100])
-    result = audit.audit_images(load("aria_all", root), cache_dir=tmp_path / "cache", progress=False)
+    result = audit.audit_images(
+        load("aria_all", root), cache_dir=tmp_path / "cache", progress=False
+    )
     assert result["n_images"] == 20 and result["n_readable"] == 19
-    assert [u["path"] for u in result["unreadable"]] == [str(victim)] and result["unreadable"][0]["reason"]
+    assert [u["path"] for u in result["unreadable"]] == [str(victim)] and result["unreadable"][0][
+        "reason"
+    ]
     assert "1 unreadable" in result["summary"]
     json.dumps(result)  # JSON-able
 
@@ -92,7 +111,9 @@ def test_cache_is_reused(planted_aria, tmp_path, monkeypatch):
     second = audit.audit_images(ds, cache_dir=tmp_path, progress=False)
     assert calls == [] and second["cache"]["reused"] == len(ds)
     assert second["pairs"] == first["pairs"] and second["groups"] == first["groups"]
-    subset = ds.subset(np.arange(len(ds)) % 2 == 0)  # same fingerprint, fewer paths: still no hashing
+    subset = ds.subset(
+        np.arange(len(ds)) % 2 == 0
+    )  # same fingerprint, fewer paths: still no hashing
     audit.audit_images(subset, cache_dir=tmp_path, progress=False)
     assert calls == []
 
@@ -119,7 +140,9 @@ def test_pseudo_patients_hand_made():
 
     for train, test in GroupKFold(3).split(np.zeros(6), groups=merged):
         assert not set(merged[train]) & set(merged[test])
-        assert not ({1, 4} & set(train) and {1, 4} & set(test)), "a cluster never straddles the split"
+        assert not ({1, 4} & set(train) and {1, 4} & set(test)), (
+            "a cluster never straddles the split"
+        )
     with pytest.raises(DataError, match="one id per sample"):
         audit.pseudo_patients(6, [], ["A"])
     with pytest.raises(DataError, match="outside"):
@@ -138,11 +161,16 @@ def test_contact_sheet_says_synthetic(planted_aria, tmp_path):
 
 
 # ------------------------------------------------------------------------------ CLI
-def test_cli_audit_writes_json_figure_and_one_summary_line(planted_aria, tmp_path, monkeypatch, capsys):
+def test_cli_audit_writes_json_figure_and_one_summary_line(
+    planted_aria, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     root, table = planted_aria
     out, png = tmp_path / "audit.json", tmp_path / "sheet.png"
-    assert main(["audit", "aria_all", "--root", str(root), "--json", str(out), "--figure", str(png)]) == 0
+    assert (
+        main(["audit", "aria_all", "--root", str(root), "--json", str(out), "--figure", str(png)])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     report = json.loads(out.read_text())
     assert lines[0] == report["summary"] and report["n_images"] == 160 + len(table)
@@ -151,8 +179,13 @@ def test_cli_audit_writes_json_figure_and_one_summary_line(planted_aria, tmp_pat
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "common.data", *args], capture_output=True, text=True, timeout=120,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "common.data", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_cli_unknown_dataset_is_one_line():
@@ -180,7 +213,9 @@ def test_cli_empty_and_unreadable_datasets_are_one_line(tmp_path, monkeypatch, c
 def test_cli_microarray_goes_to_the_profile_audit(tmp_path, monkeypatch, capsys):
     seen = []
     fake = types.ModuleType("common.data.profile_audit")
-    fake.audit_profiles = lambda ds: seen.append(ds) or {"summary": f"profiles of {ds.name}: {len(ds)} samples"}
+    fake.audit_profiles = lambda ds: (
+        seen.append(ds) or {"summary": f"profiles of {ds.name}: {len(ds)} samples"}
+    )
     monkeypatch.setitem(sys.modules, "common.data.profile_audit", fake)
     root = synth.synth_cumida(tmp_path / "c", n_per_class=3, n_probes=60)
     out = tmp_path / "p.json"

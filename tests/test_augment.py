@@ -41,7 +41,11 @@ def test_independent_axis_scaling_changes_the_aspect_ratio():
         mask = out[..., 0] > 127
         return mask.any(axis=2).sum(axis=1), mask.any(axis=1).sum(axis=1)  # rows, columns covered
 
-    rows, cols = extents(batch_hook(build_augmenter(0, None, 0.3, 0, seed=3, zoom_axes_independent=True))(x))
+    rows, cols = extents(
+        batch_hook(build_augmenter(0, None, 0.3, 0, seed=3, zoom_axes_independent=True))(x)
+    )
     assert (rows != cols).any()
     rows, cols = extents(batch_hook(build_augmenter(0, None, 0.3, 0, seed=3))(x))
-    assert (np.abs(rows - cols) <= 1).all(), "one factor for both axes keeps the square (1 px of resampling)"
+    assert (np.abs(rows - cols) <= 1).all(), (
+        "one factor for both axes keeps the square (1 px of resampling)"
+    )

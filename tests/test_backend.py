@@ -1,4 +1,5 @@
 """Tests that must hold on every Keras backend (run under torch by `make test-backends`)."""
+
 import json
 import os
 
@@ -16,8 +17,14 @@ def train_tiny_model(seed):
     runs.seed_everything(seed)
     x = np.random.rand(64, 8).astype("float32")
     y = (x.sum(axis=1) > 4).astype("int32")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dropout(0.3), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=3, batch_size=16, verbose=0, shuffle=True)
     return [w.copy() for w in model.get_weights()]

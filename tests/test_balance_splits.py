@@ -3,7 +3,13 @@ import pandas as pd
 import pytest
 
 from common import balance
-from common.splits import describe_leaks, leak_report, make_split, stratified_kfold, stratified_split
+from common.splits import (
+    describe_leaks,
+    leak_report,
+    make_split,
+    stratified_kfold,
+    stratified_split,
+)
 
 
 @pytest.fixture
@@ -39,13 +45,17 @@ def test_smote_adds_synthetic_rows_with_traceable_origins(data):
     np.testing.assert_array_equal(X_res[: y.size], X)
     assert np.bincount(y_res).tolist() == [60, 60, 60]
     synthetic = np.arange(y.size, y_res.size)
-    assert (y[origin[synthetic]] == y_res[synthetic]).all(), "a synthetic row derives from its own class"
+    assert (y[origin[synthetic]] == y_res[synthetic]).all(), (
+        "a synthetic row derives from its own class"
+    )
 
 
 def test_smote_too_small_class_is_a_clear_error_or_a_logged_fallback(caplog):
     X = np.random.default_rng(0).normal(size=(23, 3))
     y = np.array([0] * 20 + [1] * 3)
-    with pytest.raises(ValueError, match=r"class 1 has 3 sample\(s\), too few for SMOTE with k_neighbors=5"):
+    with pytest.raises(
+        ValueError, match=r"class 1 has 3 sample\(s\), too few for SMOTE with k_neighbors=5"
+    ):
         balance.smote(X, y)
     X_res, y_res, _ = balance.smote(X, y, fallback="reduce_k")
     assert np.bincount(y_res).tolist() == [20, 20]
@@ -80,15 +90,23 @@ def test_plain_and_grouped_splits(data):
 
 def test_smote_before_split_leaks_and_the_leak_check_finds_it(data):
     X, y, patients = data
-    published = make_split(y, "published", X=X, balance="smote", paper_order=("balance", "split"), seed=0)
+    published = make_split(
+        y, "published", X=X, balance="smote", paper_order=("balance", "split"), seed=0
+    )
     report = leak_report(published, patients)
     assert report["shared_origins"] > 0 and report["derived_kinds"].get("smote", 0) > 0
     assert report["synthetic_in_test"] > 0 and report["shared_patients"] > 0
     assert "SMOTE (k=5) on the whole dataset" in published.describe()
     # the synthetic training rows sit next to test originals: the leak is real, not bookkeeping
     origin = published.samples["origin"].to_numpy()
-    test_origins = set(origin[published.test][published.samples["kind"].to_numpy()[published.test] == "original"])
-    leaked = [r for r in published.train if published.samples["kind"].iat[r] == "smote" and origin[r] in test_origins]
+    test_origins = set(
+        origin[published.test][published.samples["kind"].to_numpy()[published.test] == "original"]
+    )
+    leaked = [
+        r
+        for r in published.train
+        if published.samples["kind"].iat[r] == "smote" and origin[r] in test_origins
+    ]
     assert leaked
     dist = [np.linalg.norm(published.X[r] - X[origin[r]]) for r in leaked]
     spread = np.median(np.linalg.norm(X - X.mean(0), axis=1))
@@ -97,11 +115,26 @@ def test_smote_before_split_leaks_and_the_leak_check_finds_it(data):
 
 def test_leak_free_reports_zero_and_keeps_test_natural(data):
     X, y, patients = data
-    split = make_split(y, "leak_free", X=X, groups=patients, balance="smote", augment_copies=1,
-                       fractions=(0.7, 0.15, 0.15), paper_order=("balance", "augment", "split"), seed=0)
+    split = make_split(
+        y,
+        "leak_free",
+        X=X,
+        groups=patients,
+        balance="smote",
+        augment_copies=1,
+        fractions=(0.7, 0.15, 0.15),
+        paper_order=("balance", "augment", "split"),
+        seed=0,
+    )
     report = leak_report(split, patients)
-    assert report == {"shared_origins": 0, "derived_in_train": 0, "derived_kinds": {}, "synthetic_in_test": 0,
-                      "shared_patients": 0, "val_test_shared_origins": 0}
+    assert report == {
+        "shared_origins": 0,
+        "derived_in_train": 0,
+        "derived_kinds": {},
+        "synthetic_in_test": 0,
+        "shared_patients": 0,
+        "val_test_shared_origins": 0,
+    }
     assert describe_leaks(report) == "no leak found"
     kinds = split.samples["kind"].to_numpy()
     assert set(kinds[split.test]) == {"original"} and set(kinds[split.val]) == {"original"}
@@ -109,7 +142,9 @@ def test_leak_free_reports_zero_and_keeps_test_natural(data):
     # the test set keeps the natural class proportions (60:24:12), the training set is balanced
     test_counts = np.bincount(split.samples["y"].to_numpy()[split.test], minlength=3)
     assert test_counts[0] > 2 * test_counts[2]
-    train_counts = np.bincount(split.samples["y"].to_numpy()[split.train[kinds[split.train] != "augment"]])
+    train_counts = np.bincount(
+        split.samples["y"].to_numpy()[split.train[kinds[split.train] != "augment"]]
+    )
     assert train_counts.min() == train_counts.max()
     np.testing.assert_array_equal(split.fit_rows, split.train)
     assert split.describe().startswith("leak_free: stratified patient-grouped split")
@@ -117,7 +152,13 @@ def test_leak_free_reports_zero_and_keeps_test_natural(data):
 
 def test_published_order_is_observable_in_the_steps(data):
     _, y, _ = data
-    before = make_split(y, "published", balance="replicate", augment_copies=2, paper_order=("scale", "balance", "augment", "split"))
+    before = make_split(
+        y,
+        "published",
+        balance="replicate",
+        augment_copies=2,
+        paper_order=("scale", "balance", "augment", "split"),
+    )
     after = make_split(y, "published", balance="replicate", paper_order=("split", "balance"))
     assert before.steps[0].startswith("replication oversampling (paper 04) on the whole dataset")
     assert "fitted on all samples before the split" in before.describe()

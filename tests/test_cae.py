@@ -1,6 +1,7 @@
 """Paper 02: the CAE has the paper's per-layer parameter counts at 450 px; depth-to-space
 matches TensorFlow's; codes round-trip through disk; the CNN's real size is printed;
 learnables leave out BatchNorm statistics; correlations and dataset counts per class."""
+
 import numpy as np
 import pytest
 
@@ -41,13 +42,22 @@ def test_learnables_leave_out_the_batchnorm_moving_statistics():
     model = cae.build_code_cnn(67500)
     # MATLAB's learnables: conv1 1320, bn gamma/beta 2*40, ln 2*40, conv2 102480, bn 2*80, ln 2*80, dense 162
     assert cae.learnable_count(model) == 1320 + 80 + 80 + 102480 + 160 + 160 + 162 == 104442
-    assert model.count_params() - cae.learnable_count(model) == 2 * (40 + 80), "moving mean and variance per channel"
+    assert model.count_params() - cae.learnable_count(model) == 2 * (40 + 80), (
+        "moving mean and variance per channel"
+    )
 
 
 def test_learnables_by_layer_are_figure_3s_list():
     model, _ = cae.build_cae(450)
     by_layer = cae.learnables_by_layer(model)
-    assert list(by_layer) == ["enc_conv1", "enc_conv2", "enc_conv3", "dec_conv1", "dec_conv2", "dec_conv3"]
+    assert list(by_layer) == [
+        "enc_conv1",
+        "enc_conv2",
+        "enc_conv3",
+        "dec_conv1",
+        "dec_conv2",
+        "dec_conv3",
+    ]
     assert list(by_layer.values()) == [252, 2214, 6588, 6588, 252, 30]
     assert cae.learnable_count(model) == 15924
 
@@ -59,7 +69,9 @@ def test_correlations_are_split_by_class_and_nans_dropped():
     np.testing.assert_array_equal(split["all"], [0.9, 0.7])
     np.testing.assert_array_equal(split["hem"], [0.5, 0.3])
     np.testing.assert_array_equal(split["overall"], [0.9, 0.5, 0.7, 0.3])
-    assert split["all"].mean() != pytest.approx(split["overall"].mean()), "the ALL mean is not the pooled mean"
+    assert split["all"].mean() != pytest.approx(split["overall"].mean()), (
+        "the ALL mean is not the pooled mean"
+    )
 
 
 def test_correlations_by_class_rejects_misaligned_or_unknown_labels():
@@ -73,8 +85,11 @@ def test_dataset_counts_images_and_subjects_per_class():
     labels = ["all", "all", "hem", "all", "hem"]
     subjects = ["A1", "A1", "H1", "A2", "H2"]
     counts = cae.dataset_counts(labels, subjects)
-    assert counts == {"overall": {"images": 5, "subjects": 4}, "all": {"images": 3, "subjects": 2},
-                      "hem": {"images": 2, "subjects": 2}}
+    assert counts == {
+        "overall": {"images": 5, "subjects": 4},
+        "all": {"images": 3, "subjects": 2},
+        "hem": {"images": 2, "subjects": 2},
+    }
     with pytest.raises(ValueError, match="no images"):
         cae.dataset_counts([], [])
 
@@ -93,12 +108,18 @@ def test_codes_round_trip_through_disk(tmp_path):
     batches = ImageBatches(paths, batch_size=2, image_size=(18, 18))
     codes = cae.encode_to_disk(encoder, batches, tmp_path / "codes.npy")
     assert codes.shape == (5, 2 * 2 * 27)
-    direct = np.asarray(encoder.predict(np.stack([np.full((18, 18, 3), 40 * i / 255, "float32") for i in range(5)]), verbose=0))
+    direct = np.asarray(
+        encoder.predict(
+            np.stack([np.full((18, 18, 3), 40 * i / 255, "float32") for i in range(5)]), verbose=0
+        )
+    )
     np.testing.assert_allclose(codes, direct, rtol=1e-5, atol=1e-6)
     feed = cae.CodeBatches(codes, np.arange(5), batch_size=2, shuffle=True, seed=1)
     seen = np.concatenate([feed[i][1] for i in range(len(feed))])
     assert sorted(seen) == [0, 1, 2, 3, 4] and feed[0][0].shape[-1] == 1
-    r = cae.reconstruction_correlations(model, ImageBatches(paths[1:], batch_size=2, image_size=(18, 18)))
+    r = cae.reconstruction_correlations(
+        model, ImageBatches(paths[1:], batch_size=2, image_size=(18, 18))
+    )
     assert r.shape == (4,)
 
 

@@ -28,9 +28,17 @@ def claims_dir(tmp_path):
 def metric_rows():
     y = np.array([0, 0, 1, 1, 1, 0, 1, 0])
     p = np.array([0, 0, 1, 1, 0, 0, 1, 0])  # 7/8 correct
-    published = ev.evaluate(y, p, class_names=["a", "b"], model="hybrid", protocol="published", n_bootstrap=0)
-    leak_free = ev.evaluate(y, np.where(np.arange(8) < 4, p, 1 - p), class_names=["a", "b"], model="hybrid",
-                            protocol="leak_free", n_bootstrap=0)
+    published = ev.evaluate(
+        y, p, class_names=["a", "b"], model="hybrid", protocol="published", n_bootstrap=0
+    )
+    leak_free = ev.evaluate(
+        y,
+        np.where(np.arange(8) < 4, p, 1 - p),
+        class_names=["a", "b"],
+        model="hybrid",
+        protocol="leak_free",
+        n_bootstrap=0,
+    )
     return pd.concat([published, leak_free], ignore_index=True)
 
 
@@ -76,8 +84,14 @@ def test_report_reads_runs_from_disk(tmp_path, claims_dir):
     [
         ("claims: []", "non-empty 'claims'"),
         ("claims:\n  - {table: T1, model: m, metric: accuracy}", r"lacks \['value'\]"),
-        ("claims:\n  - {table: T1, model: m, metric: accuracy, value: 1, colour: red}", "unknown fields"),
-        ("claims:\n  - {table: T1, model: m, metric: accuracy, value: 1, unit: permille}", "unit 'permille'"),
+        (
+            "claims:\n  - {table: T1, model: m, metric: accuracy, value: 1, colour: red}",
+            "unknown fields",
+        ),
+        (
+            "claims:\n  - {table: T1, model: m, metric: accuracy, value: 1, unit: permille}",
+            "unit 'permille'",
+        ),
         ("claims:\n  - {table: T1, model: m, metric: accuracy, value: high}", "not a number"),
         ("claims: [unclosed", "not valid YAML"),
     ],
@@ -96,10 +110,28 @@ def test_missing_claims_file_says_where(tmp_path):
 def test_protocol_gap_states_the_difference_from_the_rows():
     from common.claims import protocol_gap
 
-    rows = pd.DataFrame([
-        {"protocol": "published", "model": "m", "class": "overall", "metric": "accuracy", "value": 0.95, "ci_low": 0.9, "ci_high": 0.99},
-        {"protocol": "leak_free", "model": "m", "class": "overall", "metric": "accuracy", "value": 0.70, "ci_low": 0.6, "ci_high": 0.8},
-    ])
+    rows = pd.DataFrame(
+        [
+            {
+                "protocol": "published",
+                "model": "m",
+                "class": "overall",
+                "metric": "accuracy",
+                "value": 0.95,
+                "ci_low": 0.9,
+                "ci_high": 0.99,
+            },
+            {
+                "protocol": "leak_free",
+                "model": "m",
+                "class": "overall",
+                "metric": "accuracy",
+                "value": 0.70,
+                "ci_low": 0.6,
+                "ci_high": 0.8,
+            },
+        ]
+    )
     text = protocol_gap(rows, "m")
     assert "+25.0 percentage points" in text and "do not overlap" in text
     rows.loc[1, "ci_high"] = 0.92
@@ -113,7 +145,8 @@ def test_count_claims_compare_as_printed(tmp_path):
     from common.evaluate import measurement_rows
 
     (tmp_path / "p.yaml").write_text(
-        "paper: p\nclaims:\n  - {table: T3, model: dataset, class: AML, metric: n_before_smote, value: 58, unit: count}\n")
+        "paper: p\nclaims:\n  - {table: T3, model: dataset, class: AML, metric: n_before_smote, value: 58, unit: count}\n"
+    )
     rows = measurement_rows({"n_before_smote": 60}, "published", "dataset", "AML")
     comparison = compare(load_claims("p", tmp_path), rows)
     assert comparison["delta_published"].tolist() == [2.0]
@@ -135,43 +168,92 @@ def test_a_qualified_run_model_answers_its_claim_and_says_how_it_ran(claims_dir)
 
 
 def test_cited_claims_get_no_reproduced_value_and_no_delta(tmp_path):
-    (tmp_path / "98_test.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "98_test.yaml").write_text(
+        textwrap.dedent("""
         paper: 98_test
         claims:
           - {table: "Table 3", model: hybrid, metric: accuracy, value: 90, cited: true}
           - {table: "Table 3", model: hybrid, metric: accuracy, value: 91}
-    """))
+    """)
+    )
     comparison = claims.compare(claims.load_claims("98_test", tmp_path), metric_rows())
-    assert np.isnan(comparison.iloc[0]["published"]) and np.isnan(comparison.iloc[0]["delta_published"])
-    assert comparison.iloc[1]["published"] == pytest.approx(7 / 8), "the same model, not cited, is compared"
+    assert np.isnan(comparison.iloc[0]["published"]) and np.isnan(
+        comparison.iloc[0]["delta_published"]
+    )
+    assert comparison.iloc[1]["published"] == pytest.approx(7 / 8), (
+        "the same model, not cited, is compared"
+    )
     text = claims.comparison_markdown(comparison, "real")
     assert text.count("cited from other work, not run") == 2  # one cell per protocol
-    (tmp_path / "97_test.yaml").write_text("claims:\n  - {table: T, model: m, metric: accuracy, value: 1, cited: yes please}\n")
+    (tmp_path / "97_test.yaml").write_text(
+        "claims:\n  - {table: T, model: m, metric: accuracy, value: 1, cited: yes please}\n"
+    )
     with pytest.raises(ValueError, match="cited"):
         claims.load_claims("97_test", tmp_path)
 
 
 # ------------------------------------------------------------------------------ verdicts
 def one_claim(value, unit="percent", cited=False, dataset="cumida"):
-    return {"model": "m", "class": "overall", "metric": "accuracy", "value": value, "unit": unit, "cited": cited,
-            "dataset": dataset}
+    return {
+        "model": "m",
+        "class": "overall",
+        "metric": "accuracy",
+        "value": value,
+        "unit": unit,
+        "cited": cited,
+        "dataset": dataset,
+    }
 
 
-@pytest.mark.parametrize("claimed,reproduced,low,high,expected", [
-    (90.0, 0.91, 0.85, 0.95, ("reproduced", "claim inside the 95% interval")),
-    (85.0, 0.91, 0.85, 0.95, ("reproduced", "claim inside the 95% interval")),     # on the lower edge
-    (7.0, 0.2, 0.07, 0.3, ("reproduced", "claim inside the 95% interval")),        # 0.07 * 100 = 7.000000000000001
-    (96.6, 0.95, 0.93, 0.966, ("reproduced", "claim inside the 95% interval")),    # upper edge, 0.966 * 100 in floats
-    (96.61, 0.95, 0.93, 0.966, ("not reproduced", "claim outside the 95% interval")),  # just past it
-    (84.99, 0.91, 0.85, 0.95, ("not reproduced", "claim outside the 95% interval")),
-])
-def test_a_score_is_reproduced_when_the_claim_lies_in_the_interval_edges_included(claimed, reproduced, low, high, expected):
-    assert claims.verdict(one_claim(claimed), reproduced, low, high, source="real", dataset="cumida") == expected
+@pytest.mark.parametrize(
+    "claimed,reproduced,low,high,expected",
+    [
+        (90.0, 0.91, 0.85, 0.95, ("reproduced", "claim inside the 95% interval")),
+        (
+            85.0,
+            0.91,
+            0.85,
+            0.95,
+            ("reproduced", "claim inside the 95% interval"),
+        ),  # on the lower edge
+        (
+            7.0,
+            0.2,
+            0.07,
+            0.3,
+            ("reproduced", "claim inside the 95% interval"),
+        ),  # 0.07 * 100 = 7.000000000000001
+        (
+            96.6,
+            0.95,
+            0.93,
+            0.966,
+            ("reproduced", "claim inside the 95% interval"),
+        ),  # upper edge, 0.966 * 100 in floats
+        (
+            96.61,
+            0.95,
+            0.93,
+            0.966,
+            ("not reproduced", "claim outside the 95% interval"),
+        ),  # just past it
+        (84.99, 0.91, 0.85, 0.95, ("not reproduced", "claim outside the 95% interval")),
+    ],
+)
+def test_a_score_is_reproduced_when_the_claim_lies_in_the_interval_edges_included(
+    claimed, reproduced, low, high, expected
+):
+    assert (
+        claims.verdict(one_claim(claimed), reproduced, low, high, source="real", dataset="cumida")
+        == expected
+    )
 
 
 def test_a_fraction_claim_is_compared_with_the_interval_as_is():
     assert claims.verdict(one_claim(0.9, unit="fraction"), 0.91, 0.85, 0.95)[0] == "reproduced"
-    assert claims.verdict(one_claim(90, unit="fraction"), 0.91, 0.85, 0.95)[0] == "not reproduced"  # no x100 for fractions
+    assert (
+        claims.verdict(one_claim(90, unit="fraction"), 0.91, 0.85, 0.95)[0] == "not reproduced"
+    )  # no x100 for fractions
 
 
 def test_counts_must_match_exactly_and_values_within_one_percent():
@@ -179,19 +261,39 @@ def test_counts_must_match_exactly_and_values_within_one_percent():
     assert claims.verdict(one_claim(58, unit="count"), 59.0) == ("not reproduced", "count: exact")
     # a count's bootstrap-free row never has an interval; one given is ignored
     assert claims.verdict(one_claim(58, unit="count"), 59.0, 50.0, 70.0)[0] == "not reproduced"
-    assert claims.verdict(one_claim(0.5, unit="value"), 0.505) == ("reproduced", "within 1% of the claim")  # the bound
-    assert claims.verdict(one_claim(0.5, unit="value"), 0.4949) == ("not reproduced", "more than 1% off")
-    assert claims.verdict(one_claim(96.6), 0.96) == ("reproduced", "no interval; within 1% of the claim")
-    assert claims.verdict(one_claim(96.6), 0.95) == ("not reproduced", "no interval; more than 1% off")
+    assert claims.verdict(one_claim(0.5, unit="value"), 0.505) == (
+        "reproduced",
+        "within 1% of the claim",
+    )  # the bound
+    assert claims.verdict(one_claim(0.5, unit="value"), 0.4949) == (
+        "not reproduced",
+        "more than 1% off",
+    )
+    assert claims.verdict(one_claim(96.6), 0.96) == (
+        "reproduced",
+        "no interval; within 1% of the claim",
+    )
+    assert claims.verdict(one_claim(96.6), 0.95) == (
+        "not reproduced",
+        "no interval; more than 1% off",
+    )
 
 
 def test_not_comparable_says_why_in_order_cited_not_run_synthetic_stand_in():
     verdict = claims.verdict
-    assert verdict(one_claim(90, cited=True), 0.9, 0.8, 1.0) == ("not comparable", "cited from other work")
+    assert verdict(one_claim(90, cited=True), 0.9, 0.8, 1.0) == (
+        "not comparable",
+        "cited from other work",
+    )
     assert verdict(one_claim(90), np.nan, source="synthetic") == ("not comparable", "not run")
-    assert verdict(one_claim(90), 0.9, 0.8, 1.0, source="synthetic", dataset="bioc_all") == ("not comparable", "synthetic data")
+    assert verdict(one_claim(90), 0.9, 0.8, 1.0, source="synthetic", dataset="bioc_all") == (
+        "not comparable",
+        "synthetic data",
+    )
     assert verdict(one_claim(90), 0.9, 0.8, 1.0, source="embedded-real", dataset="bioc_all") == (
-        "not comparable", "stand-in dataset: bioc_all, not cumida")
+        "not comparable",
+        "stand-in dataset: bioc_all, not cumida",
+    )
     # where either side's data set is unknown, the run counts as on the paper's data
     assert verdict(one_claim(90, dataset=""), 0.9, 0.8, 1.0, dataset="bioc_all")[0] == "reproduced"
     assert verdict(one_claim(90), 0.9, 0.8, 1.0, source="real", dataset=None)[0] == "reproduced"
@@ -199,17 +301,41 @@ def test_not_comparable_says_why_in_order_cited_not_run_synthetic_stand_in():
 
 def test_compare_gives_a_verdict_per_protocol_and_counts_them(claims_dir):
     rows = metric_rows()
-    rows.loc[(rows["protocol"] == "published") & (rows["class"] == "weighted") & (rows["metric"] == "sensitivity"),
-             ["ci_low", "ci_high"]] = [0.8, 0.97]
+    rows.loc[
+        (rows["protocol"] == "published")
+        & (rows["class"] == "weighted")
+        & (rows["metric"] == "sensitivity"),
+        ["ci_low", "ci_high"],
+    ] = [0.8, 0.97]
     comparison = claims.compare(claims.load_claims("99_test", claims_dir), rows, source="real")
-    assert comparison["verdict_published"].tolist() == ["not reproduced", "reproduced", "not reproduced", "not comparable"]
+    assert comparison["verdict_published"].tolist() == [
+        "not reproduced",
+        "reproduced",
+        "not reproduced",
+        "not comparable",
+    ]
     assert comparison["reason_published"].tolist() == [
-        "no interval; more than 1% off", "claim inside the 95% interval", "no interval; more than 1% off", "not run"]
+        "no interval; more than 1% off",
+        "claim inside the 95% interval",
+        "no interval; more than 1% off",
+        "not run",
+    ]
     assert claims.verdict_counts(comparison) == [
-        {"protocol": "published", "reproduced": 1, "not reproduced": 2, "not comparable": 1,
-         "not comparable because": "not run 1"},
-        {"protocol": "leak_free", "reproduced": 0, "not reproduced": 3, "not comparable": 1,
-         "not comparable because": "not run 1"}]
+        {
+            "protocol": "published",
+            "reproduced": 1,
+            "not reproduced": 2,
+            "not comparable": 1,
+            "not comparable because": "not run 1",
+        },
+        {
+            "protocol": "leak_free",
+            "reproduced": 0,
+            "not reproduced": 3,
+            "not comparable": 1,
+            "not comparable because": "not run 1",
+        },
+    ]
 
 
 def test_markdown_shows_the_verdicts_and_takes_the_source_when_compare_had_none(claims_dir):
@@ -217,20 +343,36 @@ def test_markdown_shows_the_verdicts_and_takes_the_source_when_compare_had_none(
     assert comparison.attrs["source"] is None
     md = claims.comparison_markdown(comparison, source="synthetic")
     assert "verdict (published)" in md and "verdict (leak_free)" in md
-    assert md.count("not comparable (synthetic data)") == 6 and md.count("not comparable (not run)") == 2
+    assert (
+        md.count("not comparable (synthetic data)") == 6
+        and md.count("not comparable (not run)") == 2
+    )
     real = claims.comparison_markdown(comparison, source="real")
     assert "not reproduced (no interval; more than 1% off)" in real and "synthetic data" not in real
 
 
 def test_a_run_on_a_stand_in_dataset_is_not_comparable(tmp_path, claims_dir):
-    text = (claims_dir / "99_test.yaml").read_text().replace("defaults: {unit: percent,", "defaults: {unit: percent, dataset: cumida,")
+    text = (
+        (claims_dir / "99_test.yaml")
+        .read_text()
+        .replace("defaults: {unit: percent,", "defaults: {unit: percent, dataset: cumida,")
+    )
     (claims_dir / "99_test.yaml").write_text(text)
     run_dir = tmp_path / "results" / "99_test" / "demo"
     ev.write_metrics(metric_rows(), run_dir)
-    (run_dir / "run.json").write_text('{"data": {"source": "embedded-real"}, "params": {"dataset": "bioc_all"}}')
+    (run_dir / "run.json").write_text(
+        '{"data": {"source": "embedded-real"}, "params": {"dataset": "bioc_all"}}'
+    )
     comparison, md = claims.claims_vs_run("99_test", run_dir, directory=claims_dir)
-    assert set(comparison["reason_published"]) == {"stand-in dataset: bioc_all, not cumida", "not run"}
+    assert set(comparison["reason_published"]) == {
+        "stand-in dataset: bioc_all, not cumida",
+        "not run",
+    }
     assert "not comparable (stand-in dataset: bioc_all, not cumida)" in md
-    (run_dir / "run.json").write_text('{"data": {"source": "real", "dataset": "cumida"}, "params": {"dataset": "bioc_all"}}')
+    (run_dir / "run.json").write_text(
+        '{"data": {"source": "real", "dataset": "cumida"}, "params": {"dataset": "bioc_all"}}'
+    )
     comparison, _ = claims.claims_vs_run("99_test", run_dir, directory=claims_dir)
-    assert "stand-in" not in " ".join(comparison["reason_published"]), "data.dataset, where recorded, decides"
+    assert "stand-in" not in " ".join(comparison["reason_published"]), (
+        "data.dataset, where recorded, decides"
+    )

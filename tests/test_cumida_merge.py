@@ -1,5 +1,6 @@
 """CuMiDa merge rules and patients, on a synthetic twin that carries every platform's probe ids
 (HG-U133A, U133A_2, U133B, Plus 2 and two Agilent arrays), as paper 01's seven series do."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,8 +15,13 @@ U133A_FAMILY = {"GSE28497", "GSE22529_U133A", "GSE63270", "GSE14317"}
 
 @pytest.fixture(scope="module")
 def seven(tmp_path_factory):
-    return synth.synth_cumida(tmp_path_factory.mktemp("cumida") / "seven", n_per_class=N_PER_CLASS, n_probes=N_PROBES,
-                              series=CUMIDA_PAPER_SERIES, platform_ids=True)
+    return synth.synth_cumida(
+        tmp_path_factory.mktemp("cumida") / "seven",
+        n_per_class=N_PER_CLASS,
+        n_probes=N_PROBES,
+        series=CUMIDA_PAPER_SERIES,
+        platform_ids=True,
+    )
 
 
 def probe_ids(root, name):
@@ -28,15 +34,28 @@ def test_twin_ids_overlap_as_on_the_real_chips(seven):
     affx = {p for p in ids["GSE28497"] if p.startswith("AFFX-")}
     assert affx and ids["GSE28497"] <= ids["GSE63270"], "U133A's ids are a subset of Plus 2's"
     assert ids["GSE14317"] < ids["GSE28497"], "U133A_2 is U133A minus a few probe sets"
-    assert ids["GSE22529_U133A"] & ids["GSE22529_U133B"] == affx, "U133A and U133B share the AFFX controls only"
+    assert ids["GSE22529_U133A"] & ids["GSE22529_U133B"] == affx, (
+        "U133A and U133B share the AFFX controls only"
+    )
     assert ids["GSE22529_U133B"] <= ids["GSE63270"]
-    assert not ids["GSE33615"] & ids["GSE28497"] and len(ids["GSE33615"] & ids["GSE71449"]) > N_PROBES // 2
-    assert probe_ids(seven, "GSE63270") == sorted(ids["GSE63270"]), "columns in GEO's (sorted) order"
+    assert (
+        not ids["GSE33615"] & ids["GSE28497"]
+        and len(ids["GSE33615"] & ids["GSE71449"]) > N_PROBES // 2
+    )
+    assert probe_ids(seven, "GSE63270") == sorted(ids["GSE63270"]), (
+        "columns in GEO's (sorted) order"
+    )
 
 
 def test_platform_is_guessed_from_the_ids():
-    expected = {"HG-U133A": "HG-U133A", "HG-U133A_2": "HG-U133A", "HG-U133B": "HG-U133B",
-                "HG-U133_Plus_2": "HG-U133 Plus 2", "Agilent-014850": "Agilent", "Agilent-041648": "Agilent"}
+    expected = {
+        "HG-U133A": "HG-U133A",
+        "HG-U133A_2": "HG-U133A",
+        "HG-U133B": "HG-U133B",
+        "HG-U133_Plus_2": "HG-U133 Plus 2",
+        "Agilent-014850": "Agilent",
+        "Agilent-041648": "Agilent",
+    }
     for platform, ids in cumida_platform_ids(300).items():
         assert guess_platform(ids) == expected[platform], platform
     assert guess_platform(["p1", "p2"]) == "unknown"
@@ -53,13 +72,21 @@ def test_compatible_merge_keeps_the_u133a_family_and_lists_the_rest(seven):
     assert ds.info["merge_rule"].startswith("compatible")
     assert len(ds) == N_PER_CLASS * sum(len(CUMIDA_PAPER_SERIES[s]) for s in U133A_FAMILY)
     assert set(ds.labels) == {lab for s in U133A_FAMILY for lab in CUMIDA_PAPER_SERIES[s]}
-    row = ds.meta.index[ds.meta["series"] == "GSE63270"][0]  # values follow the probe ids, not positions
+    row = ds.meta.index[ds.meta["series"] == "GSE63270"][
+        0
+    ]  # values follow the probe ids, not positions
     raw = pd.read_csv(seven / "Leukemia_GSE63270.csv").set_index("samples")
-    np.testing.assert_allclose(ds.X[row], raw.loc[ds.meta.loc[row, "samples"], list(ds.feature_names)].to_numpy(float))
+    np.testing.assert_allclose(
+        ds.X[row], raw.loc[ds.meta.loc[row, "samples"], list(ds.feature_names)].to_numpy(float)
+    )
 
 
 def test_largest_series_first_and_subset_ids_join_whatever_comes_first():
-    a, b, new = [f"{200000 + i}_at" for i in range(50)], [f"{222400 + i}_at" for i in range(50)], ["1552256_a_at"]
+    a, b, new = (
+        [f"{200000 + i}_at" for i in range(50)],
+        [f"{222400 + i}_at" for i in range(50)],
+        ["1552256_a_at"],
+    )
     sets = {"plus2": a + b + new, "u133a": a, "u133b": b}
     merged, shared, left = plan_compatible_merge(sets, {"plus2": 30, "u133a": 20, "u133b": 20})
     assert merged == ["plus2", "u133a"] and shared == a and left == {"u133b": 0}
@@ -75,7 +102,9 @@ def test_an_incompatible_series_named_explicitly_is_a_one_line_error(seven):
 
 def test_too_few_surviving_features_is_a_one_line_error_naming_series_and_count(seven):
     n = len(probe_ids(seven, "GSE14317"))
-    with pytest.raises(DataError, match=rf"keeps {n} features, fewer than min_features={n + 1}") as err:
+    with pytest.raises(
+        DataError, match=rf"keeps {n} features, fewer than min_features={n + 1}"
+    ) as err:
         load("cumida", seven, min_features=n + 1)
     assert "GSE28497" in str(err.value) and "\n" not in str(err.value)
     assert load("cumida", seven, min_features=n).info["n_features"] == n
@@ -87,19 +116,27 @@ def test_paper_width_stacks_every_series_by_position(seven):
     ds = load("cumida", seven, merge="paper_width", width=width)
     assert ds.X.shape == (N_PER_CLASS * sum(map(len, CUMIDA_PAPER_SERIES.values())), width)
     assert set(ds.info["series_merged"]) == set(CUMIDA_PAPER_SERIES) and ds.info["left_out"] == {}
-    assert ds.info["same_probe_fraction"] == 0.0, "Agilent and Affymetrix columns never hold the same id"
+    assert ds.info["same_probe_fraction"] == 0.0, (
+        "Agilent and Affymetrix columns never hold the same id"
+    )
     row = ds.meta.index[ds.meta["series"] == "GSE33615"][0]
     raw = pd.read_csv(seven / "Leukemia_GSE33615.csv")
-    np.testing.assert_allclose(ds.X[row], raw.iloc[0, 2:2 + width].to_numpy(float))
-    assert ds.info["compatible"]["series"] and ds.info["compatible"]["n_features"] == len(probe_ids(seven, "GSE14317"))
-    with pytest.raises(DataError, match=r"series GSE\S+ has \d+ probe columns, fewer than width=100000"):
+    np.testing.assert_allclose(ds.X[row], raw.iloc[0, 2 : 2 + width].to_numpy(float))
+    assert ds.info["compatible"]["series"] and ds.info["compatible"]["n_features"] == len(
+        probe_ids(seven, "GSE14317")
+    )
+    with pytest.raises(
+        DataError, match=r"series GSE\S+ has \d+ probe columns, fewer than width=100000"
+    ):
         load("cumida", seven, merge="paper_width", width=100000)
 
 
 def test_series_table_counts_classes_and_samples_per_file(seven):
     table = pd.DataFrame(load("cumida", seven).info["series_table"]).set_index("series")
     for name, labels in CUMIDA_PAPER_SERIES.items():
-        assert table.loc[name, "classes"] == len(labels) and table.loc[name, "samples"] == N_PER_CLASS * len(labels)
+        assert table.loc[name, "classes"] == len(labels) and table.loc[
+            name, "samples"
+        ] == N_PER_CLASS * len(labels)
         assert table.loc[name, "probes"] == len(probe_ids(seven, name))
     assert table.loc["GSE22529_U133B", "platform (guessed from ids)"] == "HG-U133B"
     assert not table.loc["GSE33615", "merged"] and table.loc["GSE63270", "merged"]
@@ -110,24 +147,41 @@ def test_the_two_chips_of_gse22529_are_paired_into_patients(seven):
     ds = load("cumida", seven, merge="paper_width", width=100)
     truth = pd.read_csv(seven / TRUTH_FILE).set_index("samples")["patient"]
     pairs = pd.DataFrame({"found": ds.patients, "true": truth.loc[ds.sample_ids].to_numpy()})
-    assert (pairs.groupby("found")["true"].nunique() == 1).all() and (pairs.groupby("true")["found"].nunique() == 1).all()
+    assert (pairs.groupby("found")["true"].nunique() == 1).all() and (
+        pairs.groupby("true")["found"].nunique() == 1
+    ).all()
     n_pairs = N_PER_CLASS * len(CUMIDA_PAPER_SERIES["GSE22529_U133A"])
     assert ds.n_patients == len(ds) - n_pairs
-    assert "paired by profile correlation" in ds.info["patients_rule"], "GEO gives each chip its own GSM id"
+    assert "paired by profile correlation" in ds.info["patients_rule"], (
+        "GEO gives each chip its own GSM id"
+    )
     assert (ds.meta["patient"].to_numpy() == ds.patients).all()
-    assert load("cumida", seven).n_patients == len(load("cumida", seven)), "U133B left out: one sample per patient"
+    assert load("cumida", seven).n_patients == len(load("cumida", seven)), (
+        "U133B left out: one sample per patient"
+    )
 
 
 def chip(samples, labels, values, probes):
-    return pd.concat([pd.DataFrame({"samples": samples, "type": labels}), pd.DataFrame(values, columns=probes)], axis=1)
+    return pd.concat(
+        [pd.DataFrame({"samples": samples, "type": labels}), pd.DataFrame(values, columns=probes)],
+        axis=1,
+    )
 
 
 def test_chips_pair_by_sample_id_when_the_ids_agree():
     rng = np.random.default_rng(0)
-    first = chip(["GSM1.CEL.gz", "GSM2.CEL.gz", "GSM3.CEL.gz"], ["CLL", "CLL", "normal"], rng.normal(size=(3, 2)),
-                 ["200000_at", "AFFX-BioB-5_at"])
-    second = chip(["gsm3.cel", "GSM1.CEL.gz", "GSM2.CEL"], ["normal", "CLL", "CLL"], rng.normal(size=(3, 2)),
-                  ["222385_at", "AFFX-BioB-5_at"])
+    first = chip(
+        ["GSM1.CEL.gz", "GSM2.CEL.gz", "GSM3.CEL.gz"],
+        ["CLL", "CLL", "normal"],
+        rng.normal(size=(3, 2)),
+        ["200000_at", "AFFX-BioB-5_at"],
+    )
+    second = chip(
+        ["gsm3.cel", "GSM1.CEL.gz", "GSM2.CEL"],
+        ["normal", "CLL", "CLL"],
+        rng.normal(size=(3, 2)),
+        ["222385_at", "AFFX-BioB-5_at"],
+    )
     order, how = match_chip_samples(first, second, ("A", "B"))
     assert how == "by sample id" and order.tolist() == [1, 2, 0]
 
@@ -143,7 +197,9 @@ def test_chips_with_different_labels_are_refused():
 def test_platform_twin_refuses_two_chips_with_other_labels(tmp_path):
     series = {"GSE22529_U133A": ["CLL", "normal"], "GSE22529_U133B": ["CLL"]}
     with pytest.raises(DataError, match="same patients"):
-        synth.synth_cumida(tmp_path / "t", n_per_class=2, n_probes=60, series=series, platform_ids=True)
+        synth.synth_cumida(
+            tmp_path / "t", n_per_class=2, n_probes=60, series=series, platform_ids=True
+        )
     assert set(CUMIDA_PLATFORMS) == set(CUMIDA_PAPER_SERIES), "every paper series has a platform"
 
 
@@ -156,4 +212,6 @@ def test_platform_twin_same_seed_same_bytes(tmp_path):
     b = synth.synth_cumida(tmp_path / "b", seed=1, **kwargs)
     c = synth.synth_cumida(tmp_path / "c", seed=2, **kwargs)
     assert digest(a) == digest(b) and digest(a) != digest(c)
-    assert (a / TRUTH_FILE).is_file() and "platform_ids: True" in (a / "SYNTHETIC_DATA.txt").read_text()
+    assert (a / TRUTH_FILE).is_file() and "platform_ids: True" in (
+        a / "SYNTHETIC_DATA.txt"
+    ).read_text()

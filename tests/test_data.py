@@ -40,7 +40,9 @@ def twins(tmp_path_factory):
 # ----------------------------------------------------------------- synthetic twins
 @pytest.mark.parametrize("dataset", ["cnmc", "aria_all", "aml_mll", "cumida"])
 def test_synth_same_seed_same_bytes(tmp_path, dataset):
-    kwargs = {"n_per_class": 4, "seed": 3} | ({} if dataset == "cumida" else {"patients_per_class": 2, "size": 32})
+    kwargs = {"n_per_class": 4, "seed": 3} | (
+        {} if dataset == "cumida" else {"patients_per_class": 2, "size": 32}
+    )
     a = synth.synth(dataset, tmp_path / "a", **kwargs)
     b = synth.synth(dataset, tmp_path / "b", **kwargs)
     c = synth.synth(dataset, tmp_path / "c", **{**kwargs, "seed": 4})
@@ -68,14 +70,20 @@ def test_cnmc_loader_on_twin(twins):
     assert ds.class_counts() == {"all": 15, "hem": 15}  # 12 train + 3 prelim per class
     assert sorted(ds.meta.loc[train, "fold"].unique()) == [0, 1, 2]
     # folds are subject-disjoint
-    by_fold = [set(ds.patients[train.to_numpy() & (ds.meta["fold"] == k).to_numpy()]) for k in range(3)]
+    by_fold = [
+        set(ds.patients[train.to_numpy() & (ds.meta["fold"] == k).to_numpy()]) for k in range(3)
+    ]
     assert all(not (by_fold[i] & by_fold[j]) for i in range(3) for j in range(i + 1, 3))
     # lower-case healthy subjects are case-normalised; H prefix = healthy
     assert "H3" in set(ds.patients) and not any(p.startswith("h") for p in ds.patients)
     hem = ds.labels == "hem"
-    assert all(p.startswith("H") for p in ds.patients[hem]) and not any(p.startswith("H") for p in ds.patients[~hem])
+    assert all(p.startswith("H") for p in ds.patients[hem]) and not any(
+        p.startswith("H") for p in ds.patients[~hem]
+    )
     prelim = ds.subset((ds.meta["split"] == "prelim").to_numpy())
-    assert len(prelim) == 6 and set(Path(p).name for p in prelim.paths) == {f"{i}.bmp" for i in range(1, 7)}
+    assert len(prelim) == 6 and set(Path(p).name for p in prelim.paths) == {
+        f"{i}.bmp" for i in range(1, 7)
+    }
     assert ds.info["n_unlabelled_test"] == 2 and not ds.problems
 
 
@@ -107,7 +115,9 @@ def test_cumida_merges_on_shared_probes(twins):
     ds = load("cumida", twins["cumida"])
     per_series = ds.info["probes_per_series"]
     assert set(per_series) == {"GSE28497", "GSE22529_U133A", "GSE63270"}
-    assert ds.X.shape == (5 * 11, ds.info["n_features"]) and ds.info["n_features"] < min(per_series.values())
+    assert ds.X.shape == (5 * 11, ds.info["n_features"]) and ds.info["n_features"] < min(
+        per_series.values()
+    )
     assert ds.info["labels_by_series"]["GSE63270"] == ["AML", "normal"]
     assert set(ds.meta["series"]) == set(per_series)
     one = load("cumida", twins["cumida"], series=["GSE28497"])
@@ -123,7 +133,9 @@ def test_fingerprint_changes_with_the_files(tmp_path):
 
 def test_patient_signature_leaks_through_image_level_splits(tmp_path):
     """At difficulty 1 the classes look alike: grouped CV is near chance, image-level CV is not."""
-    root = synth.synth_cnmc(tmp_path / "c", n_per_class=48, patients_per_class=6, size=48, seed=1, difficulty=1.0)
+    root = synth.synth_cnmc(
+        tmp_path / "c", n_per_class=48, patients_per_class=6, size=48, seed=1, difficulty=1.0
+    )
     ds = load("cnmc", root)
     train = ds.subset((ds.meta["split"] == "train").to_numpy())
     feats = []
@@ -134,8 +146,12 @@ def test_patient_signature_leaks_through_image_level_splits(tmp_path):
     X = np.array(feats)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     grouped = cross_val_score(clf, X, train.y, groups=train.patients, cv=GroupKFold(3)).mean()
-    image_level = cross_val_score(clf, X, train.y, cv=StratifiedKFold(3, shuffle=True, random_state=0)).mean()
-    patient_id = cross_val_score(clf, X, train.patients, cv=StratifiedKFold(3, shuffle=True, random_state=0)).mean()
+    image_level = cross_val_score(
+        clf, X, train.y, cv=StratifiedKFold(3, shuffle=True, random_state=0)
+    ).mean()
+    patient_id = cross_val_score(
+        clf, X, train.patients, cv=StratifiedKFold(3, shuffle=True, random_state=0)
+    ).mean()
     # 12 patients: chance 1/12; measured about 0.98 on this seed
     assert patient_id > 0.6
     # measured grouped 0.38 vs image-level 0.75: leave room for seed noise, keep the gap
@@ -146,8 +162,26 @@ def test_patient_signature_leaks_through_image_level_splits(tmp_path):
 def test_bioc_all_real_shapes_and_counts(debian_data):
     ds = load("bioc_all", debian_data)
     assert ds.source == "embedded-real" and ds.X.shape == (128, 12625)
-    assert ds.class_counts() == {"B": 5, "B1": 19, "B2": 36, "B3": 23, "B4": 12, "T": 5, "T1": 1, "T2": 15, "T3": 10, "T4": 2}
-    assert ds.meta["mol.biol"].value_counts().to_dict() == {"NEG": 74, "BCR/ABL": 37, "ALL1/AF4": 10, "E2A/PBX1": 5, "NUP-98": 1, "p15/p16": 1}
+    assert ds.class_counts() == {
+        "B": 5,
+        "B1": 19,
+        "B2": 36,
+        "B3": 23,
+        "B4": 12,
+        "T": 5,
+        "T1": 1,
+        "T2": 15,
+        "T3": 10,
+        "T4": 2,
+    }
+    assert ds.meta["mol.biol"].value_counts().to_dict() == {
+        "NEG": 74,
+        "BCR/ABL": 37,
+        "ALL1/AF4": 10,
+        "E2A/PBX1": 5,
+        "NUP-98": 1,
+        "p15/p16": 1,
+    }
     assert np.isfinite(ds.X).all() and 2 < ds.X.mean() < 12, "RMA values are log2 intensities"
     assert load("bioc_all", debian_data, label="lineage").class_counts() == {"B": 95, "T": 33}
     with pytest.raises(DataError, match="not a phenotype column"):
@@ -162,7 +196,9 @@ def test_golub_real_shapes_and_counts(debian_data):
 
 # --------------------------------------------------------------------- bad input
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "common.data", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "common.data", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_one_line_error(proc, *fragments):
@@ -174,7 +210,9 @@ def assert_one_line_error(proc, *fragments):
 
 
 def test_cli_missing_root(tmp_path):
-    assert_one_line_error(cli("inspect", "cnmc", "--root", str(tmp_path / "nope")), "nope", "does not exist")
+    assert_one_line_error(
+        cli("inspect", "cnmc", "--root", str(tmp_path / "nope")), "nope", "does not exist"
+    )
 
 
 def test_cli_empty_and_unknown_class_folders(tmp_path):
@@ -184,14 +222,18 @@ def test_cli_empty_and_unknown_class_folders(tmp_path):
     assert_one_line_error(cli("inspect", "aria_all", "--root", str(root)), "Pre", "empty")
     root2 = synth.synth("aml_mll", tmp_path / "b", n_per_class=2, patients_per_class=1, size=32)
     (root2 / "data" / "APL_variant").mkdir()
-    assert_one_line_error(cli("inspect", "aml_mll", "--root", str(root2)), "APL_variant", "expected only")
+    assert_one_line_error(
+        cli("inspect", "aml_mll", "--root", str(root2)), "APL_variant", "expected only"
+    )
 
 
 def test_cli_corrupt_image(tmp_path):
     root = synth.synth("cnmc", tmp_path / "c", **SMALL)
     victim = sorted((root / "C-NMC_Leukemia" / "training_data" / "fold_0" / "all").glob("*.bmp"))[0]
     victim.write_bytes(victim.read_bytes()[:200])  # truncated
-    assert_one_line_error(cli("inspect", "cnmc", "--root", str(root)), victim.name, "--check-images")
+    assert_one_line_error(
+        cli("inspect", "cnmc", "--root", str(root)), victim.name, "--check-images"
+    )
     proc = cli("inspect", "cnmc", "--root", str(root), "--check-images", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -211,30 +253,56 @@ def test_cli_prelim_csv_rows_must_match_files(tmp_path):
 @pytest.mark.parametrize(
     "content,fragment",
     [
-        ("samples,type,1007_s_at\nGSM1.CEL.gz,AML,7.1\nGSM2.CEL.gz,AML,\n", "missing or non-numeric"),
+        (
+            "samples,type,1007_s_at\nGSM1.CEL.gz,AML,7.1\nGSM2.CEL.gz,AML,\n",
+            "missing or non-numeric",
+        ),
         ("sample,label,1007_s_at\nGSM1.CEL.gz,AML,7.1\n", "lacks column"),
     ],
 )
 def test_cli_bad_cumida_csv(tmp_path, content, fragment):
     (tmp_path / "Leukemia_GSE1.csv").write_text(content)
-    assert_one_line_error(cli("inspect", "cumida", "--root", str(tmp_path)), "Leukemia_GSE1.csv", fragment)
+    assert_one_line_error(
+        cli("inspect", "cumida", "--root", str(tmp_path)), "Leukemia_GSE1.csv", fragment
+    )
 
 
 def test_cli_inspect_json_is_exactly_one_object(twins):
     proc = cli("inspect", "aml_mll", "--root", str(twins["aml_mll"]), "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report == {"dataset": "aml_mll", "n_samples": 30, "classes": {c: 6 for c in
-                      ("CBFB_MYH11", "NPM1", "PML_RARA", "RUNX1_RUNX1T1", "control")}, "n_patients": 10, "problems": []}
+    assert report == {
+        "dataset": "aml_mll",
+        "n_samples": 30,
+        "classes": {c: 6 for c in ("CBFB_MYH11", "NPM1", "PML_RARA", "RUNX1_RUNX1T1", "control")},
+        "n_patients": 10,
+        "problems": [],
+    }
 
 
 def test_cli_synth_then_inspect_and_list(tmp_path):
     out = tmp_path / "aria"
-    proc = cli("synth", "aria_all", "--out", str(out), "--n-per-class", "3", "--patients-per-class", "1", "--size", "32")
+    proc = cli(
+        "synth",
+        "aria_all",
+        "--out",
+        str(out),
+        "--n-per-class",
+        "3",
+        "--patients-per-class",
+        "1",
+        "--size",
+        "32",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(cli("inspect", "aria_all", "--root", str(out), "--json").stdout)["n_samples"] == 12
+    assert (
+        json.loads(cli("inspect", "aria_all", "--root", str(out), "--json").stdout)["n_samples"]
+        == 12
+    )
     listing = cli("list").stdout
-    assert all(name in listing for name in ("cumida", "bioc_all", "golub", "cnmc", "aria_all", "aml_mll"))
+    assert all(
+        name in listing for name in ("cumida", "bioc_all", "golub", "cnmc", "aria_all", "aml_mll")
+    )
 
 
 def test_cli_fetch_offline_prints_manual_steps(tmp_path):
@@ -248,7 +316,9 @@ def test_load_or_fetch_fetches_debian_sets_only_when_missing(tmp_path, monkeypat
 
     calls = []
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(D, "fetch_debian", lambda dest: calls.append(dest) or dest.mkdir(parents=True))
+    monkeypatch.setattr(
+        D, "fetch_debian", lambda dest: calls.append(dest) or dest.mkdir(parents=True)
+    )
     with pytest.raises(D.DataError):  # fetched (here: an empty folder), then loaded: nothing there
         D.load_or_fetch("golub")
     assert calls == [tmp_path / "raw" / "debian"]

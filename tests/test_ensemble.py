@@ -1,5 +1,6 @@
 """Paper 05: equation 8 (weighted sum, arg-max, threshold), the grid, selection, the
 corrected-image export. Expected values are worked by hand in the comments."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +17,11 @@ def test_weighted_scores_and_threshold():
     # row 1: 0.7*0.4 + 0.3*0.9 = 0.55 for class 0; 0.7*0.6 + 0.3*0.1 = 0.45 for class 1
     np.testing.assert_allclose(s[1], [0.55, 0.45])
     pred, covered = E.threshold_predict(s, 0.7)
-    assert pred.tolist() == [0, 0, 1] and covered.tolist() == [True, False, True]  # 0.78, 0.55, 0.83
+    assert pred.tolist() == [0, 0, 1] and covered.tolist() == [
+        True,
+        False,
+        True,
+    ]  # 0.78, 0.55, 0.83
     with pytest.raises(ValueError, match="2 weights for 1 networks"):
         E.weighted_scores([P1], (0.5, 0.5))
 
@@ -29,7 +34,9 @@ def test_grid_scores_all_images_and_keeps_coverage_as_secondary_columns():
     # (0.3, 0.7): scores 0.62, 0.75, 0.87 -> covered rows 1 and 2; row 1 predicted 0 (0.75): right
     second = table.iloc[1]
     assert second["coverage"] == pytest.approx(2 / 3) and second["accuracy_covered"] == 1.0
-    assert E.select(table)["weights"] == (0.7, 0.3), "tie on accuracy and coverage: the first listed"
+    assert E.select(table)["weights"] == (0.7, 0.3), (
+        "tie on accuracy and coverage: the first listed"
+    )
     with pytest.raises(ValueError, match="cannot select by"):
         E.select(table, by="auc")
 
@@ -42,7 +49,10 @@ def test_selection_does_not_reward_abstaining():
     y = np.array([0, 0, 1, 1])
     table = E.grid(y, [proba, proba], weight_sets=[(0.5, 0.5)], thresholds=[0.7, 0.8])
     assert E.select(table)["gamma"] == 0.7
-    assert table["accuracy_covered"].tolist() == [0.75, 1.0] and table["accuracy"].tolist() == [0.75, 0.5]
+    assert table["accuracy_covered"].tolist() == [0.75, 1.0] and table["accuracy"].tolist() == [
+        0.75,
+        0.5,
+    ]
 
 
 # y, confident prediction (or None: abstains) -> the (3, 4) matrix with the abstentions last
@@ -67,13 +77,17 @@ def test_abstention_is_wrong_for_its_class_and_predicts_no_class():
     values = E.abstention_metrics(E.abstention_confusion(Y3, PRED3, COVERED3, 3), ["a", "b", "c"])
     assert values[("overall", "accuracy")] == pytest.approx(3 / 6)
     assert values[("a", "precision")] == 0.5 and values[("a", "sensitivity")] == 0.5
-    assert values[("a", "specificity")] == 0.75 and values[("a", "accuracy")] == pytest.approx(4 / 6)
+    assert values[("a", "specificity")] == 0.75 and values[("a", "accuracy")] == pytest.approx(
+        4 / 6
+    )
     for cls in ("b", "c"):
         assert values[(cls, "precision")] == 1 and values[(cls, "sensitivity")] == 0.5
         assert values[(cls, "specificity")] == 1 and values[(cls, "f1")] == pytest.approx(2 / 3)
         assert values[(cls, "accuracy")] == pytest.approx(5 / 6)
     assert values[("c", "support")] == 2, "an abstained image still counts in its class"
-    assert values[("macro", "precision")] == pytest.approx(5 / 6), "the abstention outcome is no class of the average"
+    assert values[("macro", "precision")] == pytest.approx(5 / 6), (
+        "the abstention outcome is no class of the average"
+    )
     assert values[("macro", "accuracy")] == pytest.approx(7 / 9)
     assert values[("macro", "specificity")] == pytest.approx(11 / 12)
     assert values[("weighted", "sensitivity")] == pytest.approx(0.5)
@@ -86,11 +100,24 @@ def test_abstention_metrics_reproduce_the_papers_selected_row_from_its_counts():
     cm = np.zeros((4, 5), int)
     cm[[0, 1, 2, 3], [0, 1, 2, 3]] = [176, 345, 336, 281]
     cm[2, 0] = 1
-    values = {key: 100 * v for key, v in E.abstention_metrics(cm, ["Benign", "Early", "Pre", "Pro"]).items()}
-    printed = {("Benign", "precision"): 99.44, ("Benign", "specificity"): 99.90, ("Benign", "f1"): 99.72,
-               ("Pre", "sensitivity"): 99.70, ("Pre", "f1"): 99.85, ("Pre", "accuracy"): 99.91,
-               ("macro", "precision"): 99.86, ("macro", "sensitivity"): 99.93, ("macro", "specificity"): 99.97,
-               ("macro", "f1"): 99.89, ("macro", "accuracy"): 99.96, ("overall", "accuracy"): 99.91}
+    values = {
+        key: 100 * v
+        for key, v in E.abstention_metrics(cm, ["Benign", "Early", "Pre", "Pro"]).items()
+    }
+    printed = {
+        ("Benign", "precision"): 99.44,
+        ("Benign", "specificity"): 99.90,
+        ("Benign", "f1"): 99.72,
+        ("Pre", "sensitivity"): 99.70,
+        ("Pre", "f1"): 99.85,
+        ("Pre", "accuracy"): 99.91,
+        ("macro", "precision"): 99.86,
+        ("macro", "sensitivity"): 99.93,
+        ("macro", "specificity"): 99.97,
+        ("macro", "f1"): 99.89,
+        ("macro", "accuracy"): 99.96,
+        ("overall", "accuracy"): 99.91,
+    }
     for key, value in printed.items():
         assert values[key] == pytest.approx(value, abs=0.005), key
 
@@ -103,18 +130,31 @@ def test_score_all_images_equals_evaluate_without_abstentions_and_reports_second
     y = np.arange(40) % 3
     rows = E.score_all_images(y, scores, 0.0, ["a", "b", "c"], protocol="published", model="m")
     rows = rows.set_index(["class", "metric"])
-    plain = evaluate.evaluate(y, scores.argmax(1), scores, labels=range(3), class_names=["a", "b", "c"], n_bootstrap=0)
+    plain = evaluate.evaluate(
+        y, scores.argmax(1), scores, labels=range(3), class_names=["a", "b", "c"], n_bootstrap=0
+    )
     plain = plain.set_index(["class", "metric"])["value"]
-    np.testing.assert_allclose(rows.loc[plain.index, "value"], plain, atol=1e-12)  # gamma 0: nothing abstains
-    assert rows.loc[("overall", "coverage"), "value"] == 1.0 and rows.loc[("overall", "abstentions"), "value"] == 0
+    np.testing.assert_allclose(
+        rows.loc[plain.index, "value"], plain, atol=1e-12
+    )  # gamma 0: nothing abstains
+    assert (
+        rows.loc[("overall", "coverage"), "value"] == 1.0
+        and rows.loc[("overall", "abstentions"), "value"] == 0
+    )
     # at gamma 0.6 some images abstain: overall accuracy counts them as errors, accuracy_covered does not
-    rows = E.score_all_images(y, scores, 0.6, ["a", "b", "c"], protocol="p", model="m", n_bootstrap=200, seed=1)
+    rows = E.score_all_images(
+        y, scores, 0.6, ["a", "b", "c"], protocol="p", model="m", n_bootstrap=200, seed=1
+    )
     rows = rows.set_index(["class", "metric"])
     confident = scores.max(1) >= 0.6
     right = scores.argmax(1) == y
     assert 0 < confident.sum() < 40
-    assert rows.loc[("overall", "accuracy"), "value"] == pytest.approx((right & confident).sum() / 40)
-    assert rows.loc[("overall", "accuracy_covered"), "value"] == pytest.approx(right[confident].mean())
+    assert rows.loc[("overall", "accuracy"), "value"] == pytest.approx(
+        (right & confident).sum() / 40
+    )
+    assert rows.loc[("overall", "accuracy_covered"), "value"] == pytest.approx(
+        right[confident].mean()
+    )
     assert rows.loc[("overall", "abstentions"), "value"] == (~confident).sum()
     head = rows.loc[("overall", "accuracy")]
     assert head["ci_low"] <= head["value"] <= head["ci_high"]
@@ -135,9 +175,15 @@ def test_confusion_figure_shows_the_abstentions():
 
 def test_dataset_table_and_count_rows():
     table = E.dataset_table({"Benign": 5, "Early": 7})
-    assert table["images"].tolist() == [5, 7, 12] and table["type"].tolist() == ["Benign", "Early", "Total"]
+    assert table["images"].tolist() == [5, 7, 12] and table["type"].tolist() == [
+        "Benign",
+        "Early",
+        "Total",
+    ]
     assert set(table["patients"]) == {"not in the data (no patient ids)"}
-    assert E.dataset_table({"Benign": 5, "Early": 7}, {"Benign": 2, "Early": 1})["patients"].tolist() == [2, 1, 3]
+    assert E.dataset_table({"Benign": 5, "Early": 7}, {"Benign": 2, "Early": 1})[
+        "patients"
+    ].tolist() == [2, 1, 3]
     rows = E.count_rows({"Benign": 5, "Early": 7}, "images")
     assert dict(zip(rows["class"], rows["value"])) == {"Benign": 5, "Early": 7, "overall": 12}
     assert set(rows["model"]) == {"dataset"} and set(rows["metric"]) == {"images"}
@@ -149,13 +195,22 @@ def test_corrected_images_are_exported_by_kind(tmp_path):
         p = tmp_path / f"img{i}.jpg"
         p.write_bytes(b"x" * (i + 1))
         paths.append(str(p))
-    y = np.array([0, 1, 2])           # Benign, Early, Pre
+    y = np.array([0, 1, 2])  # Benign, Early, Pre
     base = {"densenet201": np.array([1, 1, 0]), "resnet50": np.array([0, 0, 2])}
-    table = E.corrected_images(y, base, np.array([0, 1, 2]), np.array([True, True, False]), paths,
-                               ["Benign", "Early", "Pre"])
+    table = E.corrected_images(
+        y,
+        base,
+        np.array([0, 1, 2]),
+        np.array([True, True, False]),
+        paths,
+        ["Benign", "Early", "Pre"],
+    )
     # image 0: densenet called a benign cell Early -> fp_to_tn; image 1: resnet missed Early -> fn_to_tp;
     # image 2 is not covered by the ensemble, so it is not a correction
-    assert sorted(zip(table["name"], table["kind"])) == [("img0.jpg", "fp_to_tn"), ("img1.jpg", "fn_to_tp")]
+    assert sorted(zip(table["name"], table["kind"])) == [
+        ("img0.jpg", "fp_to_tn"),
+        ("img1.jpg", "fn_to_tp"),
+    ]
     run = tmp_path / "run"
     counts = E.copy_corrected(table, run)
     assert counts == {"fp_to_tn": 1, "fn_to_tp": 1}
@@ -172,19 +227,33 @@ def test_fine_tune_bn_momentum_moves_running_statistics_faster(tmp_path):
     zeros in the same steps than with the model's own (0.999 in MobileNetV2): the setting reaches the trained graph."""
     import keras
 
-    from common.data.synth import synth_aria_all
     from common import data
+    from common.data.synth import synth_aria_all
 
     root = synth_aria_all(tmp_path / "aria", n_per_class=4, patients_per_class=2, size=96, seed=0)
     ds = data.load("aria_all", root)
     y = np.array([list(ds.classes).index(lab) for lab in ds.labels])
     drift = {}
     for momentum in (None, 0.5):
-        model, _ = E.fine_tune("mobilenetv2", (ds.paths, y), 4, image_size=32, pretrained="none", epochs=1,
-                               batch_size=8, learning_rate=1e-3, checkpoint_dir=tmp_path / f"ck{momentum}", eager=True,
-                               bn_momentum=momentum)
-        bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-        assert bns and all((layer.momentum == 0.5) == (momentum == 0.5) for layer in bns)  # None keeps the model's own
+        model, _ = E.fine_tune(
+            "mobilenetv2",
+            (ds.paths, y),
+            4,
+            image_size=32,
+            pretrained="none",
+            epochs=1,
+            batch_size=8,
+            learning_rate=1e-3,
+            checkpoint_dir=tmp_path / f"ck{momentum}",
+            eager=True,
+            bn_momentum=momentum,
+        )
+        bns = [
+            layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        assert bns and all(
+            (layer.momentum == 0.5) == (momentum == 0.5) for layer in bns
+        )  # None keeps the model's own
         drift[momentum] = np.mean([np.abs(np.asarray(layer.moving_mean)).mean() for layer in bns])
     assert drift[0.5] > 5 * drift[None]
 
@@ -206,14 +275,25 @@ def test_fine_tune_resumes_an_interrupted_run_from_its_backup(tmp_path):
             if epoch == 1:
                 raise KeyboardInterrupt("session killed")
 
-    kw = dict(image_size=32, pretrained="none", epochs=3, batch_size=8, learning_rate=1e-3,
-              checkpoint_dir=tmp_path / "ck", eager=True)
+    kw = dict(
+        image_size=32,
+        pretrained="none",
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-3,
+        checkpoint_dir=tmp_path / "ck",
+        eager=True,
+    )
     with pytest.raises(KeyboardInterrupt):
         E.fine_tune("mobilenetv2", (ds.paths, y), 4, callbacks=[Killed()], **kw)
     assert any((tmp_path / "ck" / "mobilenetv2").rglob("*")), "the backup survives the kill"
     epochs_run = []
-    counter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: epochs_run.append(epoch))
+    counter = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: epochs_run.append(epoch)
+    )
     _, history = E.fine_tune("mobilenetv2", (ds.paths, y), 4, callbacks=[counter], **kw)
     assert epochs_run == [2], "only the epoch that was not finished runs again"
     assert len(history["loss"]) == 1
-    assert not (tmp_path / "ck" / "mobilenetv2").exists() or not any((tmp_path / "ck" / "mobilenetv2").rglob("*"))
+    assert not (tmp_path / "ck" / "mobilenetv2").exists() or not any(
+        (tmp_path / "ck" / "mobilenetv2").rglob("*")
+    )

@@ -1,10 +1,11 @@
 """The environment descriptions and the commands the README promises stay in step."""
+
 import os
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +35,9 @@ def test_every_pyproject_dependency_is_in_environment_yml():
 def test_make_help_lists_every_target():
     makefile = (REPO / "Makefile").read_text()
     targets = set(re.findall(r"^([a-zA-Z_-]+):", makefile, flags=re.M))
-    out = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     listed = {line.split()[0] for line in out.splitlines() if line.strip()}
     assert targets == listed, f"targets without a '## ' help line: {sorted(targets - listed)}"
     for required in ("setup", "test", "test-backends", "reproduce", "report", "clean"):

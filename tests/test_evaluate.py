@@ -39,7 +39,9 @@ def test_evaluate_rows_by_hand():
     assert value(rows, "c", "specificity") == pytest.approx(0.8)
     assert value(rows, "macro", "specificity") == pytest.approx((1 + 0.75 + 0.8) / 3)
     # weighted by support 3, 2, 1
-    assert value(rows, "weighted", "sensitivity") == pytest.approx((3 * 2 / 3 + 2 * 0.5 + 1 * 1) / 6)
+    assert value(rows, "weighted", "sensitivity") == pytest.approx(
+        (3 * 2 / 3 + 2 * 0.5 + 1 * 1) / 6
+    )
     assert value(rows, "b", "support") == 2
     assert rows["ci_low"].isna().all()
 
@@ -56,7 +58,9 @@ def test_confusion_arithmetic_agrees_with_sklearn(seed):
         assert value(rows, avg, "precision") == pytest.approx(pr)
         assert value(rows, avg, "sensitivity") == pytest.approx(rc)
         assert value(rows, avg, "f1") == pytest.approx(f1)
-    assert value(rows, "3", "precision") == 0.0, "a class never predicted has precision 0, not an error"
+    assert value(rows, "3", "precision") == 0.0, (
+        "a class never predicted has precision 0, not an error"
+    )
     assert value(rows, "overall", "accuracy") == pytest.approx(skm.accuracy_score(y, p))
 
 
@@ -70,7 +74,9 @@ def test_rank_auc_agrees_with_sklearn_including_ties():
     per_class = [skm.roc_auc_score(y == j, score[:, j]) for j in range(3)]
     assert value(rows, "macro", "auc") == pytest.approx(np.mean(per_class))
     onehot = np.eye(3)[y]
-    assert value(rows, "micro", "auc") == pytest.approx(skm.roc_auc_score(onehot, score, average="micro"))
+    assert value(rows, "micro", "auc") == pytest.approx(
+        skm.roc_auc_score(onehot, score, average="micro")
+    )
 
 
 def test_binary_scores_may_be_one_column():
@@ -86,9 +92,22 @@ def test_binary_scores_may_be_one_column():
     [
         ({"y_true": [], "y_pred": []}, "empty"),
         ({"y_true": [0, 1, 1], "y_pred": [0, 1]}, "shape"),
-        ({"y_true": [0, 1, 1], "y_pred": [0, 1, 2], "labels": [0, 1]}, r"y_pred holds label\(s\) \[2\]"),
-        ({"y_true": [0, 1, 1], "y_pred": [0, 1, 1], "labels": [0, 1, 2]}, r"\[2\] have no sample in y_true"),
-        ({"y_true": [0, 1, 1], "y_pred": [0, 1, 1], "y_score": [[0.5, 0.5], [np.nan, 1], [0, 1]]}, "1 NaN"),
+        (
+            {"y_true": [0, 1, 1], "y_pred": [0, 1, 2], "labels": [0, 1]},
+            r"y_pred holds label\(s\) \[2\]",
+        ),
+        (
+            {"y_true": [0, 1, 1], "y_pred": [0, 1, 1], "labels": [0, 1, 2]},
+            r"\[2\] have no sample in y_true",
+        ),
+        (
+            {
+                "y_true": [0, 1, 1],
+                "y_pred": [0, 1, 1],
+                "y_score": [[0.5, 0.5], [np.nan, 1], [0, 1]],
+            },
+            "1 NaN",
+        ),
         ({"y_true": [0, 1, 1], "y_pred": [0, 1, 1], "y_score": [[0.5, 0.5], [0, 1]]}, "shape"),
         ({"y_true": [1, 1, 1], "y_pred": [1, 1, 1]}, "at least two classes"),
         ({"y_true": [0, 1], "y_pred": [0, 1], "class_names": ["macro", "b"]}, "reserved"),
@@ -109,7 +128,9 @@ def test_bootstrap_ci_brackets_estimate_and_is_seeded():
     pd.testing.assert_frame_equal(a, b)
     ranged = a[a["metric"] != "support"].dropna(subset=["ci_low"])
     assert len(ranged) > 20
-    assert (ranged["ci_low"] <= ranged["value"] + 1e-12).all() and (ranged["value"] <= ranged["ci_high"] + 1e-12).all()
+    assert (ranged["ci_low"] <= ranged["value"] + 1e-12).all() and (
+        ranged["value"] <= ranged["ci_high"] + 1e-12
+    ).all()
     acc = a[(a["class"] == "overall") & (a["metric"] == "accuracy")].iloc[0]
     # binomial standard error at n=300 is about 0.028: a 95% interval spans roughly 0.11
     assert 0.05 < acc["ci_high"] - acc["ci_low"] < 0.2
@@ -137,22 +158,24 @@ def test_curves_match_sklearn():
 
 def test_mcnemar_by_hand():
     y = np.zeros(30, dtype=int)
-    a = np.zeros(30, dtype=int)          # always right
+    a = np.zeros(30, dtype=int)  # always right
     b = a.copy()
-    b[:10] = 1                           # wrong on 10 samples A gets right
+    b[:10] = 1  # wrong on 10 samples A gets right
     out = ev.mcnemar_test(y, a, b)
     assert out["table"] == [[20, 10], [0, 0]]
     assert out["exact"] is True and out["n_discordant"] == 10
-    assert out["pvalue"] == pytest.approx(2 * 0.5 ** 10)  # two-sided exact binomial, 10 vs 0
+    assert out["pvalue"] == pytest.approx(2 * 0.5**10)  # two-sided exact binomial, 10 vs 0
     with pytest.raises(ValueError, match="pred_b"):
         ev.mcnemar_test(y, a, b[:5])
 
 
 def test_metrics_files_round_trip_and_tables(tmp_path):
-    rows = pd.concat([
-        ev.evaluate(Y_TRUE, Y_PRED, class_names=NAMES, model="cnn", n_bootstrap=20),
-        ev.evaluate(Y_TRUE, Y_TRUE, class_names=NAMES, model="mlp", n_bootstrap=20),
-    ])
+    rows = pd.concat(
+        [
+            ev.evaluate(Y_TRUE, Y_PRED, class_names=NAMES, model="cnn", n_bootstrap=20),
+            ev.evaluate(Y_TRUE, Y_TRUE, class_names=NAMES, model="mlp", n_bootstrap=20),
+        ]
+    )
     json_path, csv_path = ev.write_metrics(rows, tmp_path)
     back = ev.read_metrics(tmp_path)
     assert len(back) == len(rows) and list(back.columns) == ev.ROW_COLUMNS
@@ -160,8 +183,12 @@ def test_metrics_files_round_trip_and_tables(tmp_path):
     assert pd.read_csv(csv_path).shape == back.shape
     table = ev.paper_table(back, metrics=("accuracy", "precision", "f1"), protocol="published")
     assert list(table.columns) == ["model", "accuracy", "precision (macro)", "f1 (macro)"]
-    assert table.loc[table["model"] == "mlp", "accuracy"].iloc[0].startswith("100.00 [100.00, 100.00]")
-    per_class = ev.paper_table(back, index="class", model="cnn", metrics=("precision", "sensitivity"))
+    assert (
+        table.loc[table["model"] == "mlp", "accuracy"].iloc[0].startswith("100.00 [100.00, 100.00]")
+    )
+    per_class = ev.paper_table(
+        back, index="class", model="cnn", metrics=("precision", "sensitivity")
+    )
     assert per_class["class"].tolist() == NAMES
     assert per_class.loc[0, "precision"].startswith("100.00")
     csv_t, md_t = ev.write_table(table, tmp_path, "table5", caption="Table 5 (synthetic data)")

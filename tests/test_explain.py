@@ -51,7 +51,13 @@ def test_grad_cam_is_the_same_on_tensorflow_jax_and_torch(tmp_path):
     for backend in ("tensorflow", "jax", "torch"):
         out = tmp_path / f"{backend}.npy"
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        proc = subprocess.run([sys.executable, str(WORKER), str(out)], env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(WORKER), str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, f"{backend}: {proc.stderr[-2000:]}"
         maps[backend] = np.load(out)
     # float32 arithmetic in different orders: measured differences are about 1e-6 on values in [0, 1]

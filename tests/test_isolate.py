@@ -1,4 +1,5 @@
 """common.isolate: one call in a fresh process, its output relayed, its result returned."""
+
 import os
 
 import pytest

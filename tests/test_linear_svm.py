@@ -1,4 +1,5 @@
 """ChunkedLinearSVC: LinearSVC's primal problem (squared hinge, L2, standardised columns) without copying its rows."""
+
 import tracemalloc
 
 import numpy as np
@@ -13,7 +14,11 @@ from common.linear_svm import ChunkedLinearSVC
 def _problem(n, d, k, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
-    X = rng.normal(size=(k, d))[y] * 0.8 + rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d) + rng.uniform(-5, 5, d)
+    X = (
+        rng.normal(size=(k, d))[y] * 0.8
+        + rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d)
+        + rng.uniform(-5, 5, d)
+    )
     return X.astype(np.float32), y
 
 
@@ -22,7 +27,9 @@ def test_it_solves_the_problem_that_scaler_plus_linearsvc_solves(k):
     """Both at a tight tolerance reach the same optimum of the same strictly convex problem: decision values agree
     to 1e-3 of their range (float32 products; the default tolerances stop at different points of a flat optimum)."""
     X, y = _problem(3000, 12, k)
-    reference = make_pipeline(StandardScaler(), LinearSVC(C=1.0, dual=False, tol=1e-10, max_iter=10000)).fit(X, y)
+    reference = make_pipeline(
+        StandardScaler(), LinearSVC(C=1.0, dual=False, tol=1e-10, max_iter=10000)
+    ).fit(X, y)
     ours = ChunkedLinearSVC(C=1.0, tol=1e-8, chunk_rows=256).fit(X, y)
     assert ours.solver_ == "chunked primal Newton"
     expected, got = reference.decision_function(X), ours.decision_function(X)
@@ -35,12 +42,18 @@ def test_it_solves_the_problem_that_scaler_plus_linearsvc_solves(k):
 def test_coefficients_are_in_the_inputs_units():
     X, y = _problem(500, 6, 3)
     svm = ChunkedLinearSVC().fit(X, y)
-    np.testing.assert_allclose(svm.decision_function(X), X.astype(np.float64) @ svm.coef_.T + svm.intercept_,
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        svm.decision_function(X),
+        X.astype(np.float64) @ svm.coef_.T + svm.intercept_,
+        rtol=1e-5,
+        atol=1e-4,
+    )
     assert list(svm.classes_) == [0, 1, 2] and svm.predict(X[:3]).dtype == y.dtype
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 5 Newton steps: memory only
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # 5 Newton steps: memory only
 def test_fit_does_not_copy_its_rows():
     """LinearSVC copies float32 rows to float64 (2x the input) before liblinear copies them again; the chunked
     solver's own allocations stay under half the input (chunk temporaries and n x classes vectors only)."""
@@ -51,7 +64,9 @@ def test_fit_does_not_copy_its_rows():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 0.5 * X.nbytes, f"fit allocated {peak / 1e6:.1f} MB for a {X.nbytes / 1e6:.1f} MB input"
+    assert peak < 0.5 * X.nbytes, (
+        f"fit allocated {peak / 1e6:.1f} MB for a {X.nbytes / 1e6:.1f} MB input"
+    )
 
 
 def test_constant_columns_and_a_single_class_are_handled():
@@ -67,6 +82,10 @@ def test_with_no_more_rows_than_columns_it_is_linearsvc_dual_auto():
     """Rows <= columns (the small profiles): liblinear's dual, as LinearSVC(dual="auto") chooses, with equal scores."""
     X, y = _problem(40, 60, 3)
     ours = ChunkedLinearSVC(random_state=0).fit(X, y)
-    reference = make_pipeline(StandardScaler(), LinearSVC(dual="auto", random_state=0, max_iter=2000)).fit(X, y)
+    reference = make_pipeline(
+        StandardScaler(), LinearSVC(dual="auto", random_state=0, max_iter=2000)
+    ).fit(X, y)
     assert ours.solver_.startswith("liblinear dual")
-    np.testing.assert_allclose(ours.decision_function(X), reference.decision_function(X), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        ours.decision_function(X), reference.decision_function(X), rtol=1e-4, atol=1e-4
+    )

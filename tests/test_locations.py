@@ -1,4 +1,5 @@
 """Where things are read and written: the cache root, dataset discovery, Kaggle downloads."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,9 @@ def test_cache_root_per_platform(clean_env, monkeypatch):
 
 
 def test_downloads_go_to_the_cache_when_the_data_root_is_read_only(clean_env, monkeypatch):
-    assert paths.download_root() == clean_env / "data", "a data root that does not exist yet can be created"
+    assert paths.download_root() == clean_env / "data", (
+        "a data root that does not exist yet can be created"
+    )
     monkeypatch.setattr(paths, "is_writable", lambda path: False)
     assert paths.download_root() == clean_env / "data" / "cache"
 
@@ -55,11 +58,25 @@ def test_cached_twin_and_feature_cache_follow_the_cache_root(clean_env, monkeypa
 
 
 # ----------------------------------------------------------------- discovery
-@pytest.mark.parametrize("dataset,extra", [("cnmc", ()), ("aria_all", ()), ("aml_mll", ()),
-                                           ("cnmc", ("unzipped",)), ("aml_mll", ("AML-Cytomorphology_MLL_Helmholtz_v1",))])
+@pytest.mark.parametrize(
+    "dataset,extra",
+    [
+        ("cnmc", ()),
+        ("aria_all", ()),
+        ("aml_mll", ()),
+        ("cnmc", ("unzipped",)),
+        ("aml_mll", ("AML-Cytomorphology_MLL_Helmholtz_v1",)),
+    ],
+)
 def test_a_dataset_one_or_two_levels_down_is_found(clean_env, dataset, extra):
     base = clean_env / "data" / "some-kaggle-slug"
-    twin = synth.synth(dataset, base.joinpath(*extra) if extra else base, n_per_class=2, patients_per_class=1, size=32)
+    twin = synth.synth(
+        dataset,
+        base.joinpath(*extra) if extra else base,
+        n_per_class=2,
+        patients_per_class=1,
+        size=32,
+    )
     found = find_root(dataset)
     assert found.resolve() in {twin.resolve(), (twin / "C-NMC_Leukemia").resolve()}
     assert len(load(dataset)) > 0, "the loader reads the folder that discovery found"
@@ -67,7 +84,13 @@ def test_a_dataset_one_or_two_levels_down_is_found(clean_env, dataset, extra):
 
 def test_the_conventional_folder_wins_and_the_cache_is_never_searched(clean_env, monkeypatch):
     data = clean_env / "data"
-    synth.synth("aria_all", data / "cache" / "synthetic" / "aria", n_per_class=2, patients_per_class=1, size=32)
+    synth.synth(
+        "aria_all",
+        data / "cache" / "synthetic" / "aria",
+        n_per_class=2,
+        patients_per_class=1,
+        size=32,
+    )
     with pytest.raises(DataError, match="no folder under"):
         find_root("aria_all")  # the cached twin does not pass for the dataset
     synth.synth("aria_all", data / "raw" / "aria_all", n_per_class=2, patients_per_class=1, size=32)
@@ -82,13 +105,29 @@ def test_two_candidates_give_one_line_naming_both(clean_env):
     with pytest.raises(DataError) as err:
         find_root("aria_all")
     message = str(err.value)
-    assert "\n" not in message and "copy-a" in message and "copy-b" in message and "data_root=" in message
+    assert (
+        "\n" not in message
+        and "copy-a" in message
+        and "copy-b" in message
+        and "data_root=" in message
+    )
 
 
 def test_inspect_prints_the_folder_it_found(clean_env):
-    twin = synth.synth("aria_all", clean_env / "data" / "slug" / "leukemia", n_per_class=2, patients_per_class=1, size=32)
+    twin = synth.synth(
+        "aria_all",
+        clean_env / "data" / "slug" / "leukemia",
+        n_per_class=2,
+        patients_per_class=1,
+        size=32,
+    )
     env = {**__import__("os").environ, "REPRO_DATA_DIR": str(clean_env / "data")}
-    proc = subprocess.run([sys.executable, "-m", "common.data", "inspect", "aria_all"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "common.data", "inspect", "aria_all"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"root:       {twin} (found under the data root" in proc.stdout
 
@@ -109,7 +148,11 @@ def test_kaggle_with_credentials_downloads_through_kagglehub(clean_env, monkeypa
     calls = []
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
-    monkeypatch.setattr(kagglehub, "dataset_download", lambda handle, **kw: calls.append((handle, kw)) or kw["output_dir"])
+    monkeypatch.setattr(
+        kagglehub,
+        "dataset_download",
+        lambda handle, **kw: calls.append((handle, kw)) or kw["output_dir"],
+    )
     outcome = K.fetch_kaggle("mehradaria/leukemia", clean_env / "dest")
     assert calls == [("mehradaria/leukemia", {"output_dir": str(clean_env / "dest")})]
     assert outcome.path == clean_env / "dest" and "KAGGLE_USERNAME" in outcome.message

@@ -1,5 +1,6 @@
 """Paper 01 models: the paper's layer sizes (parameter counts computed by hand),
 the pipeline's protocols, and predict_subtype's refusals."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,7 +70,9 @@ def test_published_round_balances_the_whole_set_before_splitting():
     test_kinds = samples["kind"].to_numpy()[out["split"].test]
     assert (test_kinds == "smote").any(), "synthetic samples reach the test set, as in the paper"
     assert out["X_all"].shape == (48, X.shape[1])
-    assert np.array_equal(out["autoencoder_rows"], np.arange(48)), "the autoencoder saw every row, test rows included"
+    assert np.array_equal(out["autoencoder_rows"], np.arange(48)), (
+        "the autoencoder saw every row, test rows included"
+    )
 
 
 def test_predict_subtype_reorders_probes_and_refuses_mismatches():
@@ -77,8 +80,14 @@ def test_predict_subtype_reorders_probes_and_refuses_mismatches():
     out = mm.leak_free_rounds(X, y, smote=False, folds=2, seed=0, **FAST)
     first = out["first"]
     names = [f"p{i}" for i in range(X.shape[1])]
-    predictor = mm.SubtypePredictor(names, first["scaler"], first["encoder"], first["classifiers"]["mlp"], "mlp",
-                                    ["a", "b", "c"])
+    predictor = mm.SubtypePredictor(
+        names,
+        first["scaler"],
+        first["encoder"],
+        first["classifiers"]["mlp"],
+        "mlp",
+        ["a", "b", "c"],
+    )
     frame = pd.DataFrame(X[first["test"]], columns=names)
     expected = np.array(["a", "b", "c"], dtype=object)[out["proba"]["mlp"][first["test"]].argmax(1)]
     shuffled = frame[list(reversed(names))]
@@ -98,8 +107,14 @@ def test_predict_subtype_names_a_missing_probe_plainly():
     out = mm.leak_free_rounds(X, y, smote=False, folds=2, seed=0, **FAST)
     first = out["first"]
     names = np.array([f"p{i}" for i in range(X.shape[1])])  # as a Dataset stores feature names
-    predictor = mm.SubtypePredictor(names, first["scaler"], first["encoder"], first["classifiers"]["mlp"], "mlp",
-                                    ["a", "b", "c"])
+    predictor = mm.SubtypePredictor(
+        names,
+        first["scaler"],
+        first["encoder"],
+        first["classifiers"]["mlp"],
+        "mlp",
+        ["a", "b", "c"],
+    )
     with pytest.raises(ValueError, match=r"\(first: 'p39'\)"):
         predictor.predict(pd.DataFrame(X[:2, :-1], columns=names[:-1]))
 
@@ -136,21 +151,39 @@ def test_leave_one_series_out_trains_the_networks_on_the_other_studies():
 def test_loso_summary_and_rows_count_the_scorable_samples():
     y = np.array([0, 0, 1, 1, 2])
     right, wrong = np.eye(3), np.eye(3)[[1, 2, 0]]
-    loso = {"y_test": y, "study": np.array(["a", "a", "b", "b", "c"]), "scorable": np.array([1, 1, 1, 1, 0], bool),
-            "proba": {"logreg": np.vstack([right[0], wrong[0], right[1], right[1], right[2]])}}
+    loso = {
+        "y_test": y,
+        "study": np.array(["a", "a", "b", "b", "c"]),
+        "scorable": np.array([1, 1, 1, 1, 0], bool),
+        "proba": {"logreg": np.vstack([right[0], wrong[0], right[1], right[1], right[2]])},
+    }
     pooled = {"logreg": right[y]}
     table = mm.loso_summary(loso, pooled, ["logreg"]).set_index("held-out series")
-    assert table.loc["a", "logreg leave-one-series-out"] == 0.5 and table.loc["b", "logreg leave-one-series-out"] == 1.0
+    assert (
+        table.loc["a", "logreg leave-one-series-out"] == 0.5
+        and table.loc["b", "logreg leave-one-series-out"] == 1.0
+    )
     assert np.isnan(table.loc["c", "logreg pooled CV"]) and table.loc["c", "samples"] == 1
-    assert table.loc["all", "scorable"] == 4 and table.loc["all", "logreg leave-one-series-out"] == 0.75
+    assert (
+        table.loc["all", "scorable"] == 4
+        and table.loc["all", "logreg leave-one-series-out"] == 0.75
+    )
     rows = mm.loso_metric_rows(loso, pooled, ["logreg"], n_bootstrap=200).set_index("protocol")
-    assert rows.loc["leave_one_series_out", "value"] == 0.75 and rows.loc["leak_free", "value"] == 1.0
-    assert rows.loc["leave_one_series_out", "ci_low"] <= 0.75 <= rows.loc["leave_one_series_out", "ci_high"]
+    assert (
+        rows.loc["leave_one_series_out", "value"] == 0.75 and rows.loc["leak_free", "value"] == 1.0
+    )
+    assert (
+        rows.loc["leave_one_series_out", "ci_low"]
+        <= 0.75
+        <= rows.loc["leave_one_series_out", "ci_high"]
+    )
     assert set(rows["model"]) == {"logreg+SMOTE"} and set(rows["metric"]) == {"accuracy_scorable"}
 
 
 def test_accuracy_with_ci():
-    value, low, high = mm.accuracy_with_ci(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), n_bootstrap=500)
+    value, low, high = mm.accuracy_with_ci(
+        np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), n_bootstrap=500
+    )
     assert value == 0.75 and 0 <= low <= value <= high <= 1
     assert all(np.isnan(v) for v in mm.accuracy_with_ci(np.array([]), np.array([])))
 

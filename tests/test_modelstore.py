@@ -1,4 +1,5 @@
 """Trained networks survive: reused under the same key, retrained under another, resumed after a kill."""
+
 import json
 
 import keras
@@ -22,7 +23,10 @@ def build():
 def fit_counting(calls, epochs=3, extra=()):
     def fit(model, callbacks):
         calls.append(1)
-        return model.fit(X, Y, epochs=epochs, batch_size=8, callbacks=[*callbacks, *extra], verbose=0).history
+        return model.fit(
+            X, Y, epochs=epochs, batch_size=8, callbacks=[*callbacks, *extra], verbose=0
+        ).history
+
     return fit
 
 
@@ -33,11 +37,15 @@ def outputs(model):
 def test_same_key_reuses_other_key_retrains(tmp_path):
     calls, said = [], []
     first = M.entry("p", "net", {"lr": 1e-3}, root=tmp_path)
-    model, out, history, reused = M.train_or_load(first, build, fit_counting(calls), outputs, log=said.append)
+    model, out, history, reused = M.train_or_load(
+        first, build, fit_counting(calls), outputs, log=said.append
+    )
     assert not reused and len(calls) == 1 and len(history["loss"]) == 3
     assert json.loads((first.dir / "key.json").read_text())["lr"] == 1e-3
     again = M.entry("p", "net", {"lr": 1e-3}, root=tmp_path)
-    model2, out2, history2, reused2 = M.train_or_load(again, build, fit_counting(calls), outputs, log=said.append)
+    model2, out2, history2, reused2 = M.train_or_load(
+        again, build, fit_counting(calls), outputs, log=said.append
+    )
     assert reused2 and len(calls) == 1, "nothing retrained"
     assert "reusing" in said[-1] and str(again.dir) in said[-1]
     np.testing.assert_allclose(out2["test"], out["test"])
@@ -70,7 +78,9 @@ def test_a_killed_training_resumes_from_its_last_epoch(tmp_path):
         M.train_or_load(stored, build, fit_counting([], extra=[Killed()]), outputs)
     assert not stored.complete() and any(stored.backup.rglob("*")), "the backup survives the kill"
     epochs_run, said = [], []
-    counter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: epochs_run.append(epoch))
+    counter = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: epochs_run.append(epoch)
+    )
     M.train_or_load(stored, build, fit_counting([], extra=[counter]), outputs, log=said.append)
     assert epochs_run == [2] and "resuming" in said[0]
     assert stored.complete() and not stored.backup.exists()
@@ -91,7 +101,9 @@ def test_epoch_log_prints_first_last_and_throttled_lines(capsys):
     model = build()
     model.fit(X, Y, epochs=5, batch_size=8, callbacks=[log], verbose=0)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["net epoch 1/5", "net epoch 5/5"], "five epochs, two lines"
+    assert [line.split(":")[0] for line in lines] == ["net epoch 1/5", "net epoch 5/5"], (
+        "five epochs, two lines"
+    )
     assert "loss" in lines[0] and "left" in lines[0] and "left" not in lines[1]
     log = EpochLog("net", every=0)
     model.fit(X, Y, epochs=3, batch_size=8, callbacks=[log], verbose=0)

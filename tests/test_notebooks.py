@@ -3,6 +3,7 @@
 The fixture notebook in tests/fixtures proves the harness itself: it passes when
 the notebook writes its metrics and declared figures, and fails when it does not.
 """
+
 import os
 import subprocess
 import sys
@@ -57,8 +58,21 @@ if NOTEBOOKS:
 def test_nbval_runs_a_stored_notebook_in_smoke_profile(tmp_path):
     env = {**os.environ, "REPRO_PROFILE": "smoke", "REPRO_RESULTS_DIR": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", str(FIXTURE)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(FIXTURE),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     # the stored notebook has profile = None: the environment chose smoke (60 samples)
@@ -83,13 +97,18 @@ def test_reproduce_runs_demo_and_refreshes_figures(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(reproduce, "figures_dir", lambda: figures)
     monkeypatch.setenv("REPRO_RESULTS_DIR", str(tmp_path / "results"))
     # the harness has no claims file, so its run has no claims_vs_reproduced.md to commit
-    monkeypatch.setattr(canonical, "CANONICAL_FILES", ("metrics.csv", "run.json", "predictions.csv"))
+    monkeypatch.setattr(
+        canonical, "CANONICAL_FILES", ("metrics.csv", "run.json", "predictions.csv")
+    )
     assert reproduce.main([]) == 0
     out = capsys.readouterr().out
     assert "results" in out and "figure(s) refreshed" in out
     assert sorted(p.name for p in (figures / "00_harness").iterdir()) == ["confusion_matrix.png"]
-    assert sorted(p.name for p in (tmp_path / "results" / "canonical" / "00_harness").iterdir()) == \
-        ["metrics.csv", "predictions.csv", "run.json"], "canonical files go beside figures/, not into the repository"
+    assert sorted(
+        p.name for p in (tmp_path / "results" / "canonical" / "00_harness").iterdir()
+    ) == ["metrics.csv", "predictions.csv", "run.json"], (
+        "canonical files go beside figures/, not into the repository"
+    )
     assert (tmp_path / "results" / "00_harness" / "demo" / "metrics.json").is_file()
 
 
@@ -102,7 +121,9 @@ def test_check_all_reports_each_notebooks_missing_outputs(tmp_path, capsys):
     (run_dir / "metrics.json").write_text('[{"protocol": "published"}]')
     (run_dir / "run.json").write_text("{}")
     problems = notebooks.check_all(tmp_path / "results", nb_dir)
-    assert problems == [f"{FIXTURE.name}: declared figure {run_dir / 'confusion_matrix.png'} is missing"]
+    assert problems == [
+        f"{FIXTURE.name}: declared figure {run_dir / 'confusion_matrix.png'} is missing"
+    ]
     (run_dir / "confusion_matrix.png").write_bytes(b"png")
     assert notebooks.check_all(tmp_path / "results", nb_dir) == []
 
@@ -110,5 +131,7 @@ def test_check_all_reports_each_notebooks_missing_outputs(tmp_path, capsys):
 def test_readme_links_every_notebook_to_colab_and_kaggle():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     table = notebooks.links_table(REPO / "notebooks")
-    assert table in readme, "README's launch-link table is stale: paste `python -m common.notebooks links` into it"
+    assert table in readme, (
+        "README's launch-link table is stale: paste `python -m common.notebooks links` into it"
+    )
     assert table.count("colab.research.google.com") == len(NOTEBOOKS)

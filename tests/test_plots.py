@@ -31,7 +31,9 @@ def test_every_plot_renders_and_saves_at_150_dpi(tmp_path, scores):
         "cm_pct": plots.plot_confusion_matrix(cm, names, normalize=True),
         "roc": plots.plot_roc(ev.roc_curves(y, s, class_names=names)),
         "pr": plots.plot_pr(ev.pr_curves(y, s, class_names=names)),
-        "hist": plots.plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8]}),
+        "hist": plots.plot_history(
+            {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8]}
+        ),
         "tsne": plots.plot_embedding(s[:, :2], np.array(names)[y]),
         "histogram": plots.plot_histogram(s[:, 0], title="reconstruction error"),
         "grid": plots.plot_image_grid([np.zeros((8, 8)), np.ones((8, 8, 3))], captions=["a", "b"]),
@@ -60,7 +62,9 @@ def test_synthetic_figures_say_so_on_their_face(tmp_path):
     assert any(t.get_text() == plots.SYNTHETIC_STAMP for t in fig.texts)
     assert plain.shape != stamped.shape or np.any(plain != stamped)
     plots.save_figure(fig, tmp_path, "again", source="synthetic")
-    assert sum(t.get_text() == plots.SYNTHETIC_STAMP for t in fig.texts) == 2, "stamping is idempotent"
+    assert sum(t.get_text() == plots.SYNTHETIC_STAMP for t in fig.texts) == 2, (
+        "stamping is idempotent"
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,7 +76,10 @@ def test_synthetic_figures_say_so_on_their_face(tmp_path):
         (lambda: plots.plot_histogram(np.array([1.0, np.nan])), "finite"),
         (lambda: plots.plot_history({"auc": [1]}), "none of"),
         (lambda: plots.plot_image_grid([]), "no images"),
-        (lambda: plots.save_figure(plots.plot_histogram(np.ones(3)), "/tmp", "x", dpi=72), "at least 150"),
+        (
+            lambda: plots.save_figure(plots.plot_histogram(np.ones(3)), "/tmp", "x", dpi=72),
+            "at least 150",
+        ),
     ],
 )
 def test_bad_input(call, message):
@@ -86,15 +93,34 @@ def test_reconstruction_and_protocol_figures(tmp_path):
     from common import plots
 
     rng = np.random.default_rng(0)
-    fig = plots.plot_reconstruction(rng.normal(size=(2, 50)), rng.uniform(size=(2, 50)), ["a", "b"], n_features=30)
+    fig = plots.plot_reconstruction(
+        rng.normal(size=(2, 50)), rng.uniform(size=(2, 50)), ["a", "b"], n_features=30
+    )
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
     with pytest.raises(ValueError, match="disagree"):
         plots.plot_reconstruction(rng.normal(size=(2, 50)), rng.uniform(size=(2, 40)), ["a", "b"])
-    rows = pd.DataFrame([{"protocol": p, "model": m, "class": "overall", "metric": "accuracy", "value": v,
-                          "ci_low": v - 0.05, "ci_high": v + 0.05}
-                         for p, m, v in [("published", "x", 0.9), ("leak_free", "x", 0.7), ("published", "y", 0.8)]])
+    rows = pd.DataFrame(
+        [
+            {
+                "protocol": p,
+                "model": m,
+                "class": "overall",
+                "metric": "accuracy",
+                "value": v,
+                "ci_low": v - 0.05,
+                "ci_high": v + 0.05,
+            }
+            for p, m, v in [
+                ("published", "x", 0.9),
+                ("leak_free", "x", 0.7),
+                ("published", "y", 0.8),
+            ]
+        ]
+    )
     fig = plots.plot_protocol_comparison(rows)
-    heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches if np.isfinite(b.get_height()))
+    heights = sorted(
+        round(b.get_height(), 6) for b in fig.axes[0].patches if np.isfinite(b.get_height())
+    )
     assert heights == [70.0, 80.0, 90.0], "y has no leak_free row: no bar for it"
     with pytest.raises(ValueError, match="no rows"):
         plots.plot_protocol_comparison(rows, metric="f1")

@@ -1,4 +1,5 @@
 """Preflight: each failing precondition gives one line naming the value and the fix."""
+
 import time
 
 import pytest
@@ -6,7 +7,9 @@ import pytest
 from common import preflight as P
 from common.data import synth
 
-PROFILES = {p: {"data_root": None, "synthetic": False, "epochs": 1} for p in ("smoke", "demo", "paper")}
+PROFILES = {
+    p: {"data_root": None, "synthetic": False, "epochs": 1} for p in ("smoke", "demo", "paper")
+}
 
 
 @pytest.fixture
@@ -25,8 +28,12 @@ def env(tmp_path, monkeypatch):
 def run(params, **kw):
     kw.setdefault("injected", [])
     kw.setdefault("expects_gpu", False)
-    return P.preflight({"profile": "smoke", "data_root": None, "synthetic": False, **params}, profiles=PROFILES,
-                       verbose=False, **kw)
+    return P.preflight(
+        {"profile": "smoke", "data_root": None, "synthetic": False, **params},
+        profiles=PROFILES,
+        verbose=False,
+        **kw,
+    )
 
 
 def problems(**kw):
@@ -40,7 +47,9 @@ def test_a_clean_run_passes_and_records_what_it_saw(env):
     assert report.dataset is not None and len(report.dataset) == 8
     record = report.record
     assert record["data"]["root"] == str(env / "input" / "slug")
-    assert record["data"]["counts_expected"]["Benign"] == 504, "a subset's counts are recorded, not fatal"
+    assert record["data"]["counts_expected"]["Benign"] == 504, (
+        "a subset's counts are recorded, not fatal"
+    )
     assert any(line.startswith("note  data: class counts differ") for line in report.lines)
     assert record["weights"] == {"resnet50": "from scratch (random initialisation)"}
     assert record["device"]["backend"] in P.BACKENDS and record["disk"]["needed_bytes"] == 0
@@ -48,7 +57,12 @@ def test_a_clean_run_passes_and_records_what_it_saw(env):
 
 def test_unknown_papermill_parameter_names_it_and_the_known_ones(env):
     lines = problems(injected=["epoch", "profile"])
-    assert len(lines) == 1 and "['epoch']" in lines[0] and "'epochs'" in lines[0] and "\n" not in lines[0]
+    assert (
+        len(lines) == 1
+        and "['epoch']" in lines[0]
+        and "'epochs'" in lines[0]
+        and "\n" not in lines[0]
+    )
 
 
 def test_missing_dataset_and_ambiguous_dataset(env):
@@ -63,9 +77,14 @@ def test_missing_dataset_and_ambiguous_dataset(env):
 
 def test_weights_that_cannot_be_had(env, monkeypatch):
     monkeypatch.setattr(P, "downloadable", lambda url, timeout=5.0: False)
-    lines = problems(networks={"alexnet": "imagenet", "resnet50": "imagenet", "vgg16": str(env / "missing.h5")})
+    lines = problems(
+        networks={"alexnet": "imagenet", "resnet50": "imagenet", "vgg16": str(env / "missing.h5")}
+    )
     assert any(line.startswith("weights: alexnet") and "'none'" in line for line in lines)
-    assert any("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in line and "keras-home" in line for line in lines)
+    assert any(
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in line and "keras-home" in line
+        for line in lines
+    )
     assert any("missing.h5 does not exist" in line for line in lines)
     assert len(lines) == 3, "one line per problem"
 
@@ -73,7 +92,9 @@ def test_weights_that_cannot_be_had(env, monkeypatch):
 def test_cached_imagenet_file_passes_without_network(env, monkeypatch):
     from common.backbones import imagenet_weights_file
 
-    monkeypatch.setattr(P, "downloadable", lambda url, timeout=5.0: pytest.fail("no download probe when cached"))
+    monkeypatch.setattr(
+        P, "downloadable", lambda url, timeout=5.0: pytest.fail("no download probe when cached")
+    )
     name, _ = imagenet_weights_file("vgg16", include_top=True)
     (env / "keras-home" / "models").mkdir(parents=True)
     (env / "keras-home" / "models" / name).write_bytes(b"h5")
@@ -84,25 +105,27 @@ def test_cached_imagenet_file_passes_without_network(env, monkeypatch):
 def test_offline_imagenet_probe_answers_within_seconds(env):
     """Offline (as here), an ImageNet file that is not cached fails in seconds, not after a long wait."""
     start = time.perf_counter()
-    reachable = P.downloadable("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-                               "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    reachable = P.downloadable(
+        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
     assert time.perf_counter() - start < P.DOWNLOAD_PROBE_TIMEOUT * 3
     if not reachable:
         assert len(problems(networks={"resnet50": "imagenet"})) == 1
 
 
 def test_too_little_disk(env):
-    [line] = problems(disk_bytes=lambda n: 10 ** 18)
+    [line] = problems(disk_bytes=lambda n: 10**18)
     assert line.startswith("disk:") and "GB free" in line and "REPRO_CACHE_DIR" in line
 
 
 def test_kaggle_working_quota(env, monkeypatch):
     monkeypatch.setenv("REPRO_CACHE_DIR", "/kaggle/working/cache")
     monkeypatch.setattr(P, "is_writable", lambda path: True)
-    monkeypatch.setattr(P, "free_bytes", lambda path: 10 ** 12)
-    [line] = problems(disk_bytes=25 * 10 ** 9)
+    monkeypatch.setattr(P, "free_bytes", lambda path: 10**12)
+    [line] = problems(disk_bytes=25 * 10**9)
     assert "/kaggle/working keeps at most 20 GB" in line and "REPRO_CACHE_DIR" in line
-    assert run({}, disk_bytes=10 ** 9).record["disk"]["needed_bytes"] == 10 ** 9
+    assert run({}, disk_bytes=10**9).record["disk"]["needed_bytes"] == 10**9
 
 
 def test_gpu_expected_unless_cpu_is_allowed(env, monkeypatch):
@@ -117,13 +140,21 @@ def test_gpu_expected_unless_cpu_is_allowed(env, monkeypatch):
 
 def test_all_problems_are_reported_at_once(env, monkeypatch):
     monkeypatch.setattr(P, "gpu_devices", lambda: [])
-    lines = problems(injected=["epoch"], networks={"alexnet": "imagenet"}, disk_bytes=10 ** 18, expects_gpu=True)
+    lines = problems(
+        injected=["epoch"], networks={"alexnet": "imagenet"}, disk_bytes=10**18, expects_gpu=True
+    )
     assert [line.split(":")[0] for line in lines] == ["parameters", "weights", "disk", "device"]
 
 
 def test_injected_parameters_read_from_the_notebook_history(monkeypatch):
     class Shell:
-        user_ns = {"In": ["", "profile = None\nepochs = None\n", "# Parameters\nprofile = \"paper\"\nepoch = 50\n"]}
+        user_ns = {
+            "In": [
+                "",
+                "profile = None\nepochs = None\n",
+                '# Parameters\nprofile = "paper"\nepoch = 50\n',
+            ]
+        }
 
     import IPython
 
@@ -139,4 +170,6 @@ def test_weights_folder_names_the_missing_network(env):
     report = run({}, networks={"mobilenetv2": str(folder)})
     assert report.record["weights"]["mobilenetv2"].endswith("mobilenetv2-32px.weights.h5")
     [line] = problems(networks={"mobilenetv2": str(folder), "resnet50": str(folder)})
-    assert line.startswith("weights: resnet50: the weights folder") and "write_standin_weights" in line
+    assert (
+        line.startswith("weights: resnet50: the weights folder") and "write_standin_weights" in line
+    )

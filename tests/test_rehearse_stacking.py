@@ -1,4 +1,5 @@
 """common.rehearse_stacking: notebook 04's stacking stage at the real width, measured in a sampled child process."""
+
 import json
 
 import pytest
@@ -14,9 +15,15 @@ def test_a_small_run_writes_its_record_and_row(tmp_path, monkeypatch):
     assert saved == json.loads(json.dumps(record))
     assert saved["columns"] == 7424 and saved["test_rows"] == round(12182 * 120 / 142140)
     fits = [f["what"] for f in saved["fits"]]
-    assert fits.count("svm") == fits.count("rf") == 6, "the stacker fits each base learner on 5 inner folds and once on all"
+    assert fits.count("svm") == fits.count("rf") == 6, (
+        "the stacker fits each base learner on 5 inner folds and once on all"
+    )
     assert saved["peak_anon_mb"] > 0 and saved["fused_mb"] == pytest.approx(120 * 7424 * 4 / 2**20)
-    assert (tmp_path / "out" / "r120-t3" / "row.md").read_text().startswith("| 120 x 7,424 | stage | 3 | none |")
+    assert (
+        (tmp_path / "out" / "r120-t3" / "row.md")
+        .read_text()
+        .startswith("| 120 x 7,424 | stage | 3 | none |")
+    )
     assert all(f["model_mb"] > 0 for f in saved["fits"] if f["what"] == "rf")
     assert not list((tmp_path / "cache").iterdir()), "the synthetic bank is removed"
 
@@ -39,15 +46,32 @@ def test_bad_requests_fail_in_one_line():
 
 
 def _record(rows, mode, svm_s, rf_s, anon_mb=3000.0):
-    fits = [{"what": "svm", "seconds": svm_s, "newton": 9}, {"what": "rf", "seconds": rf_s, "model_mb": 1.0}]
-    return {"mode": mode, "svm_max_iter": None, "rows": rows, "columns": 7424, "trees": 100, "pca_variance": None,
-            "seconds": svm_s + rf_s + 5, "fits": fits, "fused_mb": rows * 7424 * 4 / 2**20, "peak_anon_mb": anon_mb,
-            "peak_rss_mb": anon_mb + 300, "machine": {"cpus": 2, "load_avg_1_5_15": [2.1, 2.0, 1.5]}}
+    fits = [
+        {"what": "svm", "seconds": svm_s, "newton": 9},
+        {"what": "rf", "seconds": rf_s, "model_mb": 1.0},
+    ]
+    return {
+        "mode": mode,
+        "svm_max_iter": None,
+        "rows": rows,
+        "columns": 7424,
+        "trees": 100,
+        "pca_variance": None,
+        "seconds": svm_s + rf_s + 5,
+        "fits": fits,
+        "fused_mb": rows * 7424 * 4 / 2**20,
+        "peak_anon_mb": anon_mb,
+        "peak_rss_mb": anon_mb + 300,
+        "machine": {"cpus": 2, "load_avg_1_5_15": [2.1, 2.0, 1.5]},
+    }
 
 
 def test_report_projects_one_fit_per_learner_to_a_setting():
-    records = [_record(10_000, "fits", 100, 200), _record(20_000, "fits", 200, 400),
-               _record(142_140, "stage", 50, 60, anon_mb=9000)]
+    records = [
+        _record(10_000, "fits", 100, 200),
+        _record(20_000, "fits", 200, 400),
+        _record(142_140, "stage", 50, 60, anon_mb=9000),
+    ]
     text = RS.report(records)
     assert "| 10,000 x 7,424 | fits | 100 | none |" in text and "| 2 CPU, load 2.1/2/1.5 |" in text
     assert "at 142,140 rows (100% of the paper's largest setting): 8.8 GB anon" in text
@@ -61,8 +85,10 @@ def test_a_forest_measured_with_fewer_trees_is_scaled_to_the_papers_100():
         r["trees"] = 10
     text = RS.report(records)
     # 40 s at 20k rows with 10 trees -> 284 s at 142,140 rows -> x 10 trees: 2,843 s = 47 min
-    assert "forest of 100 trees (measured with 10: its trees are independent fits, so time x 100/10): one fit ~ N^1.00, " \
-           "47 min at 142,140 rows" in text
+    assert (
+        "forest of 100 trees (measured with 10: its trees are independent fits, so time x 100/10): one fit ~ N^1.00, "
+        "47 min at 142,140 rows" in text
+    )
 
 
 def test_setting_time_counts_the_five_inner_folds():

@@ -54,7 +54,11 @@ def test_seed_everything_repeats_python_numpy_and_keras_streams():
 
     def draw():
         runs.seed_everything(7)
-        return random.random(), np.random.rand(), float(keras.ops.convert_to_numpy(keras.random.uniform((1,)))[0])
+        return (
+            random.random(),
+            np.random.rand(),
+            float(keras.ops.convert_to_numpy(keras.random.uniform((1,)))[0]),
+        )
 
     assert draw() == draw()
     runs.seed_everything(8)
@@ -87,7 +91,12 @@ def test_run_json_records_everything(results_dir):
         sum(range(1000))
     doc = json.loads(run.write().read_text())
     assert doc["params"] == {"seed": 3, "epochs": 1, "lr": 0.1, "profile": "smoke"}
-    assert doc["data"] == {"source": "synthetic", "fingerprint": "abc123", "description": "twin", "n_samples": 10}
+    assert doc["data"] == {
+        "source": "synthetic",
+        "fingerprint": "abc123",
+        "description": "twin",
+        "n_samples": 10,
+    }
     assert doc["backend"] in {"tensorflow", "jax", "torch", "numpy"}
     assert doc["devices"] and "keras" in doc["versions"]
     assert set(doc["git"]) == {"commit", "dirty"}
@@ -104,8 +113,12 @@ def test_add_data_records_later_facts_under_data(results_dir):
     with pytest.raises(ValueError, match="fingerprint"):
         run.add_data(fingerprint="other")
     doc = json.loads(run.write().read_text())
-    assert doc["data"] == {"source": "embedded-real", "fingerprint": "f00d", "description": "",
-                           "duplicate_audit": {"pairs": [], "highest_correlation": 0.5}}
+    assert doc["data"] == {
+        "source": "embedded-real",
+        "fingerprint": "f00d",
+        "description": "",
+        "duplicate_audit": {"pairs": [], "highest_correlation": 0.5},
+    }
 
 
 @pytest.mark.parametrize("paper,run_name", [("a/b", None), ("01", "../x"), ("", None)])

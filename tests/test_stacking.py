@@ -1,4 +1,5 @@
 """Paper 04: row z-score, fusion, the training rows of each ablation setting, PCA placement, stacking."""
+
 import numpy as np
 import pytest
 
@@ -35,7 +36,9 @@ def test_training_rows_follow_the_ablation_order():
     balanced = S.training_rows(train, y, augment=True, oversample=True, seed=0)
     counts = np.bincount(y[balanced[:, 0]])
     assert counts.tolist() == [12, 12], "oversampled up to the largest class"
-    assert len({tuple(r) for r in balanced}) == len(balanced), "every replicate is a new augmented copy"
+    assert len({tuple(r) for r in balanced}) == len(balanced), (
+        "every replicate is a new augmented copy"
+    )
     minority = balanced[y[balanced[:, 0]] == 1]
     assert minority[:, 1].max() == 5, "2 images x (original + 5 copies) = 12 rows"
     replicas = S.training_rows(train, y, augment=False, oversample=True, seed=0)
@@ -64,7 +67,10 @@ def test_stacking_learns_a_separable_problem():
     out = S.fit_predict(X[::2], y[::2], X[1::2], None, rf_trees=20)
     assert (out["proba"].argmax(1) == y[1::2]).mean() > 0.9
     names = [name for name, _ in out["model"].estimators]
-    assert names == ["svm", "rf"] and type(out["model"].final_estimator_).__name__ == "LogisticRegression"
+    assert (
+        names == ["svm", "rf"]
+        and type(out["model"].final_estimator_).__name__ == "LogisticRegression"
+    )
 
 
 def test_subset_counts_scale_down_together():
@@ -78,7 +84,9 @@ def test_svm_is_fitcecoc_like_linear_one_vs_rest_with_scores():
 
     stacker = S.build_stacker(rf_trees=5)
     svm = dict(stacker.estimators)["svm"]
-    assert isinstance(svm, ChunkedLinearSVC) and svm.C == 1.0  # LinearSVC's problem: tests/test_linear_svm.py
+    assert (
+        isinstance(svm, ChunkedLinearSVC) and svm.C == 1.0
+    )  # LinearSVC's problem: tests/test_linear_svm.py
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 6)) + np.repeat(np.eye(3, 6) * 3, 20, axis=0)
     y = np.repeat(np.arange(3), 20)
@@ -97,22 +105,43 @@ def test_fine_tuned_extractor_is_trained_validated_kept_and_reused(tmp_path, mon
     root = synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0)
     ds = data.load("aml_mll", root)
     y = np.array([ds.classes.index(label) for label in ds.labels])
-    kw = dict(image_size=32, pretrained="none", epochs=2, batch_size=4, learning_rate=1e-3, segment=hsv_segment_hook(),
-              data_key={"fingerprint": ds.fingerprint}, validate_every=2, validation_cells=6)
-    tuned, history = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, **kw)
-    assert history["validation_every_steps"][:2] == [2, 4] and len(history["validation_accuracy"]) == 5  # 10 steps
+    kw = dict(
+        image_size=32,
+        pretrained="none",
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        segment=hsv_segment_hook(),
+        data_key={"fingerprint": ds.fingerprint},
+        validate_every=2,
+        validation_cells=6,
+    )
+    tuned, history = S.fine_tune_extractor(
+        "mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, **kw
+    )
+    assert (
+        history["validation_every_steps"][:2] == [2, 4] and len(history["validation_accuracy"]) == 5
+    )  # 10 steps
     assert tuned.weights_id.startswith("finetuned:") and tuned.output_shape == (1280,)
     batch = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     frozen = build_backbone("mobilenetv2", input_size=32, pretrained="none", seed=0)
-    assert not np.allclose(tuned.model.predict(tuned.preprocess(batch), verbose=0),
-                           frozen.model.predict(frozen.preprocess(batch), verbose=0)), "training changed the extractor"
+    assert not np.allclose(
+        tuned.model.predict(tuned.preprocess(batch), verbose=0),
+        frozen.model.predict(frozen.preprocess(batch), verbose=0),
+    ), "training changed the extractor"
     again, _ = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, **kw)
     assert "reusing" in capsys.readouterr().out and again.weights_id == tuned.weights_id
-    np.testing.assert_allclose(again.model.predict(again.preprocess(batch), verbose=0),
-                               tuned.model.predict(tuned.preprocess(batch), verbose=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        again.model.predict(again.preprocess(batch), verbose=0),
+        tuned.model.predict(tuned.preprocess(batch), verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
-def test_fine_tune_extractor_isolated_trains_in_a_child_and_loads_the_stored_network(tmp_path, monkeypatch, capsys):
+def test_fine_tune_extractor_isolated_trains_in_a_child_and_loads_the_stored_network(
+    tmp_path, monkeypatch, capsys
+):
     """isolate=True: the network is trained in a child process (its epochs relayed here) and this
     process loads it from the model store; a second call reuses it without a child."""
     from common import data
@@ -120,16 +149,37 @@ def test_fine_tune_extractor_isolated_trains_in_a_child_and_loads_the_stored_net
     from common.imaging import hsv_segment_hook
 
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))  # the child inherits it
-    ds = data.load("aml_mll", synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0))
+    ds = data.load(
+        "aml_mll",
+        synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0),
+    )
     y = np.array([ds.classes.index(label) for label in ds.labels])
-    kw = dict(image_size=32, pretrained="none", epochs=1, batch_size=4, learning_rate=1e-3, segment=hsv_segment_hook(),
-              data_key={"fingerprint": ds.fingerprint, "isolated": True}, validate_every=2, validation_cells=6)
-    tuned, history = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, isolate=True, **kw)
+    kw = dict(
+        image_size=32,
+        pretrained="none",
+        epochs=1,
+        batch_size=4,
+        learning_rate=1e-3,
+        segment=hsv_segment_hook(),
+        data_key={"fingerprint": ds.fingerprint, "isolated": True},
+        validate_every=2,
+        validation_cells=6,
+    )
+    tuned, history = S.fine_tune_extractor(
+        "mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, isolate=True, **kw
+    )
     out = capsys.readouterr().out
-    assert "fine-tune mobilenetv2" in out and "reusing the trained network" in out  # child's epochs, then loaded here
+    assert (
+        "fine-tune mobilenetv2" in out and "reusing the trained network" in out
+    )  # child's epochs, then loaded here
     assert len(history["validation_accuracy"]) == 2 and tuned.weights_id.startswith("finetuned:")
-    again, _ = S.fine_tune_extractor("mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, isolate=True, **kw)
-    assert again.weights_id == tuned.weights_id and "fine-tune mobilenetv2" not in capsys.readouterr().out
+    again, _ = S.fine_tune_extractor(
+        "mobilenetv2", "gap", (ds.paths, y), (ds.paths, y), 5, isolate=True, **kw
+    )
+    assert (
+        again.weights_id == tuned.weights_id
+        and "fine-tune mobilenetv2" not in capsys.readouterr().out
+    )
 
 
 # ------------------------------------------- memory-lean stacking stage (bank on disk, fused per row set, PCA)
@@ -140,11 +190,24 @@ def _disk_bank(folder, n_cells, widths, copies, seed=0):
     bank = {}
     for net, width in widths.items():
         cells, matrices, keys = {}, {}, {}
-        for version, held in {"original": np.arange(n_cells), 0: np.arange(n_cells), **copies}.items():
+        for version, held in {
+            "original": np.arange(n_cells),
+            0: np.arange(n_cells),
+            **copies,
+        }.items():
             path = folder / f"{net}-{version}.npy"
-            np.save(path, (rng.normal(size=(len(held), width)) * rng.uniform(0.5, 3, size=(len(held), 1)) + 2)
-                    .astype(np.float32))
-            cells[version], matrices[version], keys[version] = np.asarray(held), np.load(path, mmap_mode="r"), path.stem
+            np.save(
+                path,
+                (
+                    rng.normal(size=(len(held), width)) * rng.uniform(0.5, 3, size=(len(held), 1))
+                    + 2
+                ).astype(np.float32),
+            )
+            cells[version], matrices[version], keys[version] = (
+                np.asarray(held),
+                np.load(path, mmap_mode="r"),
+                path.stem,
+            )
         bank[net] = S.FeatureBank(cells, matrices, keys)
     return bank
 
@@ -155,15 +218,21 @@ def test_fused_rows_equal_the_whole_bank_fusion_of_the_same_rows(tmp_path):
     z-score does not depend on the other rows of its chunk."""
     copies = {1: np.array([1, 3, 4, 6]), 2: np.array([3, 6])}
     bank = _disk_bank(tmp_path, 8, {"a": 5, "b": 7}, copies)
-    assert isinstance(bank["a"].matrices[0], np.memmap) and bank["a"].matrices[0].dtype == np.float32
+    assert (
+        isinstance(bank["a"].matrices[0], np.memmap) and bank["a"].matrices[0].dtype == np.float32
+    )
     rows = np.array([[0, 0], [3, 2], [1, 1], [3, 0], [6, 2], [4, 1], [6, 1], [3, 1], [7, 0]])
-    whole = {v: S.fuse([bank[n].matrices[v] for n in "ab"]) for v in bank["a"].versions}  # every version, every cell
+    whole = {
+        v: S.fuse([bank[n].matrices[v] for n in "ab"]) for v in bank["a"].versions
+    }  # every version, every cell
     position = {v: {c: i for i, c in enumerate(bank["a"].cells[v])} for v in whole}
     expected = np.stack([whole[c][position[c][i]] for i, c in rows])
     got = S.fused_rows(bank, ("a", "b"), rows, True, chunk_rows=2)
     assert got.dtype == np.float32 and got.shape == (9, 12)
     np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(S.fused_rows(bank, ("a", "b"), rows, False), whole["original"][rows[:, 0]])
+    np.testing.assert_array_equal(
+        S.fused_rows(bank, ("a", "b"), rows, False), whole["original"][rows[:, 0]]
+    )
     out = np.zeros((9, 7), dtype=np.float32)
     assert S.fused_rows(bank, ("b",), rows, True, out=out) is out
     np.testing.assert_array_equal(out, expected[:, 5:])
@@ -182,21 +251,31 @@ def test_fit_pca_equals_the_full_svd_without_stacking_blocks():
 
     rng = np.random.default_rng(0)
     basis = np.linalg.qr(rng.normal(size=(60, 60)))[0]
-    X = rng.normal(size=(700, 60)) * np.exp(-np.arange(60) / 8) @ basis + 3  # decaying spectrum, offset mean
+    X = (
+        rng.normal(size=(700, 60)) * np.exp(-np.arange(60) / 8) @ basis + 3
+    )  # decaying spectrum, offset mean
     for dtype, tol in ((np.float64, 1e-9), (np.float32, 1e-4)):
         X_train, X_test = X[:600].astype(dtype), X[600:].astype(dtype)
         for share in (0.95, None, 7):
             full = PCA(n_components=share, svd_solver="full").fit(np.vstack([X_train, X_test]))
             ours = S.fit_pca([X_train, X_test], share, chunk_rows=128)
             assert ours.n_components_ == full.n_components_ and ours.components_.dtype == dtype
-            np.testing.assert_allclose(ours.explained_variance_[:20], full.explained_variance_[:20], rtol=tol)
-            np.testing.assert_allclose(ours.explained_variance_ratio_[:20], full.explained_variance_ratio_[:20], rtol=tol)
+            np.testing.assert_allclose(
+                ours.explained_variance_[:20], full.explained_variance_[:20], rtol=tol
+            )
+            np.testing.assert_allclose(
+                ours.explained_variance_ratio_[:20], full.explained_variance_ratio_[:20], rtol=tol
+            )
             np.testing.assert_allclose(ours.mean_, full.mean_, rtol=tol)
             scores, reference = ours.transform(X_test)[:, :20], full.transform(X_test)[:, :20]
             assert scores.dtype == dtype
-            np.testing.assert_allclose(scores, reference, atol=tol * np.abs(reference).max())  # same signs: same rule
+            np.testing.assert_allclose(
+                scores, reference, atol=tol * np.abs(reference).max()
+            )  # same signs: same rule
     few = S.fit_pca([X[:30], X[30:50]], 0.95)  # fewer rows than columns: the full SVD itself
-    np.testing.assert_array_equal(few.components_, PCA(0.95, svd_solver="full").fit(X[:50]).components_)
+    np.testing.assert_array_equal(
+        few.components_, PCA(0.95, svd_solver="full").fit(X[:50]).components_
+    )
     on_train = S.fit_pca([X[:600]], 0.95)
     np.testing.assert_allclose(on_train.mean_, X[:600].mean(axis=0))
     with pytest.raises(ValueError, match="same columns"):
@@ -214,27 +293,48 @@ def test_fit_rows_is_fit_predict_on_the_fused_rows_and_is_cached(tmp_path, monke
             data[:, :3] += 4 * np.eye(3)[y[bank[net].cells[v]]]
             np.save(tmp_path / f"{net}-{v}.npy", data)
             bank[net].matrices[v] = np.load(tmp_path / f"{net}-{v}.npy", mmap_mode="r")
-    train = np.concatenate([np.stack([np.arange(40), np.zeros(40, int)], 1), np.stack([np.arange(40), np.ones(40, int)], 1)])
+    train = np.concatenate(
+        [
+            np.stack([np.arange(40), np.zeros(40, int)], 1),
+            np.stack([np.arange(40), np.ones(40, int)], 1),
+        ]
+    )
     test = np.arange(40, n)
     kw = dict(segmented=True, pca_variance=0.9, pca_fit="all", rf_trees=5, seed=0, label="t")
     logged = []
     first = S.fit_rows(bank, ("a", "b"), train, y, test, keep_model=True, log=logged.append, **kw)
-    direct = S.fit_predict(S.fused_rows(bank, ("a", "b"), train, True), y[train[:, 0]],
-                           S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True), 0.9, pca_fit="all",
-                           rf_trees=5)
+    direct = S.fit_predict(
+        S.fused_rows(bank, ("a", "b"), train, True),
+        y[train[:, 0]],
+        S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True),
+        0.9,
+        pca_fit="all",
+        rf_trees=5,
+    )
     np.testing.assert_allclose(first["proba"], direct["proba"], atol=1e-12)  # same rows, same fit
     assert first["n_components"] == direct["n_components"] and not first["reused"] and not logged
     again = S.fit_rows(bank, ("a", "b"), train, y, test, keep_model=True, log=logged.append, **kw)
     assert again["reused"] and "reusing" in logged[0]
     np.testing.assert_array_equal(again["proba"], first["proba"])
-    np.testing.assert_allclose(again["model"].predict_proba(again["pca"].transform(
-        S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True))), first["proba"], atol=1e-12)
+    np.testing.assert_allclose(
+        again["model"].predict_proba(
+            again["pca"].transform(
+                S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True)
+            )
+        ),
+        first["proba"],
+        atol=1e-12,
+    )
     assert list((tmp_path / "cache" / "stacking" / "04_patel_aml").glob("t-*/key.json"))
     other = S.fit_rows(bank, ("a", "b"), train, y, test, log=logged.append, **{**kw, "rf_trees": 6})
-    assert not other["reused"] and other["model"] is None and len(logged) == 1, "another setting is another entry"
+    assert not other["reused"] and other["model"] is None and len(logged) == 1, (
+        "another setting is another entry"
+    )
 
 
-def test_without_pca_large_row_sets_go_through_a_scratch_file_with_the_same_result(tmp_path, monkeypatch):
+def test_without_pca_large_row_sets_go_through_a_scratch_file_with_the_same_result(
+    tmp_path, monkeypatch
+):
     """Above scratch_rows, a setting without PCA gathers its fused rows into a file-backed matrix (not anonymous
     memory); the stacker sees the same numbers, so the probabilities are identical, and the file is removed."""
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
@@ -267,7 +367,10 @@ def test_extract_bank_extracts_copies_only_for_the_cells_that_read_them(tmp_path
             return np.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=1)
 
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
-    ds = data.load("aml_mll", synth_aml_mll(tmp_path / "aml", n_per_class=2, patients_per_class=1, size=24, seed=0))
+    ds = data.load(
+        "aml_mll",
+        synth_aml_mll(tmp_path / "aml", n_per_class=2, patients_per_class=1, size=24, seed=0),
+    )
     net = Backbone("means", Means(), lambda b: b, 16, "none", "pool")
     kw = dict(segment=hsv_segment_hook(), size=16, seed=0, batch_size=4)
     rows = np.array([[0, 0], [1, 0], [1, 1], [4, 1], [4, 2], [7, 1], [7, 0]])
@@ -277,11 +380,19 @@ def test_extract_bank_extracts_copies_only_for_the_cells_that_read_them(tmp_path
     assert bank.cells[0].tolist() == list(range(10)) and bank.matrices[0].shape == (10, 6)
     assert all(isinstance(m, np.memmap) and m.dtype == np.float32 for m in bank.matrices.values())
     assert bank.rows(1, [7, 1]).shape == (2, 6)
-    direct = features.extract_features(net, ds.paths, ds.fingerprint, batch_size=4, preprocessing={"size": 16})
-    np.testing.assert_array_equal(bank.matrices["original"], direct)  # the same cache entry as before
-    assert bank.keys["original"] == features.cache_name(net, ds.paths, ds.fingerprint, {"size": 16})[0]
+    direct = features.extract_features(
+        net, ds.paths, ds.fingerprint, batch_size=4, preprocessing={"size": 16}
+    )
+    np.testing.assert_array_equal(
+        bank.matrices["original"], direct
+    )  # the same cache entry as before
+    assert (
+        bank.keys["original"] == features.cache_name(net, ds.paths, ds.fingerprint, {"size": 16})[0]
+    )
     calls = Means.calls
     other = S.extract_bank(net, ds.paths, ds.fingerprint, rows=rows[:3], **kw)
-    assert Means.calls == calls + 1, "original and 0 come from the cache; copy 1 of cell 1 alone is a new entry (1 batch)"
+    assert Means.calls == calls + 1, (
+        "original and 0 come from the cache; copy 1 of cell 1 alone is a new entry (1 batch)"
+    )
     assert {v: other.keys[v] for v in ("original", 0)} == {v: bank.keys[v] for v in ("original", 0)}
     assert other.versions == ["original", 0, 1] and other.cells[1].tolist() == [1]

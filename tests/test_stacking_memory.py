@@ -6,6 +6,7 @@ version of the whole bank was ~12 GB and a full SVD of training + test rows ~50 
 and 2N cells, each in a fresh process (peak resident set: VmHWM), on a synthetic on-disk bank whose widths are the
 real ones over 8.
 """
+
 import json
 import subprocess
 import sys
@@ -14,8 +15,14 @@ import numpy as np
 
 from common import stacking as S
 
-WIDTHS = {"mobilenetv2": 160, "resnet101": 256, "vgg16": 512}  # 1280, 2048, 4096 over 8: eigh of 928 x 928 is quick
-SHARES = np.array([20305, 17212, 17710, 14403, 11584]) / 81214  # the real class proportions: oversampling has work
+WIDTHS = {
+    "mobilenetv2": 160,
+    "resnet101": 256,
+    "vgg16": 512,
+}  # 1280, 2048, 4096 over 8: eigh of 928 x 928 is quick
+SHARES = (
+    np.array([20305, 17212, 17710, 14403, 11584]) / 81214
+)  # the real class proportions: oversampling has work
 CHILD = r"""
 import json, resource, sys
 from pathlib import Path
@@ -52,10 +59,16 @@ def _write_bank(folder, n_cells, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.choice(5, size=n_cells, p=SHARES)
     order = rng.permutation(n_cells)
-    train, test = np.sort(order[:int(0.7 * n_cells)]), np.sort(order[int(0.7 * n_cells):int(0.85 * n_cells)])
+    train, test = (
+        np.sort(order[: int(0.7 * n_cells)]),
+        np.sort(order[int(0.7 * n_cells) : int(0.85 * n_cells)]),
+    )
     rows = S.training_rows(train, y, augment=True, oversample=True, seed=seed)
-    held = {"original": np.arange(n_cells), 0: np.arange(n_cells),
-            **{k: np.unique(rows[rows[:, 1] == k, 0]) for k in range(1, int(rows[:, 1].max()) + 1)}}
+    held = {
+        "original": np.arange(n_cells),
+        0: np.arange(n_cells),
+        **{k: np.unique(rows[rows[:, 1] == k, 0]) for k in range(1, int(rows[:, 1].max()) + 1)},
+    }
     centres = rng.normal(size=(5, 12)) * 2
     for net, width in WIDTHS.items():
         basis = rng.normal(size=(12, width))
@@ -70,8 +83,12 @@ def _write_bank(folder, n_cells, seed=0):
 
 
 def _peak(folder):
-    done = subprocess.run([sys.executable, "-c", CHILD, str(folder), json.dumps(WIDTHS)], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(folder), json.dumps(WIDTHS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -85,9 +102,15 @@ def test_stacking_stage_memory_grows_with_the_rows_read_not_with_the_bank(tmp_pa
         _write_bank(folder, n_cells)
         runs.append(_peak(folder))
     small, large = runs
-    assert small["accuracy"] > 0.9 and large["accuracy"] > 0.9, runs  # the stage really fitted something
-    added_rows = (large["train_rows"] + large["test_rows"]) - (small["train_rows"] + small["test_rows"])
-    fused_bytes = added_rows * width * 4  # the added rows' fused float32 features: what the stage must hold
+    assert small["accuracy"] > 0.9 and large["accuracy"] > 0.9, (
+        runs
+    )  # the stage really fitted something
+    added_rows = (large["train_rows"] + large["test_rows"]) - (
+        small["train_rows"] + small["test_rows"]
+    )
+    fused_bytes = (
+        added_rows * width * 4
+    )  # the added rows' fused float32 features: what the stage must hold
     growth = large["peak"] - small["peak"]
     # Factor 1.5 on the fused rows: the growth measured 1.15x of them (44.5 MB for 38.5 MB; the fused matrix itself,
     # plus what grows with rows on the ~22 PCA components: the scores, the stacker's copies of them (liblinear: 32
@@ -97,5 +120,7 @@ def test_stacking_stage_memory_grows_with_the_rows_read_not_with_the_bank(tmp_pa
     # the stacked training and test rows 5.0x (191-194 MB), and reading the bank without releasing its mapped pages 2.2x
     # (86 MB: file pages mapped into the process count in its resident set).
     allowed = 1.5 * fused_bytes + 24 * 2**20
-    assert growth <= allowed, (f"peak grew {growth / 2**20:.0f} MB for {added_rows} added rows ({fused_bytes / 2**20:.0f} MB "
-                               f"of fused features); allowed {allowed / 2**20:.0f} MB. Runs: {runs}")
+    assert growth <= allowed, (
+        f"peak grew {growth / 2**20:.0f} MB for {added_rows} added rows ({fused_bytes / 2**20:.0f} MB "
+        f"of fused features); allowed {allowed / 2**20:.0f} MB. Runs: {runs}"
+    )

@@ -11,7 +11,9 @@ pytestmark = pytest.mark.backend
 
 @pytest.fixture(scope="module")
 def aria(tmp_path_factory):
-    root = synth.synth_aria_all(tmp_path_factory.mktemp("s") / "aria", n_per_class=10, patients_per_class=2, size=40)
+    root = synth.synth_aria_all(
+        tmp_path_factory.mktemp("s") / "aria", n_per_class=10, patients_per_class=2, size=40
+    )
     return load("aria_all", root)
 
 
@@ -27,8 +29,15 @@ def test_batches_shapes_labels_and_hooks(aria):
         calls["augment"] += 1
         return batch[:, ::-1]
 
-    batches = ImageBatches(aria.paths, aria.y, batch_size=16, image_size=(32, 32), segment=segment, augment=augment,
-                           preprocess=lambda b: b / 255.0)
+    batches = ImageBatches(
+        aria.paths,
+        aria.y,
+        batch_size=16,
+        image_size=(32, 32),
+        segment=segment,
+        augment=augment,
+        preprocess=lambda b: b / 255.0,
+    )
     assert len(batches) == 3  # 40 images
     x, y = batches[2]
     assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
@@ -50,6 +59,7 @@ def test_shuffle_is_seeded_and_changes_per_epoch(aria):
 
 def test_memory_is_bounded_by_the_batch(aria):
     """Peak memory of a full pass does not grow with the number of images."""
+
     def peak(n_images):
         paths = np.resize(aria.paths, n_images)
         batches = ImageBatches(paths, batch_size=8, image_size=(64, 64))
@@ -77,10 +87,14 @@ def test_unreadable_image_is_skipped_named_and_counted(aria, tmp_path, capsys, m
     images = ImageBatches([aria.paths[0], str(bad)], batch_size=2, image_size=(8, 8))[0]
     assert images.shape == (2, 8, 8, 3) and images[1].max() == 0 and images[0].max() > 0
     # labelled (training): the unreadable image and its label are dropped from the batch
-    x, y = ImageBatches([str(bad), aria.paths[0]], labels=[3, 1], batch_size=2, image_size=(8, 8))[0]
+    x, y = ImageBatches([str(bad), aria.paths[0]], labels=[3, 1], batch_size=2, image_size=(8, 8))[
+        0
+    ]
     assert x.shape == (1, 8, 8, 3) and y.tolist() == [1]
     lines = [line for line in capsys.readouterr().out.splitlines() if "broken.jpg" in line]
-    assert len(lines) == 1 and lines[0].startswith("skipped: cannot read image"), "named once, in one line"
+    assert len(lines) == 1 and lines[0].startswith("skipped: cannot read image"), (
+        "named once, in one line"
+    )
     assert unreadable_images() == [str(bad)], "run.json lists it"
     with pytest.raises(DataError, match="2 labels for 1 images"):
         ImageBatches([str(bad)], labels=[0, 1])
@@ -100,11 +114,19 @@ def test_segment_after_augment_segments_the_augmented_pixels(aria):
         return np.where(img > 128, img, 0).astype(np.uint8)
 
     plain = ImageBatches(aria.paths[:2], batch_size=2, image_size=(16, 16))[0]
-    after = ImageBatches(aria.paths[:2], batch_size=2, image_size=(16, 16), segment=segment, augment=augment,
-                         segment_after_augment=True)[0]
+    after = ImageBatches(
+        aria.paths[:2],
+        batch_size=2,
+        image_size=(16, 16),
+        segment=segment,
+        augment=augment,
+        segment_after_augment=True,
+    )[0]
     assert order == ["augment", "segment", "segment"]
     inverted = 255.0 - plain
     np.testing.assert_array_equal(after, np.where(inverted > 128, inverted, 0))
     order.clear()
-    ImageBatches(aria.paths[:2], batch_size=2, image_size=(16, 16), segment=segment, augment=augment)[0]
+    ImageBatches(
+        aria.paths[:2], batch_size=2, image_size=(16, 16), segment=segment, augment=augment
+    )[0]
     assert order == ["segment", "segment", "augment"], "the default keeps segmenting first"

@@ -3,6 +3,7 @@
 The runs execute the harness fixture notebook (logistic regression on iris, a few
 seconds each) so that the sweep machinery, not model training, is what is timed.
 """
+
 import json
 import os
 import signal
@@ -30,7 +31,12 @@ def write_spec(tmp_path, **doc):
 
 
 def test_plan_expands_grid_and_settings_times_seeds_with_stable_ids(tmp_path):
-    spec = write_spec(tmp_path, grid={"C": [0.1, 10.0]}, settings=[{"n_samples": 60}, {"n_samples": 90}], seeds=[0, 1])
+    spec = write_spec(
+        tmp_path,
+        grid={"C": [0.1, 10.0]},
+        settings=[{"n_samples": 60}, {"n_samples": 90}],
+        seeds=[0, 1],
+    )
     plan = sweep.load_spec(spec)
     assert len(plan.runs) == 2 * 2 * 2
     assert plan.varied == ["C", "n_samples"]
@@ -51,16 +57,19 @@ def test_shards_partition_the_plan(tmp_path):
             sweep.parse_shard(bad)
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"grid": {"epochz": [1, 2]}}, r"has no parameter\(s\) \['epochz'\]"),
-    ({"fixed": {"learning_rte": 0.1}}, r"learning_rte"),
-    ({"grid": {"seed": [1, 2]}}, r"set by the sweep itself"),
-    ({"grid": {"C": [1.0]}, "fixed": {"C": 2.0}}, r"both fixed and varied"),
-    ({"seeds": [0, 0]}, r"distinct"),
-    ({"grids": {"C": [1.0]}}, r"unknown key"),
-    ({"profile": "fast"}, r"profile 'fast'"),
-    ({"grid": {"C": []}}, r"non-empty list"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"grid": {"epochz": [1, 2]}}, r"has no parameter\(s\) \['epochz'\]"),
+        ({"fixed": {"learning_rte": 0.1}}, r"learning_rte"),
+        ({"grid": {"seed": [1, 2]}}, r"set by the sweep itself"),
+        ({"grid": {"C": [1.0]}, "fixed": {"C": 2.0}}, r"both fixed and varied"),
+        ({"seeds": [0, 0]}, r"distinct"),
+        ({"grids": {"C": [1.0]}}, r"unknown key"),
+        ({"profile": "fast"}, r"profile 'fast'"),
+        ({"grid": {"C": []}}, r"non-empty list"),
+    ],
+)
 def test_bad_specs_are_rejected_before_anything_runs(tmp_path, doc, message):
     spec = write_spec(tmp_path, **doc)
     with pytest.raises(ValueError, match=message):
@@ -75,7 +84,9 @@ def test_every_notebook_exposes_its_parameters_to_sweeps(tmp_path):
         assert {"profile", "run", "seed"} <= set(names), path.name
         # a sweep over any real parameter plans; a misspelt one is refused
         real = next(n for n in names if n not in sweep.RESERVED)
-        plan = sweep.load_spec(write_spec(tmp_path, notebook=str(path), fixed={real: None}, seeds=[0, 1]))
+        plan = sweep.load_spec(
+            write_spec(tmp_path, notebook=str(path), fixed={real: None}, seeds=[0, 1])
+        )
         assert len(plan.runs) == 2
         with pytest.raises(ValueError, match="no parameter"):
             sweep.load_spec(write_spec(tmp_path, notebook=str(path), grid={real + "_typo": [1]}))
@@ -83,21 +94,38 @@ def test_every_notebook_exposes_its_parameters_to_sweeps(tmp_path):
 
 def _metric(run_dir, protocol="published", model="logreg", metric="accuracy"):
     rows = evaluate.read_metrics(run_dir)
-    hit = rows[(rows["protocol"] == protocol) & (rows["model"] == model) & (rows["class"] == "overall") & (rows["metric"] == metric)]
+    hit = rows[
+        (rows["protocol"] == protocol)
+        & (rows["model"] == model)
+        & (rows["class"] == "overall")
+        & (rows["metric"] == metric)
+    ]
     return float(hit["value"].iloc[0])
 
 
 def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
     results = tmp_path / "results"
-    spec = write_spec(tmp_path, name="harness-C", grid={"C": [0.05, 10.0]}, fixed={"n_samples": 90, "sleep_s": 2},
-                      seeds=[0, 1], metric={"metric": "accuracy", "model": "logreg", "class": "overall"})
+    spec = write_spec(
+        tmp_path,
+        name="harness-C",
+        grid={"C": [0.05, 10.0]},
+        fixed={"n_samples": 90, "sleep_s": 2},
+        seeds=[0, 1],
+        metric={"metric": "accuracy", "model": "logreg", "class": "overall"},
+    )
     plan = sweep.load_spec(spec)
     dirs = [plan.run_dir(r, results) for r in plan.runs]
 
     # a session that is killed while its second run is executing
     env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path / "elsewhere")}
-    proc = subprocess.Popen([sys.executable, "-m", "common.sweep", "run", str(spec), "--results", str(results)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "common.sweep", "run", str(spec), "--results", str(results)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while not (dirs[0] / "run.json").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -111,8 +139,14 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
 
     # the next session resumes: the completed run is skipped, the rest run
     outcome = sweep.execute(plan, results=results)
-    assert outcome == {"skipped": [plan.runs[0].id], "completed": [r.id for r in plan.runs[1:]], "failed": []}
-    assert (dirs[0] / "run.json").stat().st_mtime_ns == first_written, "a complete run must not be re-executed"
+    assert outcome == {
+        "skipped": [plan.runs[0].id],
+        "completed": [r.id for r in plan.runs[1:]],
+        "failed": [],
+    }
+    assert (dirs[0] / "run.json").stat().st_mtime_ns == first_written, (
+        "a complete run must not be re-executed"
+    )
     assert all((d / FIXTURE.name).is_file() for d in dirs), "each run keeps its executed notebook"
     seeds = [json.loads((d / "run.json").read_text())["params"]["seed"] for d in dirs]
     assert seeds == [0, 1, 0, 1]
@@ -133,7 +167,9 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
     means = chosen[chosen["protocol"] == "published"].set_index("C")["mean"]
     assert means[0.05] < means[10.0]
     root = plan.root(results)
-    assert {"collected.csv", "collected.md", "collected.png", "runs.csv", "sweep.json"} <= {p.name for p in root.iterdir()}
+    assert {"collected.csv", "collected.md", "collected.png", "runs.csv", "sweep.json"} <= {
+        p.name for p in root.iterdir()
+    }
     assert "4 planned runs; 4 complete, 0 failed" in (root / "collected.md").read_text()
 
     # the reviewer report builds from the sweep's runs and every link resolves
@@ -142,7 +178,9 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
     assert report.broken_links(built["html"]) == []
     text = built["markdown"].read_text()
     assert text.count("## 00_harness · run") == 4
-    assert "5-fold stratified cross-validation" in text, "the protocol descriptions from run.json are shown"
+    assert "5-fold stratified cross-validation" in text, (
+        "the protocol descriptions from run.json are shown"
+    )
 
 
 def test_failures_are_recorded_and_do_not_stop_the_other_runs(tmp_path, capsys):

@@ -1,4 +1,5 @@
 """Shared helpers for the leukemia-classification reproductions."""
+
 import os
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the notebooks'

@@ -6,9 +6,10 @@ images. :func:`build_augmenter` returns a ``keras.Sequential`` of those layers;
 only training batches are augmented. Under a fixed ``seed`` the same sequence of
 batches gets the same transformations.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -36,17 +37,29 @@ def build_augmenter(
     if flip not in FLIPS:
         raise ValueError(f"flip must be one of {FLIPS}, got {flip!r}")
     if rotation_deg < 0 or not 0 <= zoom < 1 or not 0 <= translate < 1:
-        raise ValueError(f"need rotation_deg >= 0, 0 <= zoom < 1, 0 <= translate < 1; got {rotation_deg}, {zoom}, {translate}")
+        raise ValueError(
+            f"need rotation_deg >= 0, 0 <= zoom < 1, 0 <= translate < 1; got {rotation_deg}, {zoom}, {translate}"
+        )
     layers = []
     if flip:
         layers.append(keras.layers.RandomFlip(flip, seed=seed))
     if rotation_deg:
-        layers.append(keras.layers.RandomRotation(rotation_deg / 360.0, fill_mode="reflect", seed=seed + 1))
+        layers.append(
+            keras.layers.RandomRotation(rotation_deg / 360.0, fill_mode="reflect", seed=seed + 1)
+        )
     if zoom:
-        layers.append(keras.layers.RandomZoom((-zoom, zoom), (-zoom, zoom) if zoom_axes_independent else None,
-                                              fill_mode="reflect", seed=seed + 2))
+        layers.append(
+            keras.layers.RandomZoom(
+                (-zoom, zoom),
+                (-zoom, zoom) if zoom_axes_independent else None,
+                fill_mode="reflect",
+                seed=seed + 2,
+            )
+        )
     if translate:
-        layers.append(keras.layers.RandomTranslation(translate, translate, fill_mode="reflect", seed=seed + 3))
+        layers.append(
+            keras.layers.RandomTranslation(translate, translate, fill_mode="reflect", seed=seed + 3)
+        )
     if not layers:
         raise ValueError("every augmentation is switched off; pass augment=None instead")
     return keras.Sequential(layers, name="augment")

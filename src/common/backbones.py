@@ -16,14 +16,15 @@ the default), ``pool5`` (ResNet's name for the same), ``fc2``/``fc7`` (VGG-16 an
 AlexNet's second fully connected layer, which needs the full 224 x 224 / 227 x 227
 network), or any layer name of the model.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -70,7 +71,14 @@ class Backbone:
 class LocalResponseNormalization(layers.Layer):
     """AlexNet's across-channel LRN: x / (k + alpha/n * sum_{n neighbours} x^2)^beta."""
 
-    def __init__(self, depth_radius: int = 2, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs):
+    def __init__(
+        self,
+        depth_radius: int = 2,
+        k: float = 2.0,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.depth_radius, self.k, self.alpha, self.beta = depth_radius, k, alpha, beta
 
@@ -78,11 +86,17 @@ class LocalResponseNormalization(layers.Layer):
         sq = ops.square(x)
         channels = x.shape[-1]
         pad = ops.pad(sq, [[0, 0], [0, 0], [0, 0], [self.depth_radius, self.depth_radius]])
-        window = sum(pad[..., i:i + channels] for i in range(2 * self.depth_radius + 1))
+        window = sum(pad[..., i : i + channels] for i in range(2 * self.depth_radius + 1))
         return x / ops.power(self.k + self.alpha * window, self.beta)
 
     def get_config(self):
-        return {**super().get_config(), "depth_radius": self.depth_radius, "k": self.k, "alpha": self.alpha, "beta": self.beta}
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "k": self.k,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
 
 
 def alexnet(input_size: int = 227, include_top: bool = True, classes: int = 1000) -> keras.Model:
@@ -130,14 +144,25 @@ class PositionEmbedding(layers.Layer):
     """Learned position embedding added to the patch projections."""
 
     def build(self, input_shape):
-        self.pos = self.add_weight(shape=(1, input_shape[1], input_shape[2]), initializer="random_normal", name="pos")
+        self.pos = self.add_weight(
+            shape=(1, input_shape[1], input_shape[2]), initializer="random_normal", name="pos"
+        )
 
     def call(self, x):
         return x + self.pos
 
 
-def vit(input_size: int = 224, patch_size: int = 16, dim: int = 64, depth: int = 4, heads: int = 4,
-        mlp_dim: int = 128, include_top: bool = True, classes: int = 1000, dropout: float = 0.1) -> keras.Model:
+def vit(
+    input_size: int = 224,
+    patch_size: int = 16,
+    dim: int = 64,
+    depth: int = 4,
+    heads: int = 4,
+    mlp_dim: int = 128,
+    include_top: bool = True,
+    classes: int = 1000,
+    dropout: float = 0.1,
+) -> keras.Model:
     """A small Vision Transformer in the style of the keras-io example (trained from scratch)."""
     if input_size % patch_size:
         raise ValueError(f"input_size {input_size} must be a multiple of patch_size {patch_size}")
@@ -148,7 +173,9 @@ def vit(input_size: int = 224, patch_size: int = 16, dim: int = 64, depth: int =
     x = PositionEmbedding(name="position_embedding")(x)
     for i in range(depth):
         h = layers.LayerNormalization(epsilon=1e-6)(x)
-        h = layers.MultiHeadAttention(heads, dim // heads, dropout=dropout, name=f"attention_{i}")(h, h)
+        h = layers.MultiHeadAttention(heads, dim // heads, dropout=dropout, name=f"attention_{i}")(
+            h, h
+        )
         x = layers.Add()([x, h])
         h = layers.LayerNormalization(epsilon=1e-6)(x)
         h = layers.Dense(mlp_dim, activation="gelu")(h)
@@ -183,7 +210,9 @@ def imagenet_weights_file(name: str, include_top: bool = False) -> tuple[str, st
     MobileNetV2's file is the 224-px one (Keras takes it for any other input size too).
     """
     if name not in IMAGENET_FILES:
-        raise ValueError(f"keras.applications has no ImageNet weights for {name!r}; use 'none' or a local weights file")
+        raise ValueError(
+            f"keras.applications has no ImageNet weights for {name!r}; use 'none' or a local weights file"
+        )
     folder, stem = IMAGENET_FILES[name]
     if name == "mobilenetv2":
         filename = f"{stem}.h5" if include_top else f"{stem}_no_top.h5"
@@ -204,19 +233,30 @@ def _file_id(path: Path) -> str:
 
 def _imagenet_error(name: str, exc: Exception) -> RuntimeError:
     url = re.search(r"https?://\S+?\.h5", str(exc))
-    where = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras") / "models"
-    hint = f"download {url.group(0)} on a machine with internet into {where}/" if url else f"place the weights file in {where}/"
-    return RuntimeError(f"ImageNet weights for {name} cannot be downloaded here (offline): {hint}, "
-                        "or pass pretrained='none' or a local weights file")
+    where = (
+        Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
+        / "models"
+    )
+    hint = (
+        f"download {url.group(0)} on a machine with internet into {where}/"
+        if url
+        else f"place the weights file in {where}/"
+    )
+    return RuntimeError(
+        f"ImageNet weights for {name} cannot be downloaded here (offline): {hint}, "
+        "or pass pretrained='none' or a local weights file"
+    )
 
 
 def _preprocess_for(name: str) -> Callable[[np.ndarray], np.ndarray]:
     if name in APPLICATIONS:
         module = getattr(keras.applications, APPLICATIONS[name][1])
         fn = module.preprocess_input
-        return lambda batch: np.asarray(fn(np.array(batch, dtype=np.float32, copy=True)), dtype=np.float32)
+        return lambda batch: np.asarray(
+            fn(np.array(batch, dtype=np.float32, copy=True)), dtype=np.float32
+        )
     if name == "alexnet":
-        return lambda batch: (np.asarray(batch, dtype=np.float32) / 127.5 - 1.0)
+        return lambda batch: np.asarray(batch, dtype=np.float32) / 127.5 - 1.0
     return lambda batch: np.asarray(batch, dtype=np.float32)  # ViT rescales inside the model
 
 
@@ -228,7 +268,9 @@ def weights_file_in(folder: str | Path, name: str, size: int, full: bool) -> Pat
 
 
 def _needs_full(name: str, layer: str, include_top: bool) -> bool:
-    return include_top or (layer != "gap" and name in ("vgg16", "alexnet"))  # fc layers need the full net
+    return include_top or (
+        layer != "gap" and name in ("vgg16", "alexnet")
+    )  # fc layers need the full net
 
 
 def _base_model(name: str, size: int, full: bool, classes: int, imagenet: bool) -> keras.Model:
@@ -236,7 +278,11 @@ def _base_model(name: str, size: int, full: bool, classes: int, imagenet: bool) 
     convolutional part (global-average-pooled for keras.applications)."""
     if name in APPLICATIONS:
         constructor = getattr(keras.applications, APPLICATIONS[name][0])
-        kwargs = {"include_top": full, "input_shape": (size, size, 3), "weights": "imagenet" if imagenet else None}
+        kwargs = {
+            "include_top": full,
+            "input_shape": (size, size, 3),
+            "weights": "imagenet" if imagenet else None,
+        }
         if full:
             kwargs["classes"] = classes
         else:
@@ -249,7 +295,13 @@ def _base_model(name: str, size: int, full: bool, classes: int, imagenet: bool) 
             raise
     if name == "alexnet":
         model = alexnet(size, include_top=full, classes=classes)
-        return model if full else keras.Model(model.input, layers.GlobalAveragePooling2D(name="gap")(model.output), name="alexnet")
+        return (
+            model
+            if full
+            else keras.Model(
+                model.input, layers.GlobalAveragePooling2D(name="gap")(model.output), name="alexnet"
+            )
+        )
     return vit(size, include_top=full, classes=classes)
 
 
@@ -273,8 +325,14 @@ def write_standin_weights(folder: str | Path, names, sizes, seed: int = 0) -> li
 
 
 def build_backbone(
-    name: str, input_size: int | None = None, pretrained: str | Path = "none", include_top: bool = False,
-    layer: str = "gap", classes: int = 1000, seed: int = 0, spatial: bool = False,
+    name: str,
+    input_size: int | None = None,
+    pretrained: str | Path = "none",
+    include_top: bool = False,
+    layer: str = "gap",
+    classes: int = 1000,
+    seed: int = 0,
+    spatial: bool = False,
 ) -> Backbone:
     """Build backbone ``name`` (see :data:`NAMES`); see the module docstring for the options.
 
@@ -294,25 +352,37 @@ def build_backbone(
         if weights_path.is_dir():
             weights_path = weights_file_in(weights_path, name, size, full)
         if not weights_path.is_file():
-            raise FileNotFoundError(f"weights file {weights_path} does not exist; pass 'imagenet', 'none' or an existing file")
+            raise FileNotFoundError(
+                f"weights file {weights_path} does not exist; pass 'imagenet', 'none' or an existing file"
+            )
     if str(pretrained) == "imagenet" and name in CUSTOM:
-        raise ValueError(f"keras.applications has no ImageNet weights for {name}; use pretrained='none' or a local weights file")
+        raise ValueError(
+            f"keras.applications has no ImageNet weights for {name}; use pretrained='none' or a local weights file"
+        )
     keras.utils.set_random_seed(seed)
     model = _base_model(name, size, full, classes, imagenet=str(pretrained) == "imagenet")
     if weights_path is not None:
         try:
             model.load_weights(weights_path)
         except Exception as exc:
-            raise ValueError(f"cannot load {weights_path} into {name} ({type(exc).__name__}); it was saved from a different architecture or input size") from None
+            raise ValueError(
+                f"cannot load {weights_path} into {name} ({type(exc).__name__}); it was saved from a different architecture or input size"
+            ) from None
     if not include_top and layer != "gap":
         try:
             out = model.get_layer(layer).output
         except ValueError:
-            raise ValueError(f"{name} has no layer {layer!r}; use 'gap', 'fc2'/'fc7' (VGG-16, AlexNet) or a layer name") from None
+            raise ValueError(
+                f"{name} has no layer {layer!r}; use 'gap', 'fc2'/'fc7' (VGG-16, AlexNet) or a layer name"
+            ) from None
         if len(out.shape) == 4 and not spatial:
             out = layers.GlobalAveragePooling2D(name=f"{layer}_gap")(out)
         model = keras.Model(model.input, out, name=f"{name}_{layer}")
-    weights_id = _file_id(weights_path) if weights_path else ("imagenet" if str(pretrained) == "imagenet" else f"none-seed{seed}")
+    weights_id = (
+        _file_id(weights_path)
+        if weights_path
+        else ("imagenet" if str(pretrained) == "imagenet" else f"none-seed{seed}")
+    )
     layer_id = "top" if include_top else (f"{layer}:grid" if spatial and layer != "gap" else layer)
     return Backbone(name, model, _preprocess_for(name), size, weights_id, layer_id)
 
@@ -324,8 +394,15 @@ OPTIMIZERS = {
 }
 
 
-def fine_tune_model(backbone: Backbone, num_classes: int, trainable_layers: int | None = 0, dropout: float = 0.0,
-                    hidden: int | None = None, optimizer: str = "adam", learning_rate: float = 1e-4) -> keras.Model:
+def fine_tune_model(
+    backbone: Backbone,
+    num_classes: int,
+    trainable_layers: int | None = 0,
+    dropout: float = 0.0,
+    hidden: int | None = None,
+    optimizer: str = "adam",
+    learning_rate: float = 1e-4,
+) -> keras.Model:
     """A classifier on a feature backbone: [Dense(hidden, relu)] -> Dropout -> Dense(num_classes, softmax).
 
     ``trainable_layers``: 0 freezes the whole backbone, N unfreezes its last N
@@ -350,5 +427,9 @@ def fine_tune_model(backbone: Backbone, num_classes: int, trainable_layers: int 
         x = layers.Dropout(dropout, name="head_dropout")(x)
     out = layers.Dense(num_classes, activation="softmax", name="head")(x)
     model = keras.Model(base.input, out, name=f"{backbone.name}_classifier")
-    model.compile(optimizer=OPTIMIZERS[optimizer](learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=OPTIMIZERS[optimizer](learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model

@@ -6,10 +6,11 @@ path), never on pixels. Every function returns the *origin* of each output sampl
 the same class it was interpolated from), so that leak checks can trace synthetic
 and duplicated samples back to the originals.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -102,12 +103,18 @@ def smote(
                 f"class {cls!r} has {n} sample(s), too few for SMOTE with k_neighbors={k_neighbors}; "
                 f"lower k_neighbors to {max(n - 1, 1)}, pass fallback='reduce_k', or merge/drop the class"
             )
-        log.warning("SMOTE: class %r has only %d samples; k_neighbors reduced from %d to %d", cls, n, k_neighbors, n - 1)
+        log.warning(
+            "SMOTE: class %r has only %d samples; k_neighbors reduced from %d to %d",
+            cls,
+            n,
+            k_neighbors,
+            n - 1,
+        )
         k_neighbors = n - 1
     X_res, y_res = SMOTE(k_neighbors=k_neighbors, random_state=seed).fit_resample(X, y)
     origin = np.arange(len(y_res), dtype=np.int64)
     for cls in minority:
-        new = np.flatnonzero(y_res[len(y):] == cls) + len(y)
+        new = np.flatnonzero(y_res[len(y) :] == cls) + len(y)
         if new.size == 0:
             continue
         members = np.flatnonzero(y == cls)
@@ -116,12 +123,20 @@ def smote(
     return X_res, np.asarray(y_res), origin
 
 
-def oversample(y: Sequence, method: str, seed: int = 0, X: np.ndarray | None = None, k_neighbors: int = 5,
-               fallback: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def oversample(
+    y: Sequence,
+    method: str,
+    seed: int = 0,
+    X: np.ndarray | None = None,
+    k_neighbors: int = 5,
+    fallback: str | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """One entry point: ``(origin, X_res)``; ``X_res`` only for SMOTE (None otherwise)."""
     if method == "smote":
         if X is None:
-            raise ValueError("SMOTE needs the feature matrix X; image datasets use 'random' or 'replicate'")
+            raise ValueError(
+                "SMOTE needs the feature matrix X; image datasets use 'random' or 'replicate'"
+            )
         X_res, _, origin = smote(X, y, k_neighbors, seed, fallback)
         return origin, X_res
     if method == "random":

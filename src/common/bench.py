@@ -8,6 +8,7 @@ also runs the pipeline in fresh processes on two set sizes and compares their
 peak memory (it must not grow with the number of images). On a GPU it uses mixed
 precision. Prints one table and writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ def _images(out: Path, n: int, size: int, seed: int) -> list[str]:
     from common.data.synth import synth_aria_all
 
     per_class = math.ceil(n / 4)
-    synth_aria_all(out, n_per_class=per_class, patients_per_class=min(per_class, 4), size=size, seed=seed)
+    synth_aria_all(
+        out, n_per_class=per_class, patients_per_class=min(per_class, 4), size=size, seed=seed
+    )
     return load("aria_all", out).paths[:n].tolist()
 
 
@@ -47,14 +50,20 @@ def _segment_hook(kind: str):
 def _device() -> str:
     import keras
 
-    gpus = [d for d in keras.distribution.list_devices() if "gpu" in str(d).lower() or "cuda" in str(d).lower()]
+    gpus = [
+        d
+        for d in keras.distribution.list_devices()
+        if "gpu" in str(d).lower() or "cuda" in str(d).lower()
+    ]
     if gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
         return f"{gpus[0]} (mixed_float16)"
     return "cpu"
 
 
-def run(backbone: str, size: int, n_images: int, batch_size: int, segment: str, seed: int = 0) -> dict:
+def run(
+    backbone: str, size: int, n_images: int, batch_size: int, segment: str, seed: int = 0
+) -> dict:
     import keras
 
     from common.backbones import build_backbone
@@ -65,7 +74,11 @@ def run(backbone: str, size: int, n_images: int, batch_size: int, segment: str, 
     hook, pre = _segment_hook(segment)
     with tempfile.TemporaryDirectory() as tmp:
         paths = _images(Path(tmp) / "images", n_images, size, seed)
-        batch = bb.preprocess(np.random.default_rng(seed).integers(0, 256, (batch_size, size, size, 3)).astype(np.float32))
+        batch = bb.preprocess(
+            np.random.default_rng(seed)
+            .integers(0, 256, (batch_size, size, size, 3))
+            .astype(np.float32)
+        )
         bb.model.predict_on_batch(batch)  # warm-up (graph tracing)
         n_batches = math.ceil(n_images / batch_size)
         t = time.perf_counter()
@@ -82,11 +95,19 @@ def run(backbone: str, size: int, n_images: int, batch_size: int, segment: str, 
         if not np.array_equal(first, again):
             raise RuntimeError("the cached features differ from the extracted ones")
     return {
-        "backbone": backbone, "input_size": size, "n_images": n_images, "batch_size": batch_size, "segment": segment,
-        "backend": keras.backend.backend(), "device": device,
-        "raw_images_per_s": round(raw, 2), "pipeline_images_per_s": round(pipeline, 2),
-        "cached_images_per_s": round(cached, 2), "pipeline_over_raw": round(pipeline / raw, 3),
-        "cached_over_pipeline": round(cached / pipeline, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "backbone": backbone,
+        "input_size": size,
+        "n_images": n_images,
+        "batch_size": batch_size,
+        "segment": segment,
+        "backend": keras.backend.backend(),
+        "device": device,
+        "raw_images_per_s": round(raw, 2),
+        "pipeline_images_per_s": round(pipeline, 2),
+        "cached_images_per_s": round(cached, 2),
+        "pipeline_over_raw": round(pipeline / raw, 3),
+        "cached_over_pipeline": round(cached / pipeline, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
@@ -109,27 +130,53 @@ def memory_check(backbone: str, sizes: tuple[int, int], image_size: int, batch_s
         for n in sizes:
             listing = Path(tmp) / f"paths_{n}.txt"
             listing.write_text("\n".join(paths[:n]))
-            proc = subprocess.run([sys.executable, "-m", "common.bench", "--memory-child", str(listing),
-                                   "--backbone", backbone, "--size", str(image_size), "--batch-size", str(batch_size)],
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "common.bench",
+                    "--memory-child",
+                    str(listing),
+                    "--backbone",
+                    backbone,
+                    "--size",
+                    str(image_size),
+                    "--batch-size",
+                    str(batch_size),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             out[n] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
     small, large = out[min(sizes)], out[max(sizes)]
-    return {"image_size": image_size, "peak_rss_mb": {str(k): round(v, 1) for k, v in out.items()},
-            "growth_mb": round(large - small, 1), "growth_ratio": round(large / small, 3)}
+    return {
+        "image_size": image_size,
+        "peak_rss_mb": {str(k): round(v, 1) for k, v in out.items()},
+        "growth_mb": round(large - small, 1),
+        "growth_ratio": round(large / small, 3),
+    }
 
 
 def table(result: dict) -> str:
-    rows = [("raw model (in-memory batch)", result["raw_images_per_s"]),
-            ("full pipeline from files", result["pipeline_images_per_s"]),
-            ("cached re-run", result["cached_images_per_s"])]
-    lines = [f"{result['backbone']} at {result['input_size']} px, {result['n_images']} images, batch {result['batch_size']}, "
-             f"segment={result['segment']}, backend {result['backend']} on {result['device']}",
-             f"{'stage':32s} {'images/s':>10s}", *(f"{name:32s} {value:10.1f}" for name, value in rows),
-             f"pipeline / raw: {result['pipeline_over_raw']:.2f}   cached / pipeline: {result['cached_over_pipeline']:.0f}x   "
-             f"peak RSS: {result['peak_rss_mb']:.0f} MB"]
+    rows = [
+        ("raw model (in-memory batch)", result["raw_images_per_s"]),
+        ("full pipeline from files", result["pipeline_images_per_s"]),
+        ("cached re-run", result["cached_images_per_s"]),
+    ]
+    lines = [
+        f"{result['backbone']} at {result['input_size']} px, {result['n_images']} images, batch {result['batch_size']}, "
+        f"segment={result['segment']}, backend {result['backend']} on {result['device']}",
+        f"{'stage':32s} {'images/s':>10s}",
+        *(f"{name:32s} {value:10.1f}" for name, value in rows),
+        f"pipeline / raw: {result['pipeline_over_raw']:.2f}   cached / pipeline: {result['cached_over_pipeline']:.0f}x   "
+        f"peak RSS: {result['peak_rss_mb']:.0f} MB",
+    ]
     if "memory" in result:
         m = result["memory"]
-        lines.append(f"peak RSS by set size at {m['image_size']} px: {m['peak_rss_mb']} (growth {m['growth_mb']} MB, ratio {m['growth_ratio']})")
+        lines.append(
+            f"peak RSS by set size at {m['image_size']} px: {m['peak_rss_mb']} (growth {m['growth_mb']} MB, ratio {m['growth_ratio']})"
+        )
     return "\n".join(lines)
 
 
@@ -140,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-images", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--segment", choices=["none", "hsv"], default="none")
-    p.add_argument("--memory-check", default=None, help="two set sizes, e.g. 500,5000 (run at --memory-size px)")
+    p.add_argument(
+        "--memory-check",
+        default=None,
+        help="two set sizes, e.g. 500,5000 (run at --memory-size px)",
+    )
     p.add_argument("--memory-size", type=int, default=64)
     p.add_argument("--json", default=None, help="write the result here")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)

@@ -10,13 +10,15 @@ The paper's sizes are MATLAB's "learnables" (trainable parameters only,
 :func:`learnable_count`), and its reconstruction correlation is "for lymphoblastic
 cells" (:func:`correlations_by_class` keeps the classes apart).
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -52,12 +54,16 @@ class DepthToSpace(layers.Layer):
 
 def code_shape(image_size: int) -> tuple[int, int, int]:
     if image_size % (POOL * POOL):
-        raise ValueError(f"image_size {image_size} must be divisible by 9 (two 3x3 poolings, two depth-to-space "
-                         "steps); 450 is the paper's, 54/72/108 are small valid sizes")
+        raise ValueError(
+            f"image_size {image_size} must be divisible by 9 (two 3x3 poolings, two depth-to-space "
+            "steps); 450 is the paper's, 54/72/108 are small valid sizes"
+        )
     return (image_size // 9, image_size // 9, 27)
 
 
-def build_cae(image_size: int = 450, learning_rate: float = 1e-3) -> tuple[keras.Model, keras.Model]:
+def build_cae(
+    image_size: int = 450, learning_rate: float = 1e-3
+) -> tuple[keras.Model, keras.Model]:
     """The CAE of Fig. 3; returns ``(cae, encoder)``; MSE, Adam(``learning_rate``).
 
     At 450 px the learnable parameters per convolution are 252, 2214, 6588, 6588,
@@ -89,8 +95,14 @@ def build_cae(image_size: int = 450, learning_rate: float = 1e-3) -> tuple[keras
     return cae, keras.Model(inputs, code, name="cae_encoder")
 
 
-def build_code_cnn(code_length: int, num_classes: int = 2, kernel_size: int = 32, filters: Sequence[int] = (40, 80),
-                   dropout: float = 0.5, bn_momentum: float = 0.9) -> keras.Model:
+def build_code_cnn(
+    code_length: int,
+    num_classes: int = 2,
+    kernel_size: int = 32,
+    filters: Sequence[int] = (40, 80),
+    dropout: float = 0.5,
+    bn_momentum: float = 0.9,
+) -> keras.Model:
     """The 1-D CNN of Fig. 4: per block Conv1D(kernel 32) -> BatchNorm -> ReLU ->
     LayerNorm -> Dropout 0.5 (40 then 80 filters); global average pooling; dense; softmax.
 
@@ -127,8 +139,9 @@ def learnables_by_layer(model: keras.Model) -> dict[str, int]:
     return {name: n for name, n in counts.items() if n}
 
 
-def correlations_by_class(correlations: Sequence[float], labels: Sequence[int],
-                          class_names: Sequence[str]) -> dict[str, np.ndarray]:
+def correlations_by_class(
+    correlations: Sequence[float], labels: Sequence[int], class_names: Sequence[str]
+) -> dict[str, np.ndarray]:
     """Split per-image reconstruction correlations by class.
 
     ``correlations[i]`` belongs to the image with class index ``labels[i]`` (0..K-1, the
@@ -137,8 +150,10 @@ def correlations_by_class(correlations: Sequence[float], labels: Sequence[int],
     """
     correlations, labels = np.asarray(correlations, dtype=float), np.asarray(labels)
     if correlations.shape != labels.shape:
-        raise ValueError(f"{correlations.shape[0]} correlations for {labels.shape[0]} labels; pass the labels of the "
-                         "images the correlations were computed on, in the same order")
+        raise ValueError(
+            f"{correlations.shape[0]} correlations for {labels.shape[0]} labels; pass the labels of the "
+            "images the correlations were computed on, in the same order"
+        )
     unknown = sorted(set(labels.tolist()) - set(range(len(class_names))))
     if unknown:
         raise ValueError(f"label(s) {unknown} have no entry in class_names {list(class_names)}")
@@ -150,7 +165,9 @@ def correlations_by_class(correlations: Sequence[float], labels: Sequence[int],
 def dataset_counts(labels: Sequence[str], subjects: Sequence[str]) -> dict[str, dict[str, int]]:
     """Images and distinct subjects, overall and per class: ``{"overall": {"images": n,
     "subjects": m}, <class>: {...}}``. A subject is counted under every class it has images of."""
-    table = pd.DataFrame({"label": np.asarray(labels, dtype=str), "subject": np.asarray(subjects, dtype=str)})
+    table = pd.DataFrame(
+        {"label": np.asarray(labels, dtype=str), "subject": np.asarray(subjects, dtype=str)}
+    )
     if len(table) == 0:
         raise ValueError("no images to count; load the dataset first")
     counts = {"overall": {"images": len(table), "subjects": table["subject"].nunique()}}
@@ -183,7 +200,9 @@ class ImagesOnly(keras.utils.PyDataset):
         self.batches.on_epoch_end()
 
 
-def encode_to_disk(encoder: keras.Model, batches: keras.utils.PyDataset, path: Path | str) -> np.memmap:
+def encode_to_disk(
+    encoder: keras.Model, batches: keras.utils.PyDataset, path: Path | str
+) -> np.memmap:
     """Encode every batch (images 0-255, in order) and write the codes to a float32
     ``.npy`` memmap at ``path``, one batch at a time; returns it opened read-only."""
     path = Path(path)
@@ -195,7 +214,7 @@ def encode_to_disk(encoder: keras.Model, batches: keras.utils.PyDataset, path: P
         item = batches[i]
         x = (item[0] if isinstance(item, tuple) else item) / 255.0
         codes = np.asarray(encoder.predict_on_batch(x), dtype=np.float32)
-        out[start:start + len(codes)] = codes
+        out[start : start + len(codes)] = codes
         start += len(codes)
     out.flush()
     del out
@@ -205,8 +224,15 @@ def encode_to_disk(encoder: keras.Model, batches: keras.utils.PyDataset, path: P
 class CodeBatches(keras.utils.PyDataset):
     """Batches of (code[..., None], label) read from an on-disk code matrix."""
 
-    def __init__(self, codes: np.ndarray, labels: np.ndarray | None, batch_size: int = 16, shuffle: bool = False,
-                 seed: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        codes: np.ndarray,
+        labels: np.ndarray | None,
+        batch_size: int = 16,
+        shuffle: bool = False,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.codes, self.labels = codes, None if labels is None else np.asarray(labels)
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
@@ -214,13 +240,17 @@ class CodeBatches(keras.utils.PyDataset):
 
     def _order(self) -> np.ndarray:
         n = self.codes.shape[0]
-        return np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        return (
+            np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            if self.shuffle
+            else np.arange(n)
+        )
 
     def __len__(self) -> int:
         return math.ceil(self.codes.shape[0] / self.batch_size)
 
     def __getitem__(self, index: int):
-        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        idx = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         x = np.asarray(self.codes[idx], dtype=np.float32)[..., None]
         return x if self.labels is None else (x, self.labels[idx])
 
@@ -239,15 +269,32 @@ def reconstruction_correlations(cae: keras.Model, batches: keras.utils.PyDataset
         a = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(axis=1, keepdims=True)
         b = r.reshape(len(r), -1) - r.reshape(len(r), -1).mean(axis=1, keepdims=True)
         denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-        values.append(np.where(denom > 0, (a * b).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan))
+        values.append(
+            np.where(denom > 0, (a * b).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan)
+        )
     return np.concatenate(values)
 
 
-def fit_round(train_paths: Sequence[str], train_y: np.ndarray, test_paths: Sequence[str], test_y: np.ndarray,
-              workdir: Path | str, *, data_key: Mapping[str, Any], image_size: int, cae_epochs: int, cae_batch: int = 6,
-              cnn_epochs: int = 15, cnn_batch: int = 16, learning_rate: float = 1e-3, drop_factor: float = 0.1,
-              drop_period: int = 10, extra_tests: dict[str, tuple[Sequence[str], np.ndarray]] | None = None,
-              seed: int = 0, name: str = "round") -> dict[str, Any]:
+def fit_round(
+    train_paths: Sequence[str],
+    train_y: np.ndarray,
+    test_paths: Sequence[str],
+    test_y: np.ndarray,
+    workdir: Path | str,
+    *,
+    data_key: Mapping[str, Any],
+    image_size: int,
+    cae_epochs: int,
+    cae_batch: int = 6,
+    cnn_epochs: int = 15,
+    cnn_batch: int = 16,
+    learning_rate: float = 1e-3,
+    drop_factor: float = 0.1,
+    drop_period: int = 10,
+    extra_tests: dict[str, tuple[Sequence[str], np.ndarray]] | None = None,
+    seed: int = 0,
+    name: str = "round",
+) -> dict[str, Any]:
     """Train the CAE on the training images, write train/test codes to ``workdir``,
     train the 1-D CNN on the training codes; return probabilities and histories.
 
@@ -267,10 +314,23 @@ def fit_round(train_paths: Sequence[str], train_y: np.ndarray, test_paths: Seque
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     size = (image_size, image_size)
-    options = dict(image_size=image_size, cae_epochs=cae_epochs, cae_batch=cae_batch, cnn_epochs=cnn_epochs,
-                   cnn_batch=cnn_batch, learning_rate=learning_rate, drop_factor=drop_factor, drop_period=drop_period,
-                   seed=seed, extra_tests=sorted(extra_tests or {}))
-    key = {**options, "data": dict(data_key), "code": modelstore.code_version(sys.modules[__name__])}
+    options = dict(
+        image_size=image_size,
+        cae_epochs=cae_epochs,
+        cae_batch=cae_batch,
+        cnn_epochs=cnn_epochs,
+        cnn_batch=cnn_batch,
+        learning_rate=learning_rate,
+        drop_factor=drop_factor,
+        drop_period=drop_period,
+        seed=seed,
+        extra_tests=sorted(extra_tests or {}),
+    )
+    key = {
+        **options,
+        "data": dict(data_key),
+        "code": modelstore.code_version(sys.modules[__name__]),
+    }
     built: dict[str, keras.Model] = {}
 
     def build() -> keras.Model:
@@ -279,41 +339,88 @@ def fit_round(train_paths: Sequence[str], train_y: np.ndarray, test_paths: Seque
         return built["cae"]
 
     def fit_cae(model: keras.Model, callbacks: list) -> dict:
-        feed = ImagesOnly(ImageBatches(train_paths, batch_size=cae_batch, image_size=size, shuffle=True, seed=seed))
-        return model.fit(feed, epochs=cae_epochs, callbacks=[*callbacks, EpochLog(f"{name} CAE")], verbose=0).history
+        feed = ImagesOnly(
+            ImageBatches(
+                train_paths, batch_size=cae_batch, image_size=size, shuffle=True, seed=seed
+            )
+        )
+        return model.fit(
+            feed, epochs=cae_epochs, callbacks=[*callbacks, EpochLog(f"{name} CAE")], verbose=0
+        ).history
 
     cae, kept, cae_history, _ = modelstore.train_or_load(
-        modelstore.entry("02_alhammadi", f"{name}-cae", key), build=build, fit=fit_cae,
-        outputs=lambda m: {"correlations": reconstruction_correlations(m, ImageBatches(test_paths, batch_size=32,
-                                                                                       image_size=size))})
+        modelstore.entry("02_alhammadi", f"{name}-cae", key),
+        build=build,
+        fit=fit_cae,
+        outputs=lambda m: {
+            "correlations": reconstruction_correlations(
+                m, ImageBatches(test_paths, batch_size=32, image_size=size)
+            )
+        },
+    )
     encoder = built["encoder"]
 
     code_length = int(np.prod(code_shape(image_size)))
-    sets = {"train": train_paths, "test": test_paths, **{part: paths for part, (paths, _) in (extra_tests or {}).items()}}
+    sets = {
+        "train": train_paths,
+        "test": test_paths,
+        **{part: paths for part, (paths, _) in (extra_tests or {}).items()},
+    }
 
     @functools.cache
-    def codes_of(part: str) -> np.ndarray:  # encoded only when the CNN is trained or scored, not when it is reused
-        return encode_to_disk(encoder, ImageBatches(sets[part], batch_size=32, image_size=size), workdir / f"{part}_codes.npy")
+    def codes_of(
+        part: str,
+    ) -> np.ndarray:  # encoded only when the CNN is trained or scored, not when it is reused
+        return encode_to_disk(
+            encoder,
+            ImageBatches(sets[part], batch_size=32, image_size=size),
+            workdir / f"{part}_codes.npy",
+        )
 
     def build_cnn() -> keras.Model:
         keras.utils.set_random_seed(seed)
         cnn = build_code_cnn(code_length)
-        cnn.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                    metrics=["accuracy"])
+        cnn.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         return cnn
 
     def fit_cnn(model: keras.Model, callbacks: list) -> dict:
-        schedule = keras.callbacks.LearningRateScheduler(step_decay(learning_rate, drop_factor, drop_period))
-        return model.fit(CodeBatches(codes_of("train"), train_y, cnn_batch, shuffle=True, seed=seed), epochs=cnn_epochs,
-                         callbacks=[*callbacks, schedule, EpochLog(f"{name} CNN")], verbose=0).history
+        schedule = keras.callbacks.LearningRateScheduler(
+            step_decay(learning_rate, drop_factor, drop_period)
+        )
+        return model.fit(
+            CodeBatches(codes_of("train"), train_y, cnn_batch, shuffle=True, seed=seed),
+            epochs=cnn_epochs,
+            callbacks=[*callbacks, schedule, EpochLog(f"{name} CNN")],
+            verbose=0,
+        ).history
 
     def scores(model: keras.Model) -> dict[str, np.ndarray]:
-        return {part: model.predict(CodeBatches(codes_of(part), None, 64), verbose=0) for part in sets}
+        return {
+            part: model.predict(CodeBatches(codes_of(part), None, 64), verbose=0) for part in sets
+        }
 
     cnn, proba, cnn_history, _ = modelstore.train_or_load(
-        modelstore.entry("02_alhammadi", f"{name}-cnn", key), build=build_cnn, fit=fit_cnn, outputs=scores)
+        modelstore.entry("02_alhammadi", f"{name}-cnn", key),
+        build=build_cnn,
+        fit=fit_cnn,
+        outputs=scores,
+    )
     codes_of.cache_clear()
-    for part in sets:  # a round's codes (270 kB an image at 450 px) are not needed once its CNN is scored
+    for (
+        part
+    ) in sets:  # a round's codes (270 kB an image at 450 px) are not needed once its CNN is scored
         (workdir / f"{part}_codes.npy").unlink(missing_ok=True)
-    return {"proba": proba, "cae": cae, "encoder": encoder, "cnn": cnn, "cae_history": cae_history,
-            "cnn_history": cnn_history, "correlations": kept["correlations"], "code_length": code_length}
+    return {
+        "proba": proba,
+        "cae": cae,
+        "encoder": encoder,
+        "cnn": cnn,
+        "cae_history": cae_history,
+        "cnn_history": cnn_history,
+        "correlations": kept["correlations"],
+        "code_length": code_length,
+    }

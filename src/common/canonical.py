@@ -20,6 +20,7 @@ Size limits (the issue asks for "a few hundred KB per paper at most"):
 Both are checked before anything is written; exceeding one stops with one line naming
 the paper and its size.
 """
+
 from __future__ import annotations
 
 import io
@@ -59,18 +60,31 @@ def compress_png(path: Path) -> bytes:
 
     raw = Path(path).read_bytes()
     with Image.open(io.BytesIO(raw)) as img:
-        quantized = img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        quantized = img.convert("RGB").quantize(
+            colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
         out = io.BytesIO()
         quantized.save(out, "PNG", optimize=True)
     return out.getvalue() if len(out.getvalue()) < len(raw) else raw
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).is_dir() else 0
+    return (
+        sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+        if Path(folder).is_dir()
+        else 0
+    )
 
 
-def refresh_paper(run_dir: Path, paper: str, figures: list[str], *, repo: Path | None = None,
-                  figure_limit: int = FIGURE_LIMIT_BYTES, total_limit: int = TOTAL_LIMIT_BYTES) -> dict[str, Any]:
+def refresh_paper(
+    run_dir: Path,
+    paper: str,
+    figures: list[str],
+    *,
+    repo: Path | None = None,
+    figure_limit: int = FIGURE_LIMIT_BYTES,
+    total_limit: int = TOTAL_LIMIT_BYTES,
+) -> dict[str, Any]:
     """Replace ``results/canonical/<paper>/`` and ``figures/<paper>/`` with ``run_dir``'s files.
 
     ``figures``: the notebook's declared figures (``repro.figures``); all PNGs of the run
@@ -82,20 +96,30 @@ def refresh_paper(run_dir: Path, paper: str, figures: list[str], *, repo: Path |
     names = list(figures) or sorted(p.name for p in run_dir.glob("*.png"))
     for name in [*CANONICAL_FILES, *names]:
         if not (run_dir / name).is_file():
-            raise CanonicalError(f"{paper}: {run_dir / name} is missing; the canonical run must have it (rerun the notebook)")
+            raise CanonicalError(
+                f"{paper}: {run_dir / name} is missing; the canonical run must have it (rerun the notebook)"
+            )
     pngs = {name: compress_png(run_dir / name) for name in names}
     size = sum(len(b) for b in pngs.values())
     if size > figure_limit:
-        raise CanonicalError(f"{paper}: its {len(pngs)} figures are {_kb(size)} after re-encoding, over the "
-                             f"{_kb(figure_limit)} limit per paper (common.canonical.FIGURE_LIMIT_BYTES); "
-                             "declare fewer figures in metadata repro.figures or make them smaller")
+        raise CanonicalError(
+            f"{paper}: its {len(pngs)} figures are {_kb(size)} after re-encoding, over the "
+            f"{_kb(figure_limit)} limit per paper (common.canonical.FIGURE_LIMIT_BYTES); "
+            "declare fewer figures in metadata repro.figures or make them smaller"
+        )
     fig_dir, can_dir = repo / "figures" / paper, canonical_root(repo) / paper
-    others = (_folder_bytes(repo / "figures") + _folder_bytes(canonical_root(repo))
-              - _folder_bytes(fig_dir) - _folder_bytes(can_dir))
+    others = (
+        _folder_bytes(repo / "figures")
+        + _folder_bytes(canonical_root(repo))
+        - _folder_bytes(fig_dir)
+        - _folder_bytes(can_dir)
+    )
     total = others + size + sum((run_dir / n).stat().st_size for n in CANONICAL_FILES)
     if total > total_limit:
-        raise CanonicalError(f"{paper}: figures/ and results/canonical/ would hold {total / 2**20:.1f} MB with this paper, "
-                             f"over the {total_limit / 2**20:.0f} MB limit (common.canonical.TOTAL_LIMIT_BYTES)")
+        raise CanonicalError(
+            f"{paper}: figures/ and results/canonical/ would hold {total / 2**20:.1f} MB with this paper, "
+            f"over the {total_limit / 2**20:.0f} MB limit (common.canonical.TOTAL_LIMIT_BYTES)"
+        )
     for folder in (fig_dir, can_dir):
         if folder.exists():
             shutil.rmtree(folder)
@@ -117,7 +141,10 @@ _SAVE = re.compile(r"save_figure\(\s*[^,]+,\s*[^,]+,\s*(f?)([\"'])(.+?)\2")
 #: ``_``-free word in the strict pass and any text in the loose one (names may be ambiguous:
 #: ``figure{number}_{part}_{protocol}`` and ``figure{number}_{protocol}`` both fit
 #: ``figure10_leak_free`` only loosely).
-_PLACEHOLDERS = ((r"protocol", "(?:published|leak_free)"), (r"^(?:number|n|i|k|fold|epoch)$", r"\d+"))
+_PLACEHOLDERS = (
+    (r"protocol", "(?:published|leak_free)"),
+    (r"^(?:number|n|i|k|fold|epoch)$", r"\d+"),
+)
 
 
 def _name_pattern(is_f: str, template: str, strict: bool = True) -> str:
@@ -128,7 +155,7 @@ def _name_pattern(is_f: str, template: str, strict: bool = True) -> str:
     for match in re.finditer(r"\{([^}]*)\}", template):
         name = match.group(1).split("!")[0].split(":")[0].strip()
         rule = next((rx for key, rx in _PLACEHOLDERS if re.search(key, name)), None)
-        out += [re.escape(template[last:match.start()]), (rule or "[^_]+") if strict else ".+?"]
+        out += [re.escape(template[last : match.start()]), (rule or "[^_]+") if strict else ".+?"]
         last = match.end()
     return "".join(out + [re.escape(template[last:])])
 
@@ -148,7 +175,9 @@ def figure_cells(notebook: Path) -> dict[tuple[str, str], tuple[int, str]]:
     for index, cell in enumerate(cells):
         text = _source(cell)
         if cell.get("cell_type") == "markdown":
-            titles = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+            titles = [
+                line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")
+            ]
             heading = titles[-1] if titles else heading
         elif cell.get("cell_type") == "code":
             for is_f, _, template in _SAVE.findall(text):
@@ -156,7 +185,9 @@ def figure_cells(notebook: Path) -> dict[tuple[str, str], tuple[int, str]]:
     return found
 
 
-def locate_figure(name: str, cells: dict[tuple[str, str], tuple[int, str]]) -> tuple[int, str] | None:
+def locate_figure(
+    name: str, cells: dict[tuple[str, str], tuple[int, str]]
+) -> tuple[int, str] | None:
     """The (cell, heading) of :func:`figure_cells` whose name fits ``name``: first a literal
     name or an f-string by its placeholders' rules, then any f-string that fits at all."""
     stem = name[:-4] if name.endswith(".png") else name
@@ -186,14 +217,23 @@ def figures_section(notebooks: list[Path], repo: Path | None = None) -> str:
         source = (run.get("data") or {}).get("source", "unknown") if run else NO_RUN
         for name in meta["key_figures"]:
             where = locate_figure(name, cells)
-            cell = f"`{nb.name}` cell [{where[0]}] (under \"{where[1]}\")" if where else f"`{nb.name}` (no save_figure call found)"
+            cell = (
+                f'`{nb.name}` cell [{where[0]}] (under "{where[1]}")'
+                if where
+                else f"`{nb.name}` (no save_figure call found)"
+            )
             path = repo / "figures" / meta["paper"] / name
-            link = f"[{name}]({meta['paper']}/{name})" if path.is_file() else f"{name} (not committed yet)"
+            link = (
+                f"[{name}]({meta['paper']}/{name})"
+                if path.is_file()
+                else f"{name} (not committed yet)"
+            )
             rows.append(f"| {meta['paper']} | {link} | {cell} | {source} |")
     return "\n".join(rows) + "\n"
 
 
 # ---- the README's demo table ------------------------------------------------------------------
+
 
 def _duration(seconds: Any) -> str:
     try:
@@ -204,7 +244,9 @@ def _duration(seconds: Any) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def demo_section(notebooks: list[Path], repo: Path | None = None, claims: Path | None = None) -> str:
+def demo_section(
+    notebooks: list[Path], repo: Path | None = None, claims: Path | None = None
+) -> str:
     """The README's demo table, from ``results/canonical/``: per paper the headline claim,
     the reproduced value under ``published`` and under ``leak_free`` (95% interval), the
     data source, profile and run time of the committed canonical run."""
@@ -214,8 +256,10 @@ def demo_section(notebooks: list[Path], repo: Path | None = None, claims: Path |
 
     repo = Path(repo or repo_root())
     claims = Path(claims or repo / "claims")
-    rows = ["| notebook | headline claim | reproduced, published | reproduced, leak_free (95% CI) | data | profile | run time |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| notebook | headline claim | reproduced, published | reproduced, leak_free (95% CI) | data | profile | run time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for nb in notebooks:
         paper = notebook_meta(nb)["paper"]
         folder = canonical_root(repo) / paper
@@ -227,16 +271,22 @@ def demo_section(notebooks: list[Path], repo: Path | None = None, claims: Path |
         metrics = read_metrics(folder)  # metrics.csv: the canonical folder has no metrics.json
         claim, published, free = headline_cells(paper, metrics, claims, table=False)
         data = run.get("data") or {}
-        described = f"{badge(data.get('source', 'unknown'))}: {data.get('description', '')}".rstrip(": ")
+        described = f"{badge(data.get('source', 'unknown'))}: {data.get('description', '')}".rstrip(
+            ": "
+        )
         profile = (run.get("params") or {}).get("profile", "?")
-        rows.append(f"| {link} | {claim} | {published} | {free} | {described} | {profile} | "
-                    f"{_duration((run.get('timings_s') or {}).get('total'))} |")
+        rows.append(
+            f"| {link} | {claim} | {published} | {free} | {described} | {profile} | "
+            f"{_duration((run.get('timings_s') or {}).get('total'))} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def replace_section(text: str, start: str, end: str, section: str, where: str) -> str:
     if start not in text or end not in text:
-        raise CanonicalError(f"{where} has no {start} ... {end} markers; add them where the generated text goes")
+        raise CanonicalError(
+            f"{where} has no {start} ... {end} markers; add them where the generated text goes"
+        )
     head, rest = text.split(start, 1)
     return head + start + "\n" + section + end + rest.split(end, 1)[1]
 
@@ -247,23 +297,39 @@ def section_of(text: str, start: str, end: str) -> str:
 
 def _sections(notebooks: list[Path], repo: Path, claims: Path | None = None):
     """(file, start marker, end marker, generated text) of the two generated sections."""
-    return ((repo / "figures" / "README.md", FIGURES_START, FIGURES_END, figures_section(notebooks, repo)),
-            (repo / "README.md", DEMO_START, DEMO_END, demo_section(notebooks, repo, claims)))
+    return (
+        (
+            repo / "figures" / "README.md",
+            FIGURES_START,
+            FIGURES_END,
+            figures_section(notebooks, repo),
+        ),
+        (repo / "README.md", DEMO_START, DEMO_END, demo_section(notebooks, repo, claims)),
+    )
 
 
-def stale_sections(notebooks: list[Path], repo: Path | None = None, claims: Path | None = None) -> list[Path]:
+def stale_sections(
+    notebooks: list[Path], repo: Path | None = None, claims: Path | None = None
+) -> list[Path]:
     """The files whose generated section differs from what :func:`write_sections` would write."""
     repo = Path(repo or repo_root())
-    return [path for path, start, end, section in _sections(notebooks, repo, claims)
-            if section_of(path.read_text(encoding="utf-8"), start, end).strip() != section.strip()]
+    return [
+        path
+        for path, start, end, section in _sections(notebooks, repo, claims)
+        if section_of(path.read_text(encoding="utf-8"), start, end).strip() != section.strip()
+    ]
 
 
-def write_sections(notebooks: list[Path], repo: Path | None = None, claims: Path | None = None) -> list[Path]:
+def write_sections(
+    notebooks: list[Path], repo: Path | None = None, claims: Path | None = None
+) -> list[Path]:
     """Regenerate the figure list in ``figures/README.md`` and the demo table in ``README.md``."""
     repo = Path(repo or repo_root())
     written = []
     for path, start, end, section in _sections(notebooks, repo, claims):
-        if not path.is_file():  # a checkout without that README (a test's skeleton): nothing to keep in step
+        if (
+            not path.is_file()
+        ):  # a checkout without that README (a test's skeleton): nothing to keep in step
             continue
         text = path.read_text(encoding="utf-8")
         new = replace_section(text, start, end, section, str(path))

@@ -14,11 +14,13 @@ once for every protocol the run reports (``published``, ``leak_free``), and gets
 verdict there: ``reproduced``, ``not reproduced`` or ``not comparable`` (with the
 reason); the rules are :func:`verdict`'s and claims/README.md's "Verdicts".
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,12 +32,32 @@ REQUIRED_FIELDS = ("table", "model", "metric", "value")
 OPTIONAL_FIELDS = ("class", "unit", "protocol", "note", "cited", "dataset")
 UNITS = ("percent", "fraction", "count", "value")  # count/value: raw numbers (class counts, errors)
 METRIC_ALIASES = {
-    "recall": "sensitivity", "tpr": "sensitivity", "true positive rate": "sensitivity",
-    "f1 score": "f1", "f1-score": "f1", "f1_score": "f1", "f-score": "f1",
-    "auc-roc": "auc", "roc auc": "auc", "roc_auc": "auc", "tnr": "specificity",
-    "acc": "accuracy", "ppv": "precision",
+    "recall": "sensitivity",
+    "tpr": "sensitivity",
+    "true positive rate": "sensitivity",
+    "f1 score": "f1",
+    "f1-score": "f1",
+    "f1_score": "f1",
+    "f-score": "f1",
+    "auc-roc": "auc",
+    "roc auc": "auc",
+    "roc_auc": "auc",
+    "tnr": "specificity",
+    "acc": "accuracy",
+    "ppv": "precision",
 }
-CLAIM_COLUMNS = ["table", "protocol", "model", "class", "metric", "value", "unit", "note", "cited", "dataset"]
+CLAIM_COLUMNS = [
+    "table",
+    "protocol",
+    "model",
+    "class",
+    "metric",
+    "value",
+    "unit",
+    "note",
+    "cited",
+    "dataset",
+]
 VERDICTS = ("reproduced", "not reproduced", "not comparable")
 #: ``unit: value`` claims (and score claims whose run gives no interval) agree within this share of the claim.
 RELATIVE_TOLERANCE = 0.01
@@ -59,8 +81,14 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
     doc = read_yaml(path, "transcribe the paper's tables there (see claims/README.md)")
     if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list) or not doc["claims"]:
         raise ValueError(f"{path} needs a non-empty 'claims' list (see claims/README.md)")
-    defaults = {"class": "overall", "unit": "percent", "protocol": "as published", "note": "", "cited": False,
-                "dataset": ""}
+    defaults = {
+        "class": "overall",
+        "unit": "percent",
+        "protocol": "as published",
+        "note": "",
+        "cited": False,
+        "dataset": "",
+    }
     defaults.update(doc.get("defaults") or {})
     rows = []
     for i, claim in enumerate(doc["claims"], start=1):
@@ -69,14 +97,18 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
         missing = [f for f in REQUIRED_FIELDS if f not in claim]
         extra = sorted(set(claim) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
         if missing or extra:
-            raise ValueError(f"{path}: claim {i} lacks {missing} / has unknown fields {extra}; see claims/README.md")
+            raise ValueError(
+                f"{path}: claim {i} lacks {missing} / has unknown fields {extra}; see claims/README.md"
+            )
         row = {**defaults, **claim}
         if row["unit"] not in UNITS:
             raise ValueError(f"{path}: claim {i} has unit {row['unit']!r}; use one of {UNITS}")
         try:
             row["value"] = float(row["value"])
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: claim {i} value {claim['value']!r} is not a number") from None
+            raise ValueError(
+                f"{path}: claim {i} value {claim['value']!r} is not a number"
+            ) from None
         if not isinstance(row["cited"], bool):
             raise ValueError(f"{path}: claim {i} has cited {row['cited']!r}; use true or false")
         row["metric"] = normalise_metric(row["metric"])
@@ -98,17 +130,30 @@ def load_headline(paper: str, directory: Path | None = None) -> dict[str, Any] |
     if not head:
         return None
     if not isinstance(head, dict) or not {"model", "metric"} <= set(head):
-        raise ValueError(f"{path}: headline must be a mapping with model, metric (and class); see claims/README.md")
+        raise ValueError(
+            f"{path}: headline must be a mapping with model, metric (and class); see claims/README.md"
+        )
     claims = load_claims(paper, directory)
-    match = claims[(claims["model"] == str(head["model"])) & (claims["metric"] == normalise_metric(head["metric"]))
-                   & (claims["class"] == str(head.get("class", "overall")))]
+    match = claims[
+        (claims["model"] == str(head["model"]))
+        & (claims["metric"] == normalise_metric(head["metric"]))
+        & (claims["class"] == str(head.get("class", "overall")))
+    ]
     if match.empty:
-        raise ValueError(f"{path}: headline {head} matches no claim; copy model, metric and class from one of the claims")
+        raise ValueError(
+            f"{path}: headline {head} matches no claim; copy model, metric and class from one of the claims"
+        )
     return match.iloc[0].to_dict()
 
 
-def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str] | None = None, *,
-            source: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+def compare(
+    claims: pd.DataFrame,
+    metrics: pd.DataFrame,
+    protocols: Sequence[str] | None = None,
+    *,
+    source: str | None = None,
+    dataset: str | None = None,
+) -> pd.DataFrame:
     """Join claims with reproduced metric rows.
 
     Returns one row per claim with, for each protocol, the reproduced value and CI
@@ -119,19 +164,28 @@ def compare(claims: pd.DataFrame, metrics: pd.DataFrame, protocols: Sequence[str
     on, a :mod:`common.data` id) feed the verdicts; None means unknown.
     """
     if protocols is None:
-        protocols = [p for p in ("published", "leak_free") if p in set(metrics["protocol"])] or sorted(set(metrics["protocol"]))
+        protocols = [
+            p for p in ("published", "leak_free") if p in set(metrics["protocol"])
+        ] or sorted(set(metrics["protocol"]))
     out = claims.copy()
     scale = np.where(out["unit"] == "percent", 100.0, 1.0)
     # a run's model "alexnet [from scratch]" answers the claim on "alexnet"; the table says how it was run
-    qualified = metrics.assign(model=[base_model(m) for m in metrics["model"]], reproduced_as=metrics["model"])
-    keyed = pd.concat([metrics.assign(reproduced_as=metrics["model"]), qualified]).drop_duplicates(
-        ["protocol", "model", "class", "metric"]).set_index(["protocol", "model", "class", "metric"])
+    qualified = metrics.assign(
+        model=[base_model(m) for m in metrics["model"]], reproduced_as=metrics["model"]
+    )
+    keyed = (
+        pd.concat([metrics.assign(reproduced_as=metrics["model"]), qualified])
+        .drop_duplicates(["protocol", "model", "class", "metric"])
+        .set_index(["protocol", "model", "class", "metric"])
+    )
     reproduced_as = [""] * len(claims)
     for protocol in protocols:
         values, lows, highs = [], [], []
         for i, (_, claim) in enumerate(claims.iterrows()):
             key = (protocol, claim["model"], claim["class"], claim["metric"])
-            if key in keyed.index and not claim["cited"]:  # a number cited from other work is not reproduced here
+            if (
+                key in keyed.index and not claim["cited"]
+            ):  # a number cited from other work is not reproduced here
                 hit = keyed.loc[key]
                 hit = hit.iloc[0] if isinstance(hit, pd.DataFrame) else hit
                 if hit["reproduced_as"] != claim["model"]:
@@ -158,7 +212,9 @@ def stand_in(claim: pd.Series | dict, dataset: str | None) -> bool:
     return bool(paper and dataset and str(dataset) != paper)
 
 
-def _agreement(claim: pd.Series | dict, value: float, ci_low: float, ci_high: float) -> tuple[bool, str]:
+def _agreement(
+    claim: pd.Series | dict, value: float, ci_low: float, ci_high: float
+) -> tuple[bool, str]:
     """Whether a reproduced value agrees with the claim, and the rule that decided it.
 
     Counts must match exactly; ``value`` claims within :data:`RELATIVE_TOLERANCE` of the
@@ -174,12 +230,23 @@ def _agreement(claim: pd.Series | dict, value: float, ci_low: float, ci_high: fl
         inside = ci_low * scale - slack <= claimed <= ci_high * scale + slack
         return bool(inside), f"claim {'inside' if inside else 'outside'} the 95% interval"
     close = abs(value * scale - claimed) <= RELATIVE_TOLERANCE * abs(claimed) + slack
-    rule = f"within {RELATIVE_TOLERANCE:.0%} of the claim" if close else f"more than {RELATIVE_TOLERANCE:.0%} off"
+    rule = (
+        f"within {RELATIVE_TOLERANCE:.0%} of the claim"
+        if close
+        else f"more than {RELATIVE_TOLERANCE:.0%} off"
+    )
     return bool(close), rule if unit == "value" else f"no interval; {rule}"
 
 
-def verdict(claim: pd.Series | dict, value: float, ci_low: float = np.nan, ci_high: float = np.nan, *,
-            source: str | None = None, dataset: str | None = None) -> tuple[str, str]:
+def verdict(
+    claim: pd.Series | dict,
+    value: float,
+    ci_low: float = np.nan,
+    ci_high: float = np.nan,
+    *,
+    source: str | None = None,
+    dataset: str | None = None,
+) -> tuple[str, str]:
     """(verdict, reason) of one claim under one protocol: ``not comparable`` when the number is
     cited from other work, not run, on synthetic data or on a stand-in dataset (checked in
     that order), else ``reproduced`` or ``not reproduced`` by :func:`_agreement`."""
@@ -195,13 +262,24 @@ def verdict(claim: pd.Series | dict, value: float, ci_low: float = np.nan, ci_hi
     return ("reproduced" if agrees else "not reproduced"), rule
 
 
-def add_verdicts(comparison: pd.DataFrame, *, source: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+def add_verdicts(
+    comparison: pd.DataFrame, *, source: str | None = None, dataset: str | None = None
+) -> pd.DataFrame:
     """:func:`compare`'s rows with ``verdict_<protocol>`` and ``reason_<protocol>`` (re)computed
     for the run's ``source`` and ``dataset``, which ``attrs`` keeps."""
     out = comparison.copy()
     for protocol in out.attrs.get("protocols", []):
-        pairs = [verdict(claim, claim[protocol], claim[f"{protocol}_ci_low"], claim[f"{protocol}_ci_high"],
-                         source=source, dataset=dataset) for _, claim in out.iterrows()]
+        pairs = [
+            verdict(
+                claim,
+                claim[protocol],
+                claim[f"{protocol}_ci_low"],
+                claim[f"{protocol}_ci_high"],
+                source=source,
+                dataset=dataset,
+            )
+            for _, claim in out.iterrows()
+        ]
         out[f"verdict_{protocol}"] = [v for v, _ in pairs]
         out[f"reason_{protocol}"] = [r for _, r in pairs]
     out.attrs.update(source=source, dataset=dataset)
@@ -214,8 +292,13 @@ def verdict_counts(comparison: pd.DataFrame) -> list[dict[str, Any]]:
     for protocol in comparison.attrs.get("protocols", []):
         verdicts, reasons = comparison[f"verdict_{protocol}"], comparison[f"reason_{protocol}"]
         why = reasons[verdicts == "not comparable"].value_counts()
-        rows.append({"protocol": protocol, **{v: int((verdicts == v).sum()) for v in VERDICTS},
-                     "not comparable because": ", ".join(f"{reason} {n}" for reason, n in why.items())})
+        rows.append(
+            {
+                "protocol": protocol,
+                **{v: int((verdicts == v).sum()) for v in VERDICTS},
+                "not comparable because": ", ".join(f"{reason} {n}" for reason, n in why.items()),
+            }
+        )
     return rows
 
 
@@ -236,32 +319,58 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
         c for c in ("published", "leak_free") if c in comparison.columns
     ]
     if comparison.attrs.get("source") is None:
-        comparison = add_verdicts(comparison, source=source, dataset=comparison.attrs.get("dataset"))
-    table = pd.DataFrame({
-        "table": comparison["table"],
-        "model": [m if not r else f"{m} (run as {r})" for m, r in
-                  zip(comparison["model"], comparison.get("reproduced_as", pd.Series([""] * len(comparison))))],
-        "class": comparison["class"],
-        "metric": comparison["metric"],
-        "claimed": [f"{v:g}%" if u == "percent" else (f"{v:g}" if u == "fraction" else f"{v:,.0f}" if u == "count" else _plain(v))
-                    for v, u in zip(comparison["value"], comparison["unit"])],
-    })
+        comparison = add_verdicts(
+            comparison, source=source, dataset=comparison.attrs.get("dataset")
+        )
+    table = pd.DataFrame(
+        {
+            "table": comparison["table"],
+            "model": [
+                m if not r else f"{m} (run as {r})"
+                for m, r in zip(
+                    comparison["model"],
+                    comparison.get("reproduced_as", pd.Series([""] * len(comparison))),
+                )
+            ],
+            "class": comparison["class"],
+            "metric": comparison["metric"],
+            "claimed": [
+                f"{v:g}%"
+                if u == "percent"
+                else (f"{v:g}" if u == "fraction" else f"{v:,.0f}" if u == "count" else _plain(v))
+                for v, u in zip(comparison["value"], comparison["unit"])
+            ],
+        }
+    )
     for protocol in protocols:
         percent = comparison["unit"] == "percent"
         table[f"reproduced ({protocol})"] = [
-            "cited from other work, not run" if c else
-            (format_value(v, lo, hi, percent=p) if p or u == "fraction" else _plain(v)) or "not run"
-            for v, lo, hi, p, u, c in zip(comparison[protocol], comparison[f"{protocol}_ci_low"],
-                                          comparison[f"{protocol}_ci_high"], percent, comparison["unit"],
-                                          comparison.get("cited", pd.Series([False] * len(comparison))))
+            "cited from other work, not run"
+            if c
+            else (format_value(v, lo, hi, percent=p) if p or u == "fraction" else _plain(v))
+            or "not run"
+            for v, lo, hi, p, u, c in zip(
+                comparison[protocol],
+                comparison[f"{protocol}_ci_low"],
+                comparison[f"{protocol}_ci_high"],
+                percent,
+                comparison["unit"],
+                comparison.get("cited", pd.Series([False] * len(comparison))),
+            )
         ]
         table[f"Δ {protocol}"] = [
             "" if not np.isfinite(d) else f"{d:+.2f}{' pp' if p else ''}"
             for d, p in zip(comparison[f"delta_{protocol}"], percent)
         ]
-        table[f"verdict ({protocol})"] = [f"{v} ({r})" for v, r in zip(comparison[f"verdict_{protocol}"],
-                                                                       comparison[f"reason_{protocol}"])]
-    header = f"Data source: **{source}**." + (" Figures and numbers below come from generated data, not the paper's dataset." if source == "synthetic" else "")
+        table[f"verdict ({protocol})"] = [
+            f"{v} ({r})"
+            for v, r in zip(comparison[f"verdict_{protocol}"], comparison[f"reason_{protocol}"])
+        ]
+    header = f"Data source: **{source}**." + (
+        " Figures and numbers below come from generated data, not the paper's dataset."
+        if source == "synthetic"
+        else ""
+    )
     lines = [header]
     if note:
         lines.append(note)
@@ -276,28 +385,40 @@ def _plain(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"
 
 
-def protocol_gap(metrics: pd.DataFrame, model: str, metric: str = "accuracy", cls: str = "overall") -> str:
+def protocol_gap(
+    metrics: pd.DataFrame, model: str, metric: str = "accuracy", cls: str = "overall"
+) -> str:
     """One sentence, from a run's metric rows, on what the leak is worth for ``model``."""
-    rows = metrics[(metrics["model"] == model) & (metrics["metric"] == metric) & (metrics["class"] == cls)]
+    rows = metrics[
+        (metrics["model"] == model) & (metrics["metric"] == metric) & (metrics["class"] == cls)
+    ]
     by = {r["protocol"]: r for _, r in rows.iterrows()}
     if not {"published", "leak_free"} <= set(by):
-        raise ValueError(f"no {cls} {metric} of {model!r} under both protocols in these metric rows")
+        raise ValueError(
+            f"no {cls} {metric} of {model!r} under both protocols in these metric rows"
+        )
     pub, free = by["published"], by["leak_free"]
     gap = 100 * (pub["value"] - free["value"])
     overlap = not (pub["ci_low"] > free["ci_high"] or free["ci_low"] > pub["ci_high"])
-    return (f"{model}: {metric} {format_value(pub['value'], pub['ci_low'], pub['ci_high'])}% under the paper's "
-            f"protocol (published) and {format_value(free['value'], free['ci_low'], free['ci_high'])}% without the "
-            f"leak (leak_free), a difference of {gap:+.1f} percentage points; the 95% intervals "
-            + ("overlap, so this run cannot tell the two apart." if overlap else "do not overlap."))
+    return (
+        f"{model}: {metric} {format_value(pub['value'], pub['ci_low'], pub['ci_high'])}% under the paper's "
+        f"protocol (published) and {format_value(free['value'], free['ci_low'], free['ci_high'])}% without the "
+        f"leak (leak_free), a difference of {gap:+.1f} percentage points; the 95% intervals "
+        + ("overlap, so this run cannot tell the two apart." if overlap else "do not overlap.")
+    )
 
 
 def run_dataset(meta: dict) -> str | None:
     """The data set a run used, from its ``run.json``: ``data.dataset`` where the notebook
     recorded it, else its ``dataset`` parameter (notebook 01's); None when neither says."""
-    return (meta.get("data") or {}).get("dataset") or (meta.get("params") or {}).get("dataset") or None
+    return (
+        (meta.get("data") or {}).get("dataset") or (meta.get("params") or {}).get("dataset") or None
+    )
 
 
-def claims_vs_run(paper: str, run_dir: Path | str, source: str | None = None, directory: Path | None = None) -> tuple[pd.DataFrame, str]:
+def claims_vs_run(
+    paper: str, run_dir: Path | str, source: str | None = None, directory: Path | None = None
+) -> tuple[pd.DataFrame, str]:
     """Load a paper's claims and a run's metrics (from disk) and return (comparison, markdown).
 
     The verdicts use the run's source (``source``, else ``run.json``'s) and its data set
@@ -312,7 +433,9 @@ def claims_vs_run(paper: str, run_dir: Path | str, source: str | None = None, di
     run_json = run_dir / "run.json"
     meta = json.loads(run_json.read_text()) if run_json.is_file() else {}
     source = source or (meta.get("data") or {}).get("source") or "unknown"
-    comparison = compare(load_claims(paper, directory), metrics, source=source, dataset=run_dataset(meta))
+    comparison = compare(
+        load_claims(paper, directory), metrics, source=source, dataset=run_dataset(meta)
+    )
     return comparison, comparison_markdown(comparison, source)
 
 
@@ -337,7 +460,9 @@ def main() -> int:
     """``make report``: write and list the claimed-vs-reproduced tables."""
     written = write_report()
     if not written:
-        print("no run under results/ has both metrics.json and a claims file yet: run `make reproduce` first")
+        print(
+            "no run under results/ has both metrics.json and a claims file yet: run `make reproduce` first"
+        )
     for path in written:
         print(f"wrote {path}")
     return 0

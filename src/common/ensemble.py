@@ -12,12 +12,14 @@ otherwise (the image was not called c); it is never a false positive, so precisi
 counts confident predictions only. Overall accuracy = confident and correct / all
 images. Coverage and the accuracy on the covered images are secondary rows.
 """
+
 from __future__ import annotations
 
 import itertools
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,20 +47,29 @@ def threshold_predict(scores: np.ndarray, gamma: float) -> tuple[np.ndarray, np.
     return scores.argmax(axis=1), scores.max(axis=1) >= gamma
 
 
-def abstention_confusion(y_true: Sequence[int], pred: Sequence[int], covered: Sequence[bool],
-                         num_classes: int) -> np.ndarray:
+def abstention_confusion(
+    y_true: Sequence[int], pred: Sequence[int], covered: Sequence[bool], num_classes: int
+) -> np.ndarray:
     """Counts on all images, shape (K, K + 1): rows the true class, columns the predicted
     class, the last column the abstentions (``covered`` False). Labels are 0..K-1."""
     y_true, pred, covered = np.asarray(y_true), np.asarray(pred), np.asarray(covered, dtype=bool)
     if not y_true.shape == pred.shape == covered.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true {y_true.shape}, pred {pred.shape} and covered {covered.shape} "
-                         "must be 1-D and of one shape")
-    outside = sorted({int(v) for v in np.concatenate([y_true, pred[covered]]) if not 0 <= v < num_classes})
+        raise ValueError(
+            f"y_true {y_true.shape}, pred {pred.shape} and covered {covered.shape} "
+            "must be 1-D and of one shape"
+        )
+    outside = sorted(
+        {int(v) for v in np.concatenate([y_true, pred[covered]]) if not 0 <= v < num_classes}
+    )
     if outside:
-        raise ValueError(f"label(s) {outside} outside 0..{num_classes - 1}; pass labels as class indices")
+        raise ValueError(
+            f"label(s) {outside} outside 0..{num_classes - 1}; pass labels as class indices"
+        )
     outcome = np.where(covered, pred, num_classes)
     cells = y_true.astype(np.int64) * (num_classes + 1) + outcome
-    return np.bincount(cells, minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
+    return np.bincount(cells, minlength=num_classes * (num_classes + 1)).reshape(
+        num_classes, num_classes + 1
+    )
 
 
 def abstention_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[tuple[str, str], float]:
@@ -73,32 +84,52 @@ def abstention_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[tuple
     k = len(names)
     cm = np.asarray(cm, dtype=float)
     if cm.shape != (k, k + 1):
-        raise ValueError(f"confusion matrix shape {cm.shape} is not (classes, classes + 1) = {(k, k + 1)}")
+        raise ValueError(
+            f"confusion matrix shape {cm.shape} is not (classes, classes + 1) = {(k, k + 1)}"
+        )
     square = np.vstack([cm, np.zeros((1, k + 1))])
     values = evaluate._metrics_from_confusion(square, [*names, ABSTAIN])
-    out = {key: value for key, value in values.items() if key[0] in names or key[0] in ("overall", "weighted")}
+    out = {
+        key: value
+        for key, value in values.items()
+        if key[0] in names or key[0] in ("overall", "weighted")
+    }
     for metric in evaluate.CLASS_METRICS:  # weighted: the abstention's weight is 0 already
         per_class = np.array([out[(name, metric)] for name in names])
-        out[("macro", metric)] = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else np.nan
+        out[("macro", metric)] = (
+            float(np.nanmean(per_class)) if np.isfinite(per_class).any() else np.nan
+        )
     return out
 
 
-def _all_image_values(y: np.ndarray, scores: np.ndarray, gamma: float, names: list[str],
-                      with_scores: bool = True) -> dict[tuple[str, str], float]:
+def _all_image_values(
+    y: np.ndarray, scores: np.ndarray, gamma: float, names: list[str], with_scores: bool = True
+) -> dict[tuple[str, str], float]:
     """Label metrics on all images, AUC of the weighted scores (threshold-free), coverage and covered-only accuracy."""
     pred, covered = threshold_predict(scores, gamma)
     values = abstention_metrics(abstention_confusion(y, pred, covered, len(names)), names)
     if with_scores:
         values.update(evaluate._auc_values(np.eye(len(names), dtype=int)[y], scores, names))
     values[("overall", "coverage")] = float(covered.mean())
-    values[("overall", "accuracy_covered")] = float((pred == y)[covered].mean()) if covered.any() else np.nan
+    values[("overall", "accuracy_covered")] = (
+        float((pred == y)[covered].mean()) if covered.any() else np.nan
+    )
     values[("overall", "abstentions")] = float((~covered).sum())
     return values
 
 
-def score_all_images(y_true: Sequence[int], scores: np.ndarray, gamma: float, class_names: Sequence[str], *,
-                     protocol: str, model: str, n_bootstrap: int = 0, seed: int = 0,
-                     alpha: float = 0.05) -> pd.DataFrame:
+def score_all_images(
+    y_true: Sequence[int],
+    scores: np.ndarray,
+    gamma: float,
+    class_names: Sequence[str],
+    *,
+    protocol: str,
+    model: str,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Metric rows (:data:`common.evaluate.ROW_COLUMNS`) of the ensemble at threshold ``gamma`` on ALL images.
 
     ``scores``: (n, K) weighted class scores (:func:`weighted_scores`), labels 0..K-1.
@@ -109,7 +140,9 @@ def score_all_images(y_true: Sequence[int], scores: np.ndarray, gamma: float, cl
     on those only), ``abstentions`` (a count). ``n_bootstrap`` > 0 adds percentile-bootstrap
     intervals (resampling images) to every row but average precision and the count.
     """
-    y, _, scores, labels = evaluate.check_inputs(y_true, None, scores, labels=range(len(class_names)))
+    y, _, scores, labels = evaluate.check_inputs(
+        y_true, None, scores, labels=range(len(class_names))
+    )
     names = evaluate._names(labels, class_names)
     values = _all_image_values(y, scores, gamma, names, with_scores=False)
     values.update(evaluate._score_values(y, scores, labels, names))
@@ -125,16 +158,32 @@ def score_all_images(y_true: Sequence[int], scores: np.ndarray, gamma: float, cl
             sample = np.asarray(sample, dtype=float)
             sample = sample[np.isfinite(sample)]
             if sample.size and key[1] not in ("support", "abstentions"):
-                cis[key] = tuple(float(v) for v in np.percentile(sample, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+                cis[key] = tuple(
+                    float(v)
+                    for v in np.percentile(sample, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+                )
     no_ci = (np.nan, np.nan)
-    rows = [{"protocol": protocol, "model": model, "class": cls, "metric": metric, "value": value,
-             "ci_low": cis.get((cls, metric), no_ci)[0], "ci_high": cis.get((cls, metric), no_ci)[1]}
-            for (cls, metric), value in values.items()]
+    rows = [
+        {
+            "protocol": protocol,
+            "model": model,
+            "class": cls,
+            "metric": metric,
+            "value": value,
+            "ci_low": cis.get((cls, metric), no_ci)[0],
+            "ci_high": cis.get((cls, metric), no_ci)[1],
+        }
+        for (cls, metric), value in values.items()
+    ]
     return pd.DataFrame(rows, columns=evaluate.ROW_COLUMNS)
 
 
-def grid(y: np.ndarray, probas: Sequence[np.ndarray], weight_sets: Sequence[Sequence[float]] = WEIGHT_SETS,
-         thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
+def grid(
+    y: np.ndarray,
+    probas: Sequence[np.ndarray],
+    weight_sets: Sequence[Sequence[float]] = WEIGHT_SETS,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> pd.DataFrame:
     """Every (weights, gamma): ``accuracy`` on all images (an abstention is an error), then
     the secondary ``coverage`` and ``accuracy_covered`` (accuracy on the confident images only)."""
     y = np.asarray(y)
@@ -142,9 +191,17 @@ def grid(y: np.ndarray, probas: Sequence[np.ndarray], weight_sets: Sequence[Sequ
     for weights, gamma in itertools.product(weight_sets, thresholds):
         pred, covered = threshold_predict(weighted_scores(probas, weights), gamma)
         correct = (pred == y) & covered
-        rows.append({"weights": tuple(float(w) for w in weights), "gamma": float(gamma),
-                     "accuracy": float(correct.mean()), "coverage": float(covered.mean()),
-                     "accuracy_covered": float(correct.sum() / covered.sum()) if covered.any() else np.nan})
+        rows.append(
+            {
+                "weights": tuple(float(w) for w in weights),
+                "gamma": float(gamma),
+                "accuracy": float(correct.mean()),
+                "coverage": float(covered.mean()),
+                "accuracy_covered": float(correct.sum() / covered.sum())
+                if covered.any()
+                else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -153,7 +210,9 @@ def select(table: pd.DataFrame, by: str = "accuracy") -> pd.Series:
     is never rewarded); ties go to higher coverage, then to the first listed."""
     if by not in table.columns:
         raise ValueError(f"cannot select by {by!r}; choose one of {list(table.columns)}")
-    order = table.assign(_i=np.arange(len(table))).sort_values([by, "coverage", "_i"], ascending=[False, False, True])
+    order = table.assign(_i=np.arange(len(table))).sort_values(
+        [by, "coverage", "_i"], ascending=[False, False, True]
+    )
     return order.iloc[0].drop("_i")
 
 
@@ -161,7 +220,9 @@ def setting_name(weights: Sequence[float], gamma: float) -> str:
     return f"ensemble w={weights[0]:g}/{weights[1]:g} g={gamma:g}"
 
 
-def dataset_table(counts: Mapping[str, int], patients: Mapping[str, int] | None = None) -> pd.DataFrame:
+def dataset_table(
+    counts: Mapping[str, int], patients: Mapping[str, int] | None = None
+) -> pd.DataFrame:
     """The paper's Table 1 from the loaded data: images (and patients) per class and the total.
 
     Without ``patients`` (the Kaggle ALL images carry no patient ids) the column says so.
@@ -172,22 +233,36 @@ def dataset_table(counts: Mapping[str, int], patients: Mapping[str, int] | None 
     if patients is None:
         table["patients"] = "not in the data (no patient ids)"
     else:
-        table["patients"] = [int(patients[name]) for name in counts] + [int(sum(patients[name] for name in counts))]
+        table["patients"] = [int(patients[name]) for name in counts] + [
+            int(sum(patients[name] for name in counts))
+        ]
     return table
 
 
-def count_rows(counts: Mapping[str, int], metric: str, *, protocol: str = "published",
-               model: str = "dataset") -> pd.DataFrame:
+def count_rows(
+    counts: Mapping[str, int], metric: str, *, protocol: str = "published", model: str = "dataset"
+) -> pd.DataFrame:
     """Metric rows (unit: count) for images per class plus their total (class ``overall``),
     so claims such as Table 1's counts sit beside the run's."""
-    values = {**{str(name): float(n) for name, n in counts.items()}, "overall": float(sum(counts.values()))}
-    return pd.concat([evaluate.measurement_rows({metric: n}, protocol, model, cls) for cls, n in values.items()],
-                     ignore_index=True)
+    values = {
+        **{str(name): float(n) for name, n in counts.items()},
+        "overall": float(sum(counts.values())),
+    }
+    return pd.concat(
+        [evaluate.measurement_rows({metric: n}, protocol, model, cls) for cls, n in values.items()],
+        ignore_index=True,
+    )
 
 
-def corrected_images(y: np.ndarray, base_preds: Mapping[str, np.ndarray], ensemble_pred: np.ndarray,
-                     covered: np.ndarray, paths: Sequence[str], class_names: Sequence[str],
-                     negative: str = "Benign") -> pd.DataFrame:
+def corrected_images(
+    y: np.ndarray,
+    base_preds: Mapping[str, np.ndarray],
+    ensemble_pred: np.ndarray,
+    covered: np.ndarray,
+    paths: Sequence[str],
+    class_names: Sequence[str],
+    negative: str = "Benign",
+) -> pd.DataFrame:
     """Images one base network got wrong and the ensemble (confidently) got right.
 
     ``fp_to_tn``: a ``negative`` (benign) image a base network called leukemic;
@@ -199,10 +274,19 @@ def corrected_images(y: np.ndarray, base_preds: Mapping[str, np.ndarray], ensemb
     right = (np.asarray(ensemble_pred) == y) & np.asarray(covered)
     for network, pred in base_preds.items():
         for i in np.flatnonzero((np.asarray(pred) != y) & right):
-            rows.append({"path": str(paths[i]), "name": Path(str(paths[i])).name, "network": network,
-                         "true": class_names[y[i]], "base_prediction": class_names[pred[i]],
-                         "kind": "fp_to_tn" if y[i] == neg else "fn_to_tp"})
-    return pd.DataFrame(rows, columns=["path", "name", "network", "true", "base_prediction", "kind"])
+            rows.append(
+                {
+                    "path": str(paths[i]),
+                    "name": Path(str(paths[i])).name,
+                    "network": network,
+                    "true": class_names[y[i]],
+                    "base_prediction": class_names[pred[i]],
+                    "kind": "fp_to_tn" if y[i] == neg else "fn_to_tp",
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["path", "name", "network", "true", "base_prediction", "kind"]
+    )
 
 
 def copy_corrected(table: pd.DataFrame, run_dir: Path | str) -> dict[str, int]:
@@ -250,8 +334,17 @@ def model_label(name: str, weights: str) -> str:
     return f"{name} [{'from scratch' if str(weights) == 'none' else 'weights: ' + Path(str(weights)).name}]"
 
 
-def build_classifier(name: str, num_classes: int, *, image_size: int, pretrained: str, learning_rate: float,
-                     seed: int = 0, eager: bool = False, bn_momentum: float | None = None) -> Any:
+def build_classifier(
+    name: str,
+    num_classes: int,
+    *,
+    image_size: int,
+    pretrained: str,
+    learning_rate: float,
+    seed: int = 0,
+    eager: bool = False,
+    bn_momentum: float | None = None,
+) -> Any:
     """Backbone ``name`` with a new softmax head, every layer trainable, Adam and cross-entropy.
 
     ``bn_momentum`` (e.g. 0.9) replaces Keras' 0.99 in every BatchNormalization layer:
@@ -266,8 +359,9 @@ def build_classifier(name: str, num_classes: int, *, image_size: int, pretrained
     keras.utils.set_random_seed(seed)
     size = alexnet_size(image_size) if name == "alexnet" else image_size
     backbone = build_backbone(name, input_size=size, pretrained=pretrained, seed=seed)
-    model = fine_tune_model(backbone, num_classes, trainable_layers=None, optimizer="adam",
-                            learning_rate=learning_rate)
+    model = fine_tune_model(
+        backbone, num_classes, trainable_layers=None, optimizer="adam", learning_rate=learning_rate
+    )
     if bn_momentum is not None:
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -277,24 +371,56 @@ def build_classifier(name: str, num_classes: int, *, image_size: int, pretrained
     return model
 
 
-def fit_classifier(model: Any, train: tuple[Sequence[str], np.ndarray], *, epochs: int, batch_size: int,
-                   segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
-                   callbacks: Sequence[Any] = (), name: str | None = None) -> dict:
+def fit_classifier(
+    model: Any,
+    train: tuple[Sequence[str], np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    segment: Callable | None = None,
+    augment: Callable | None = None,
+    seed: int = 0,
+    callbacks: Sequence[Any] = (),
+    name: str | None = None,
+) -> dict:
     """Train a :func:`build_classifier` model on streamed, shuffled batches; one line per epoch."""
     from common.data.stream import ImageBatches
     from common.progress import EpochLog
 
     size = model._repro_size
-    feed = ImageBatches(train[0], train[1], batch_size=batch_size, image_size=(size, size), segment=segment,
-                        augment=augment, preprocess=model._repro_preprocess, shuffle=True, seed=seed)
+    feed = ImageBatches(
+        train[0],
+        train[1],
+        batch_size=batch_size,
+        image_size=(size, size),
+        segment=segment,
+        augment=augment,
+        preprocess=model._repro_preprocess,
+        shuffle=True,
+        seed=seed,
+    )
     log = EpochLog(name or model.name)
     return model.fit(feed, epochs=epochs, callbacks=[*callbacks, log], verbose=0).history
 
 
-def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int,
-              pretrained: str, epochs: int, batch_size: int, learning_rate: float, checkpoint_dir: Path | str,
-              segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
-              eager: bool = False, bn_momentum: float | None = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict]:
+def fine_tune(
+    name: str,
+    train: tuple[Sequence[str], np.ndarray],
+    num_classes: int,
+    *,
+    image_size: int,
+    pretrained: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    checkpoint_dir: Path | str,
+    segment: Callable | None = None,
+    augment: Callable | None = None,
+    seed: int = 0,
+    eager: bool = False,
+    bn_momentum: float | None = None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[Any, dict]:
     """Fine-tune backbone ``name`` (all layers, Adam, cross-entropy) on streamed batches.
 
     Progress is backed up every epoch under ``checkpoint_dir`` (Keras BackupAndRestore),
@@ -303,21 +429,54 @@ def fine_tune(name: str, train: tuple[Sequence[str], np.ndarray], num_classes: i
     """
     import keras
 
-    model = build_classifier(name, num_classes, image_size=image_size, pretrained=pretrained,
-                             learning_rate=learning_rate, seed=seed, eager=eager, bn_momentum=bn_momentum)
+    model = build_classifier(
+        name,
+        num_classes,
+        image_size=image_size,
+        pretrained=pretrained,
+        learning_rate=learning_rate,
+        seed=seed,
+        eager=eager,
+        bn_momentum=bn_momentum,
+    )
     # deleted when training completes, so only an interrupted run finds (and resumes from) it
-    backup = keras.callbacks.BackupAndRestore(str(Path(checkpoint_dir) / name), delete_checkpoint=True)
-    history = fit_classifier(model, train, epochs=epochs, batch_size=batch_size, segment=segment, augment=augment,
-                             seed=seed, callbacks=[backup, *callbacks], name=name)
+    backup = keras.callbacks.BackupAndRestore(
+        str(Path(checkpoint_dir) / name), delete_checkpoint=True
+    )
+    history = fit_classifier(
+        model,
+        train,
+        epochs=epochs,
+        batch_size=batch_size,
+        segment=segment,
+        augment=augment,
+        seed=seed,
+        callbacks=[backup, *callbacks],
+        name=name,
+    )
     return model, history
 
 
-def trained_network(name: str, train: tuple[Sequence[str], np.ndarray], evaluate_on: Mapping[str, Sequence[str]],
-                    num_classes: int, *, data_key: Mapping[str, Any], hooks: Mapping[str, Any],
-                    image_size: int, pretrained: str, epochs: int, batch_size: int, learning_rate: float,
-                    segment: Callable | None = None, augment: Callable | None = None, seed: int = 0,
-                    eager: bool = False, bn_momentum: float | None = None, paper: str = "05_patel_all",
-                    ) -> tuple[dict[str, np.ndarray], dict, bool]:
+def trained_network(
+    name: str,
+    train: tuple[Sequence[str], np.ndarray],
+    evaluate_on: Mapping[str, Sequence[str]],
+    num_classes: int,
+    *,
+    data_key: Mapping[str, Any],
+    hooks: Mapping[str, Any],
+    image_size: int,
+    pretrained: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    segment: Callable | None = None,
+    augment: Callable | None = None,
+    seed: int = 0,
+    eager: bool = False,
+    bn_momentum: float | None = None,
+    paper: str = "05_patel_all",
+) -> tuple[dict[str, np.ndarray], dict, bool]:
     """Fine-tune ``name`` once and keep it (:mod:`common.modelstore`): its class
     probabilities on each image list of ``evaluate_on`` (e.g. validation and test), the
     history, and whether a stored network was reused.
@@ -328,26 +487,62 @@ def trained_network(name: str, train: tuple[Sequence[str], np.ndarray], evaluate
     """
     from common import backbones, modelstore
 
-    options = dict(image_size=image_size, pretrained=str(pretrained), learning_rate=learning_rate, seed=seed,
-                   eager=eager, bn_momentum=bn_momentum)
-    start = backbones._file_id(Path(pretrained)) if Path(str(pretrained)).is_file() else str(pretrained)  # a file by content
-    key = {**options, "pretrained": start, "epochs": epochs, "batch_size": batch_size, "num_classes": num_classes,
-           "data": dict(data_key),
-           "hooks": dict(hooks), "code": modelstore.code_version(backbones, build_classifier, fit_classifier)}
+    options = dict(
+        image_size=image_size,
+        pretrained=str(pretrained),
+        learning_rate=learning_rate,
+        seed=seed,
+        eager=eager,
+        bn_momentum=bn_momentum,
+    )
+    start = (
+        backbones._file_id(Path(pretrained)) if Path(str(pretrained)).is_file() else str(pretrained)
+    )  # a file by content
+    key = {
+        **options,
+        "pretrained": start,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "num_classes": num_classes,
+        "data": dict(data_key),
+        "hooks": dict(hooks),
+        "code": modelstore.code_version(backbones, build_classifier, fit_classifier),
+    }
     stored = modelstore.entry(paper, name, key)
     _, outputs, history, reused = modelstore.train_or_load(
-        stored, build=lambda: build_classifier(name, num_classes, **options),
-        fit=lambda model, callbacks: fit_classifier(model, train, epochs=epochs, batch_size=batch_size, segment=segment,
-                                                    augment=augment, seed=seed, callbacks=callbacks, name=name),
-        outputs=lambda model: {part: predict_images(model, paths, segment) for part, paths in evaluate_on.items()})
+        stored,
+        build=lambda: build_classifier(name, num_classes, **options),
+        fit=lambda model, callbacks: fit_classifier(
+            model,
+            train,
+            epochs=epochs,
+            batch_size=batch_size,
+            segment=segment,
+            augment=augment,
+            seed=seed,
+            callbacks=callbacks,
+            name=name,
+        ),
+        outputs=lambda model: {
+            part: predict_images(model, paths, segment) for part, paths in evaluate_on.items()
+        },
+    )
     return outputs, history, reused
 
 
-def predict_images(model: Any, paths: Sequence[str], segment: Callable | None = None, batch_size: int = 32) -> np.ndarray:
+def predict_images(
+    model: Any, paths: Sequence[str], segment: Callable | None = None, batch_size: int = 32
+) -> np.ndarray:
     """Class probabilities of a :func:`fine_tune` model on images streamed from disk."""
     from common.data.stream import ImageBatches
 
     size = model._repro_size
-    feed = ImageBatches(paths, None, batch_size=batch_size, image_size=(size, size), segment=segment,
-                        preprocess=model._repro_preprocess)
+    feed = ImageBatches(
+        paths,
+        None,
+        batch_size=batch_size,
+        image_size=(size, size),
+        segment=segment,
+        preprocess=model._repro_preprocess,
+    )
     return np.asarray(model.predict(feed, verbose=0))

@@ -21,11 +21,13 @@ A class that is never predicted gets precision 0 (scikit-learn's
 class with no sample in ``y_true`` makes its sensitivity and AUC undefined: that is
 an error (pass ``labels`` without it, or use a split that contains it).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +60,9 @@ def check_inputs(
     known = set(labels.tolist())
     unknown = sorted(set(y_true.tolist()) - known, key=str)
     if unknown:
-        raise ValueError(f"y_true holds label(s) {unknown} that are not in labels {labels.tolist()}")
+        raise ValueError(
+            f"y_true holds label(s) {unknown} that are not in labels {labels.tolist()}"
+        )
     if require_all_classes:
         absent = [lab for lab in labels.tolist() if not np.any(y_true == lab)]
         if absent:
@@ -72,7 +76,9 @@ def check_inputs(
             raise ValueError(f"y_pred has shape {y_pred.shape} but y_true has {y_true.shape}")
         unknown = sorted(set(y_pred.tolist()) - known, key=str)
         if unknown:
-            raise ValueError(f"y_pred holds label(s) {unknown} that are not in labels {labels.tolist()}")
+            raise ValueError(
+                f"y_pred holds label(s) {unknown} that are not in labels {labels.tolist()}"
+            )
     if y_score is not None:
         y_score = np.asarray(y_score, dtype=float)
         if y_score.ndim == 1 and labels.size == 2:
@@ -83,7 +89,9 @@ def check_inputs(
             )
         n_bad = int(np.sum(~np.isfinite(y_score)))
         if n_bad:
-            raise ValueError(f"y_score holds {n_bad} NaN or infinite value(s); fix the model outputs first")
+            raise ValueError(
+                f"y_score holds {n_bad} NaN or infinite value(s); fix the model outputs first"
+            )
     return y_true, y_pred, y_score, labels
 
 
@@ -95,14 +103,18 @@ def _names(labels: np.ndarray, class_names: Sequence[str] | None) -> list[str]:
     names = [str(n) for n in class_names]
     clash = {"macro", "weighted", "micro", "overall"} & set(names)
     if clash:
-        raise ValueError(f"class name(s) {sorted(clash)} are reserved for averages; rename the class")
+        raise ValueError(
+            f"class name(s) {sorted(clash)} are reserved for averages; rename the class"
+        )
     return names
 
 
 # ---------------------------------------------------------- hand-written (sklearn lacks)
 def confusion(y_true: Sequence, y_pred: Sequence, labels: Sequence | None = None) -> np.ndarray:
     """Confusion matrix, rows = true class, columns = predicted class (counts)."""
-    y_true, y_pred, _, labels = check_inputs(y_true, y_pred, labels=labels, require_all_classes=False)
+    y_true, y_pred, _, labels = check_inputs(
+        y_true, y_pred, labels=labels, require_all_classes=False
+    )
     return skm.confusion_matrix(y_true, y_pred, labels=labels)
 
 
@@ -187,7 +199,9 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive.astype(bool)].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _auc_values(onehot: np.ndarray, y_score: np.ndarray, names: list[str]) -> dict[tuple[str, str], float]:
+def _auc_values(
+    onehot: np.ndarray, y_score: np.ndarray, names: list[str]
+) -> dict[tuple[str, str], float]:
     """{(class, 'auc'): value} per class, macro (mean of classes) and micro."""
     aucs = [_binary_auc(onehot[:, j], y_score[:, j]) for j in range(len(names))]
     out = {(name, "auc"): auc for name, auc in zip(names, aucs)}
@@ -196,15 +210,21 @@ def _auc_values(onehot: np.ndarray, y_score: np.ndarray, names: list[str]) -> di
     return out
 
 
-def _score_values(y_true: np.ndarray, y_score: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+def _score_values(
+    y_true: np.ndarray, y_score: np.ndarray, labels: np.ndarray, names: list[str]
+) -> dict:
     """AUC (per class, macro, micro) and average precision (per class, macro, micro)."""
     onehot = (y_true[:, None] == labels[None, :]).astype(int)
     out = _auc_values(onehot, y_score, names)
-    aps = [float(skm.average_precision_score(onehot[:, j], y_score[:, j])) for j in range(len(names))]
+    aps = [
+        float(skm.average_precision_score(onehot[:, j], y_score[:, j])) for j in range(len(names))
+    ]
     for name, ap in zip(names, aps):
         out[(name, "average_precision")] = ap
     out[("macro", "average_precision")] = float(np.mean(aps))
-    out[("micro", "average_precision")] = float(skm.average_precision_score(onehot.ravel(), y_score.ravel()))
+    out[("micro", "average_precision")] = float(
+        skm.average_precision_score(onehot.ravel(), y_score.ravel())
+    )
     return out
 
 
@@ -275,10 +295,18 @@ def evaluate(
     values = _metrics_from_confusion(skm.confusion_matrix(y_true, y_pred, labels=labels), names)
     if y_score is not None:
         values.update(_score_values(y_true, y_score, labels, names))
-    cis = bootstrap_ci(y_true, y_pred, y_score, labels, names, n_bootstrap, alpha, seed) if n_bootstrap else {}
+    cis = (
+        bootstrap_ci(y_true, y_pred, y_score, labels, names, n_bootstrap, alpha, seed)
+        if n_bootstrap
+        else {}
+    )
     rows = [
         {
-            "protocol": protocol, "model": model, "class": cls, "metric": metric, "value": value,
+            "protocol": protocol,
+            "model": model,
+            "class": cls,
+            "metric": metric,
+            "value": value,
             "ci_low": cis.get((cls, metric), (np.nan, np.nan))[0],
             "ci_high": cis.get((cls, metric), (np.nan, np.nan))[1],
         }
@@ -289,7 +317,10 @@ def evaluate(
 
 # -------------------------------------------------------------------------- curves
 def roc_curves(
-    y_true: Sequence, y_score: np.ndarray, labels: Sequence | None = None, class_names: Sequence[str] | None = None
+    y_true: Sequence,
+    y_score: np.ndarray,
+    labels: Sequence | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, np.ndarray | float]]:
     """One-vs-rest ROC curve per class plus ``micro`` and ``macro``.
 
@@ -308,12 +339,19 @@ def roc_curves(
     curves["micro"] = {"fpr": fpr, "tpr": tpr, "auc": float(skm.auc(fpr, tpr))}
     grid = np.unique(np.concatenate([curves[n]["fpr"] for n in names]))
     mean_tpr = np.mean([np.interp(grid, curves[n]["fpr"], curves[n]["tpr"]) for n in names], axis=0)
-    curves["macro"] = {"fpr": grid, "tpr": mean_tpr, "auc": float(np.mean([curves[n]["auc"] for n in names]))}
+    curves["macro"] = {
+        "fpr": grid,
+        "tpr": mean_tpr,
+        "auc": float(np.mean([curves[n]["auc"] for n in names])),
+    }
     return curves
 
 
 def pr_curves(
-    y_true: Sequence, y_score: np.ndarray, labels: Sequence | None = None, class_names: Sequence[str] | None = None
+    y_true: Sequence,
+    y_score: np.ndarray,
+    labels: Sequence | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, np.ndarray | float]]:
     """One-vs-rest precision-recall curve per class plus ``micro``.
 
@@ -325,15 +363,28 @@ def pr_curves(
     curves: dict[str, dict[str, Any]] = {}
     for j, name in enumerate(names):
         p, r, _ = skm.precision_recall_curve(onehot[:, j], y_score[:, j])
-        curves[name] = {"precision": p, "recall": r, "ap": float(skm.average_precision_score(onehot[:, j], y_score[:, j]))}
+        curves[name] = {
+            "precision": p,
+            "recall": r,
+            "ap": float(skm.average_precision_score(onehot[:, j], y_score[:, j])),
+        }
     p, r, _ = skm.precision_recall_curve(onehot.ravel(), y_score.ravel())
-    curves["micro"] = {"precision": p, "recall": r, "ap": float(skm.average_precision_score(onehot.ravel(), y_score.ravel()))}
+    curves["micro"] = {
+        "precision": p,
+        "recall": r,
+        "ap": float(skm.average_precision_score(onehot.ravel(), y_score.ravel())),
+    }
     return curves
 
 
 # ------------------------------------------------------------------------- McNemar
-def mcnemar_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, exact: bool | None = None,
-                 correction: bool = True) -> dict[str, Any]:
+def mcnemar_test(
+    y_true: Sequence,
+    pred_a: Sequence,
+    pred_b: Sequence,
+    exact: bool | None = None,
+    correction: bool = True,
+) -> dict[str, Any]:
     """McNemar's test of two classifiers on the same test samples (statsmodels).
 
     The 2x2 table counts [[both right, only A right], [only B right, both wrong]].
@@ -350,7 +401,9 @@ def mcnemar_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, exact: bo
         if pred.shape != y_true.shape:
             raise ValueError(f"{name} has shape {pred.shape} but y_true has {y_true.shape}")
     a_ok, b_ok = pred_a == y_true, pred_b == y_true
-    table = np.array([[np.sum(a_ok & b_ok), np.sum(a_ok & ~b_ok)], [np.sum(~a_ok & b_ok), np.sum(~a_ok & ~b_ok)]])
+    table = np.array(
+        [[np.sum(a_ok & b_ok), np.sum(a_ok & ~b_ok)], [np.sum(~a_ok & b_ok), np.sum(~a_ok & ~b_ok)]]
+    )
     discordant = int(table[0, 1] + table[1, 0])
     use_exact = discordant < 25 if exact is None else bool(exact)
     result = mcnemar(table, exact=use_exact, correction=correction)
@@ -365,23 +418,57 @@ def mcnemar_test(y_true: Sequence, pred_a: Sequence, pred_b: Sequence, exact: bo
     }
 
 
-def evaluate_models(y_true: Sequence, proba: Mapping[str, np.ndarray], class_names: Sequence[str], protocol: str,
-                    suffix: str = "", n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+def evaluate_models(
+    y_true: Sequence,
+    proba: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    protocol: str,
+    suffix: str = "",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """:func:`evaluate` for several models' class probabilities on one test set
     (labels 0..K-1, prediction = argmax); model names get ``suffix`` appended."""
     labels = list(range(len(class_names)))
-    return pd.concat([
-        evaluate(y_true, np.asarray(p).argmax(axis=1), p, labels=labels, class_names=class_names, protocol=protocol,
-                 model=f"{name}{suffix}", n_bootstrap=n_bootstrap, seed=seed)
-        for name, p in proba.items()
-    ], ignore_index=True)
+    return pd.concat(
+        [
+            evaluate(
+                y_true,
+                np.asarray(p).argmax(axis=1),
+                p,
+                labels=labels,
+                class_names=class_names,
+                protocol=protocol,
+                model=f"{name}{suffix}",
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
+            for name, p in proba.items()
+        ],
+        ignore_index=True,
+    )
 
 
-def measurement_rows(values: Mapping[str, float], protocol: str, model: str, cls: str = "overall") -> pd.DataFrame:
+def measurement_rows(
+    values: Mapping[str, float], protocol: str, model: str, cls: str = "overall"
+) -> pd.DataFrame:
     """Metric rows for numbers that are not classifier scores (class counts,
     reconstruction errors, parameter counts), so claims can sit beside them."""
-    return pd.DataFrame([{"protocol": protocol, "model": model, "class": cls, "metric": name, "value": float(v),
-                          "ci_low": np.nan, "ci_high": np.nan} for name, v in values.items()], columns=ROW_COLUMNS)
+    return pd.DataFrame(
+        [
+            {
+                "protocol": protocol,
+                "model": model,
+                "class": cls,
+                "metric": name,
+                "value": float(v),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+            }
+            for name, v in values.items()
+        ],
+        columns=ROW_COLUMNS,
+    )
 
 
 # ------------------------------------------------------------------ files and tables
@@ -394,7 +481,9 @@ def _check_rows(rows: pd.DataFrame) -> pd.DataFrame:
     dup = rows.duplicated(subset=["protocol", "model", "class", "metric"])
     if dup.any():
         first = rows.loc[dup, ["protocol", "model", "class", "metric"]].iloc[0].tolist()
-        raise ValueError(f"duplicate metric row {first}; give each model a distinct name per protocol")
+        raise ValueError(
+            f"duplicate metric row {first}; give each model a distinct name per protocol"
+        )
     return rows[ROW_COLUMNS + [c for c in rows.columns if c not in ROW_COLUMNS]]
 
 
@@ -413,15 +502,25 @@ def read_metrics(run_dir: Path | str) -> pd.DataFrame:
     (the committed canonical runs under ``results/canonical/`` keep only the CSV)."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file() and (Path(run_dir) / "metrics.csv").is_file():
-        numeric = {c: [""] for c in ("value", "ci_low", "ci_high")}  # a class named "NA" stays a name
-        return _check_rows(pd.read_csv(Path(run_dir) / "metrics.csv", keep_default_na=False, na_values=numeric))
+        numeric = {
+            c: [""] for c in ("value", "ci_low", "ci_high")
+        }  # a class named "NA" stays a name
+        return _check_rows(
+            pd.read_csv(Path(run_dir) / "metrics.csv", keep_default_na=False, na_values=numeric)
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run the notebook first (make reproduce)")
     rows = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
     return _check_rows(rows)
 
 
-def format_value(value: float, ci_low: float = np.nan, ci_high: float = np.nan, percent: bool = True, decimals: int = 2) -> str:
+def format_value(
+    value: float,
+    ci_low: float = np.nan,
+    ci_high: float = np.nan,
+    percent: bool = True,
+    decimals: int = 2,
+) -> str:
     """'97.12 [95.01, 98.40]' (percent) or '0.9712 [...]'; empty for NaN."""
     if value is None or not np.isfinite(value):
         return ""
@@ -459,22 +558,30 @@ def paper_table(
         rows = rows[rows["model"] == model]
     if rows.empty:
         raise ValueError(f"no metric rows for protocol={protocol!r}, model={model!r}")
-    cells = rows.assign(cell=[format_value(v, lo, hi, percent, decimals) for v, lo, hi in
-                              zip(rows["value"], rows["ci_low"], rows["ci_high"])])
+    cells = rows.assign(
+        cell=[
+            format_value(v, lo, hi, percent, decimals)
+            for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])
+        ]
+    )
     if index == "model":
         keep = ((cells["metric"] == "accuracy") & (cells["class"] == "overall")) | (
             (cells["metric"] != "accuracy") & (cells["class"] == average)
         )
         cells = cells[keep & cells["metric"].isin(metrics)]
         group = ["protocol", "model"] if protocol is None else ["model"]
-        table = cells.pivot_table(index=group, columns="metric", values="cell", aggfunc="first", sort=False)
+        table = cells.pivot_table(
+            index=group, columns="metric", values="cell", aggfunc="first", sort=False
+        )
         table = table[[m for m in metrics if m in table.columns]]
         table.columns = [m if m == "accuracy" else f"{m} ({average})" for m in table.columns]
     elif index == "class":
         averages = {"macro", "weighted", "micro", "overall"}
         cells = cells[~cells["class"].isin(averages) & cells["metric"].isin(metrics)]
         group = ["model", "class"] if model is None else ["class"]
-        table = cells.pivot_table(index=group, columns="metric", values="cell", aggfunc="first", sort=False)
+        table = cells.pivot_table(
+            index=group, columns="metric", values="cell", aggfunc="first", sort=False
+        )
         table = table[[m for m in metrics if m in table.columns]]
     else:
         raise ValueError(f"index must be 'model' or 'class', got {index!r}")
@@ -482,7 +589,9 @@ def paper_table(
     return table.reset_index()
 
 
-def write_table(table: pd.DataFrame, run_dir: Path | str, name: str, caption: str = "") -> tuple[Path, Path]:
+def write_table(
+    table: pd.DataFrame, run_dir: Path | str, name: str, caption: str = ""
+) -> tuple[Path, Path]:
     """Write a table as ``<name>.csv`` and ``<name>.md`` (with an optional caption line)."""
     run_dir = Path(run_dir)
     md = table.to_markdown(index=False)
@@ -495,23 +604,38 @@ def write_table(table: pd.DataFrame, run_dir: Path | str, name: str, caption: st
 
 # ------------------------------------------------------------- per-sample predictions
 #: Columns of ``predictions.csv`` before the per-class ``score_<class>`` columns.
-PREDICTION_COLUMNS = ["sample_id", "sample", "patient", "split", "fold", "protocol", "model", "true_class",
-                      "predicted_class"]
+PREDICTION_COLUMNS = [
+    "sample_id",
+    "sample",
+    "patient",
+    "split",
+    "fold",
+    "protocol",
+    "model",
+    "true_class",
+    "predicted_class",
+]
 PREDICTIONS_FILE = "predictions.csv"
 SCORE_PREFIX = "score_"
 #: Metric rows that :func:`check_predictions` recomputes from ``predictions.csv``.
 RECOMPUTED = (("overall", "accuracy"), ("macro", "f1"))
 
 
-def sample_table(sample_ids: Sequence, *, names: Sequence | None = None, patients: Sequence | None = None) -> pd.DataFrame:
+def sample_table(
+    sample_ids: Sequence, *, names: Sequence | None = None, patients: Sequence | None = None
+) -> pd.DataFrame:
     """Who each evaluated sample is: ``sample_id``, ``sample`` (file or sample name; the
     id when not given) and ``patient`` (empty where unknown), one row per sample."""
     ids = [str(s) for s in sample_ids]
-    return pd.DataFrame({
-        "sample_id": ids,
-        "sample": ids if names is None else [Path(str(n)).name for n in names],
-        "patient": [""] * len(ids) if patients is None else ["" if p is None else str(p) for p in patients],
-    })
+    return pd.DataFrame(
+        {
+            "sample_id": ids,
+            "sample": ids if names is None else [Path(str(n)).name for n in names],
+            "patient": [""] * len(ids)
+            if patients is None
+            else ["" if p is None else str(p) for p in patients],
+        }
+    )
 
 
 def dataset_samples(dataset: Any, index: Sequence[int] | None = None) -> pd.DataFrame:
@@ -519,7 +643,11 @@ def dataset_samples(dataset: Any, index: Sequence[int] | None = None) -> pd.Data
     None): its sample ids, file names (when it has paths) and patients (when it has them)."""
     index = np.arange(len(dataset.sample_ids)) if index is None else np.asarray(index, dtype=int)
     pick = lambda values: None if values is None else np.asarray(values)[index]  # noqa: E731
-    return sample_table(np.asarray(dataset.sample_ids)[index], names=pick(dataset.paths), patients=pick(dataset.patients))
+    return sample_table(
+        np.asarray(dataset.sample_ids)[index],
+        names=pick(dataset.paths),
+        patients=pick(dataset.patients),
+    )
 
 
 def _per_sample(values: Any, n: int, what: str) -> list[str]:
@@ -541,9 +669,18 @@ def _class_text(pred: Any, class_names: Sequence[str]) -> list[str]:
     return [str(p) for p in pred.tolist()]
 
 
-def prediction_rows(y_true: Sequence, proba: Mapping[str, np.ndarray], class_names: Sequence[str], protocol: str, *,
-                    suffix: str = "", y_pred: Mapping[str, Sequence] | None = None, samples: pd.DataFrame | None = None,
-                    split: str | Sequence = "test", fold: Sequence | None = None) -> pd.DataFrame:
+def prediction_rows(
+    y_true: Sequence,
+    proba: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    protocol: str,
+    *,
+    suffix: str = "",
+    y_pred: Mapping[str, Sequence] | None = None,
+    samples: pd.DataFrame | None = None,
+    split: str | Sequence = "test",
+    fold: Sequence | None = None,
+) -> pd.DataFrame:
     """Per-sample rows (:data:`PREDICTION_COLUMNS` plus ``score_<class>``) for the models
     :func:`evaluate_models` scores on the same test set.
 
@@ -558,19 +695,31 @@ def prediction_rows(y_true: Sequence, proba: Mapping[str, np.ndarray], class_nam
     samples = sample_table(range(n)) if samples is None else samples.reset_index(drop=True)
     if len(samples) != n:
         raise ValueError(f"samples has {len(samples)} rows for {n} test samples")
-    who = pd.DataFrame({"sample_id": samples["sample_id"].astype(str),
-                        "sample": samples.get("sample", samples["sample_id"]).astype(str),
-                        "patient": _per_sample(samples.get("patient"), n, "patient"),
-                        "split": _per_sample(split, n, "split"), "fold": _per_sample(fold, n, "fold"),
-                        "protocol": protocol, "true_class": _class_text(y_true.astype(int), names)})
+    who = pd.DataFrame(
+        {
+            "sample_id": samples["sample_id"].astype(str),
+            "sample": samples.get("sample", samples["sample_id"]).astype(str),
+            "patient": _per_sample(samples.get("patient"), n, "patient"),
+            "split": _per_sample(split, n, "split"),
+            "fold": _per_sample(fold, n, "fold"),
+            "protocol": protocol,
+            "true_class": _class_text(y_true.astype(int), names),
+        }
+    )
     frames = []
     for model, scores in proba.items():
         scores = np.asarray(scores, dtype=float)
         if scores.shape != (n, len(names)):
-            raise ValueError(f"{model}: scores have shape {scores.shape}, expected ({n}, {len(names)})")
+            raise ValueError(
+                f"{model}: scores have shape {scores.shape}, expected ({n}, {len(names)})"
+            )
         pred = scores.argmax(axis=1) if y_pred is None or model not in y_pred else y_pred[model]
         frame = who.assign(model=f"{model}{suffix}", predicted_class=_class_text(pred, names))
-        frames.append(pd.concat([frame, pd.DataFrame(scores, columns=[SCORE_PREFIX + c for c in names])], axis=1))
+        frames.append(
+            pd.concat(
+                [frame, pd.DataFrame(scores, columns=[SCORE_PREFIX + c for c in names])], axis=1
+            )
+        )
     out = pd.concat(frames, ignore_index=True)
     return out[PREDICTION_COLUMNS + [SCORE_PREFIX + c for c in names]]
 
@@ -580,13 +729,19 @@ def write_predictions(rows: pd.DataFrame | Sequence[pd.DataFrame], run_dir: Path
     rows = pd.concat(list(rows), ignore_index=True) if not isinstance(rows, pd.DataFrame) else rows
     missing = [c for c in PREDICTION_COLUMNS if c not in rows.columns]
     if missing or rows.empty:
-        raise ValueError(f"prediction rows lack column(s) {missing} or are empty; build them with prediction_rows()")
+        raise ValueError(
+            f"prediction rows lack column(s) {missing} or are empty; build them with prediction_rows()"
+        )
     dup = rows.duplicated(subset=["sample_id", "protocol", "model"])
     if dup.any():
         first = rows.loc[dup, ["sample_id", "protocol", "model"]].iloc[0].tolist()
-        raise ValueError(f"duplicate prediction row {first}; give each sample a distinct id per protocol and model")
+        raise ValueError(
+            f"duplicate prediction row {first}; give each sample a distinct id per protocol and model"
+        )
     scores = [c for c in rows.columns if c.startswith(SCORE_PREFIX)]
-    return atomic_write_text(Path(run_dir) / PREDICTIONS_FILE, rows[PREDICTION_COLUMNS + scores].to_csv(index=False))
+    return atomic_write_text(
+        Path(run_dir) / PREDICTIONS_FILE, rows[PREDICTION_COLUMNS + scores].to_csv(index=False)
+    )
 
 
 def read_predictions(run_dir: Path | str) -> pd.DataFrame:
@@ -601,14 +756,20 @@ def metrics_from_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     """Accuracy (class ``overall``) and macro F1 per (protocol, model), recomputed from
     per-sample rows: the classes are the ``score_<class>`` columns; a predicted class
     outside them (an abstention) is wrong for its true class and counts for no class."""
-    classes = [c[len(SCORE_PREFIX):] for c in predictions.columns if c.startswith(SCORE_PREFIX)]
+    classes = [c[len(SCORE_PREFIX) :] for c in predictions.columns if c.startswith(SCORE_PREFIX)]
     rows = []
     for (protocol, model), part in predictions.groupby(["protocol", "model"], sort=False):
         true, pred = part["true_class"].to_numpy(), part["predicted_class"].to_numpy()
-        values = {("overall", "accuracy"): float(np.mean(true == pred)),
-                  ("macro", "f1"): float(skm.f1_score(true, pred, labels=classes, average="macro", zero_division=0))}
-        rows += [{"protocol": protocol, "model": model, "class": cls, "metric": metric, "value": value}
-                 for (cls, metric), value in values.items()]
+        values = {
+            ("overall", "accuracy"): float(np.mean(true == pred)),
+            ("macro", "f1"): float(
+                skm.f1_score(true, pred, labels=classes, average="macro", zero_division=0)
+            ),
+        }
+        rows += [
+            {"protocol": protocol, "model": model, "class": cls, "metric": metric, "value": value}
+            for (cls, metric), value in values.items()
+        ]
     return pd.DataFrame(rows, columns=["protocol", "model", "class", "metric", "value"])
 
 
@@ -621,21 +782,33 @@ def check_predictions(run_dir: Path | str, *, tolerance: float = 1e-9) -> list[s
     Returns one-line problems (empty when every value matches).
     """
     run_dir = Path(run_dir)
-    metrics = pd.DataFrame(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8") or "[]"))
-    if metrics.empty or not {"protocol", "model", "class", "metric", "value"} <= set(metrics.columns):
+    metrics = pd.DataFrame(
+        json.loads((run_dir / "metrics.json").read_text(encoding="utf-8") or "[]")
+    )
+    if metrics.empty or not {"protocol", "model", "class", "metric", "value"} <= set(
+        metrics.columns
+    ):
         return []
     wanted = metrics[[(c, m) in RECOMPUTED for c, m in zip(metrics["class"], metrics["metric"])]]
     if wanted.empty:
         return []
     if not (run_dir / PREDICTIONS_FILE).is_file():
-        return [f"{run_dir / PREDICTIONS_FILE} is missing (metrics.json has accuracies; write_predictions)"]
-    recomputed = metrics_from_predictions(read_predictions(run_dir)).set_index(["protocol", "model", "class", "metric"])
+        return [
+            f"{run_dir / PREDICTIONS_FILE} is missing (metrics.json has accuracies; write_predictions)"
+        ]
+    recomputed = metrics_from_predictions(read_predictions(run_dir)).set_index(
+        ["protocol", "model", "class", "metric"]
+    )
     problems = []
     for _, row in wanted.iterrows():
         key = (row["protocol"], row["model"], row["class"], row["metric"])
         if key not in recomputed.index:
-            problems.append(f"{PREDICTIONS_FILE} has no rows for protocol {key[0]!r}, model {key[1]!r}")
+            problems.append(
+                f"{PREDICTIONS_FILE} has no rows for protocol {key[0]!r}, model {key[1]!r}"
+            )
         elif not abs(recomputed.loc[key, "value"] - row["value"]) <= tolerance:
-            problems.append(f"{PREDICTIONS_FILE} gives {key[2]} {key[3]} {recomputed.loc[key, 'value']:.6f} for "
-                            f"{key[1]!r} ({key[0]}), metrics.json {row['value']:.6f}")
+            problems.append(
+                f"{PREDICTIONS_FILE} gives {key[2]} {key[3]} {recomputed.loc[key, 'value']:.6f} for "
+                f"{key[1]!r} ({key[0]}), metrics.json {row['value']:.6f}"
+            )
     return sorted(set(problems))

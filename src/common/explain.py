@@ -7,6 +7,7 @@ with respect to A is the one backend-specific step (TensorFlow GradientTape, JAX
 of the gradients, heatmap = ReLU(sum_k w_k A_k), scaled to [0, 1] per image and
 resized to the input size.
 """
+
 from __future__ import annotations
 
 import keras
@@ -26,9 +27,13 @@ def _split(model: keras.Model, layer: str) -> tuple[keras.Model, keras.Model]:
     try:
         target = model.get_layer(layer).output
     except ValueError:
-        raise ValueError(f"{model.name} has no layer {layer!r}; try {last_conv_layer(model)!r}") from None
+        raise ValueError(
+            f"{model.name} has no layer {layer!r}; try {last_conv_layer(model)!r}"
+        ) from None
     if len(target.shape) != 4:
-        raise ValueError(f"layer {layer!r} outputs shape {target.shape}; Grad-CAM needs a (B, H, W, C) layer")
+        raise ValueError(
+            f"layer {layer!r} outputs shape {target.shape}; Grad-CAM needs a (B, H, W, C) layer"
+        )
     return keras.Model(model.input, target), keras.Model(target, model.output)
 
 
@@ -60,10 +65,14 @@ def _gradients(head: keras.Model, activations: np.ndarray, class_index: np.ndarr
         score = (head(a, training=False) * torch.as_tensor(onehot, device=a.device)).sum()
         score.backward()
         return a.grad.detach().cpu().numpy()
-    raise ValueError(f"Grad-CAM needs gradients, which the {backend!r} backend lacks; set KERAS_BACKEND to tensorflow, jax or torch")
+    raise ValueError(
+        f"Grad-CAM needs gradients, which the {backend!r} backend lacks; set KERAS_BACKEND to tensorflow, jax or torch"
+    )
 
 
-def grad_cam(model: keras.Model, images: np.ndarray, layer: str | None = None, class_index=None) -> tuple[np.ndarray, np.ndarray]:
+def grad_cam(
+    model: keras.Model, images: np.ndarray, layer: str | None = None, class_index=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (B, H, W) in [0, 1] and the explained class per image.
 
     ``images``: a preprocessed batch (B, H, W, 3) as the model expects it.
@@ -73,7 +82,9 @@ def grad_cam(model: keras.Model, images: np.ndarray, layer: str | None = None, c
     if images.ndim != 4:
         raise ValueError(f"images must be a batch (B, H, W, C), got shape {images.shape}")
     features, head = _split(model, layer or last_conv_layer(model))
-    activations = np.asarray(keras.ops.convert_to_numpy(features(images, training=False)), dtype=np.float32)
+    activations = np.asarray(
+        keras.ops.convert_to_numpy(features(images, training=False)), dtype=np.float32
+    )
     if class_index is None:
         scores = keras.ops.convert_to_numpy(head(activations, training=False))
         class_index = np.argmax(scores, axis=-1)
@@ -83,7 +94,9 @@ def grad_cam(model: keras.Model, images: np.ndarray, layer: str | None = None, c
     cam = np.maximum((weights * activations).sum(axis=-1), 0.0)
     peak = cam.reshape(cam.shape[0], -1).max(axis=1)[:, None, None]
     cam = np.where(peak > 0, cam / np.where(peak > 0, peak, 1.0), 0.0)
-    resized = keras.ops.convert_to_numpy(keras.ops.image.resize(cam[..., None], images.shape[1:3], interpolation="bilinear"))
+    resized = keras.ops.convert_to_numpy(
+        keras.ops.image.resize(cam[..., None], images.shape[1:3], interpolation="bilinear")
+    )
     return np.clip(resized[..., 0], 0.0, 1.0).astype(np.float32), class_index
 
 
@@ -93,7 +106,9 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.nd
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[:2] != heatmap.shape:
-        raise ValueError(f"need an RGB uint8 image matching the heatmap {heatmap.shape}, got {image.dtype} {image.shape}")
+        raise ValueError(
+            f"need an RGB uint8 image matching the heatmap {heatmap.shape}, got {image.dtype} {image.shape}"
+        )
     colours = matplotlib.colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
     blended = np.clip((1 - alpha) * image / 255.0 + alpha * colours, 0, 1)
     return (blended * 255).round().astype(np.uint8)

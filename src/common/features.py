@@ -12,15 +12,17 @@ final files appear only when complete (temporary file, then rename). With ``mmap
 the cached ``.npy`` comes back memory-mapped read-only (float32): rows are read from disk
 when indexed, so a bank of features larger than memory can be used.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +38,12 @@ def cache_dir() -> Path:
     return cache_root() / "features"
 
 
-def cache_key(backbone: Backbone, paths: Sequence[str], fingerprint: str, preprocessing: Mapping[str, Any] | None = None) -> tuple[str, dict]:
+def cache_key(
+    backbone: Backbone,
+    paths: Sequence[str],
+    fingerprint: str,
+    preprocessing: Mapping[str, Any] | None = None,
+) -> tuple[str, dict]:
     """(hash, key dict) identifying one extraction."""
     key = {
         "version": CACHE_VERSION,
@@ -53,11 +60,20 @@ def cache_key(backbone: Backbone, paths: Sequence[str], fingerprint: str, prepro
     return f"{backbone.name}-{digest}", key
 
 
-def cache_name(backbone: Backbone, paths: Sequence[str], fingerprint: str,
-               preprocessing: Mapping[str, Any] | None = None, *, segment_after_augment: bool = False) -> tuple[str, dict]:
+def cache_name(
+    backbone: Backbone,
+    paths: Sequence[str],
+    fingerprint: str,
+    preprocessing: Mapping[str, Any] | None = None,
+    *,
+    segment_after_augment: bool = False,
+) -> tuple[str, dict]:
     """(hash, key dict) under which :func:`extract_features` caches these arguments (its cache
     entry's identity; ``segment_after_augment`` adds the order to the preprocessing described)."""
-    described = {**dict(preprocessing or {}), **({"order": "augment, then segment"} if segment_after_augment else {})}
+    described = {
+        **dict(preprocessing or {}),
+        **({"order": "augment, then segment"} if segment_after_augment else {}),
+    }
     return cache_key(backbone, [str(p) for p in paths], fingerprint, described or None)
 
 
@@ -68,7 +84,9 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def load_cached(key_name: str, key: dict, directory: Path, *, mmap: bool = False) -> np.ndarray | None:
+def load_cached(
+    key_name: str, key: dict, directory: Path, *, mmap: bool = False
+) -> np.ndarray | None:
     """The cached matrix if ``<key>.npy`` exists and its stored key equals ``key``.
 
     ``mmap``: return it memory-mapped read-only (``np.load(..., mmap_mode="r")``, float32 as
@@ -120,18 +138,28 @@ def extract_features(
     if not paths:
         raise ValueError("no image paths to extract features from")
     if (segment is not None or augment is not None) and not preprocessing:
-        raise ValueError("describe the segment hook (and any augment hook) in `preprocessing`: it is part of the cache key")
+        raise ValueError(
+            "describe the segment hook (and any augment hook) in `preprocessing`: it is part of the cache key"
+        )
     if mmap and not use_cache:
         raise ValueError("mmap=True reads the cached file: it needs use_cache=True")
     directory = Path(directory or cache_dir())
-    name, key = cache_name(backbone, paths, fingerprint, preprocessing, segment_after_augment=segment_after_augment)
+    name, key = cache_name(
+        backbone, paths, fingerprint, preprocessing, segment_after_augment=segment_after_augment
+    )
     if use_cache:
         hit = load_cached(name, key, directory, mmap=mmap)
         if hit is not None:
             return hit
-    batches = ImageBatches(paths, batch_size=batch_size, image_size=(backbone.input_size, backbone.input_size),
-                           segment=segment, augment=augment, preprocess=backbone.preprocess,
-                           segment_after_augment=segment_after_augment)
+    batches = ImageBatches(
+        paths,
+        batch_size=batch_size,
+        image_size=(backbone.input_size, backbone.input_size),
+        segment=segment,
+        augment=augment,
+        preprocess=backbone.preprocess,
+        segment_after_augment=segment_after_augment,
+    )
     partial = directory / f"{name}.partial"
     if use_cache:
         partial.mkdir(parents=True, exist_ok=True)
@@ -152,8 +180,13 @@ def extract_features(
     # decode batch b+1 in a thread while the model runs on batch b (at most two batches in memory)
     pool = ThreadPoolExecutor(max_workers=1)
     future = pool.submit(batches.__getitem__, first_batch) if first_batch < len(batches) else None
-    for b in bar(range(first_batch, len(batches)), desc=f"features {backbone.name}", disable=not progress,
-                 initial=first_batch, total=len(batches)):
+    for b in bar(
+        range(first_batch, len(batches)),
+        desc=f"features {backbone.name}",
+        disable=not progress,
+        initial=first_batch,
+        total=len(batches),
+    ):
         batch = future.result()
         future = pool.submit(batches.__getitem__, b + 1) if b + 1 < len(batches) else None
         pending.append(np.asarray(backbone.model.predict_on_batch(batch), dtype=np.float32))
@@ -162,18 +195,22 @@ def extract_features(
             chunk = np.concatenate(pending)
             if use_cache:
                 _atomic_save(partial / f"rows_{start:09d}.npy", chunk)
-            parts.append(np.load(partial / f"rows_{start:09d}.npy", mmap_mode="r") if mmap else chunk)
+            parts.append(
+                np.load(partial / f"rows_{start:09d}.npy", mmap_mode="r") if mmap else chunk
+            )
             start += chunk.shape[0]
             pending = []
     pool.shutdown()
-    if mmap:  # chunk by chunk from the partial files into the final one: never the whole matrix in memory
+    if (
+        mmap
+    ):  # chunk by chunk from the partial files into the final one: never the whole matrix in memory
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{name}.npy.tmp-{os.getpid()}"
         width = int(np.prod(parts[0].shape[1:]))
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(paths), width))
         row = 0
         for part in parts:
-            out[row:row + part.shape[0]] = np.asarray(part).reshape(part.shape[0], width)
+            out[row : row + part.shape[0]] = np.asarray(part).reshape(part.shape[0], width)
             row += part.shape[0]
         out.flush()
         del out

@@ -16,11 +16,13 @@ documented, and raises ``ValueError`` for a wrong dtype or shape.
   (its parameters and a hash of its code) for cache keys.
 - :func:`before_after` makes the before/after figure for any of them.
 """
+
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, signal
@@ -40,21 +42,29 @@ HSV_UPPER = (0.85, 1.00, 1.00)
 def _check_rgb(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got dtype {img.dtype} and shape {img.shape}")
+        raise ValueError(
+            f"expected an RGB uint8 image (H, W, 3), got dtype {img.dtype} and shape {img.shape}"
+        )
     return img
 
 
 def _check_grey_or_rgb(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise ValueError(f"expected a uint8 image (H, W) or (H, W, 3), got dtype {img.dtype} and shape {img.shape}")
+        raise ValueError(
+            f"expected a uint8 image (H, W) or (H, W, 3), got dtype {img.dtype} and shape {img.shape}"
+        )
     return img
 
 
 # ----------------------------------------------------------------------- HSV mask
 def hsv_segment(
-    img: np.ndarray, lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] = HSV_UPPER,
-    min_size: int = 64, fill_holes: bool = True, on_empty: str = "error",
+    img: np.ndarray,
+    lower: Sequence[float] = HSV_LOWER,
+    upper: Sequence[float] = HSV_UPPER,
+    min_size: int = 64,
+    fill_holes: bool = True,
+    on_empty: str = "error",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep pixels whose HSV lies in [lower, upper]; return (segmented RGB uint8, mask bool).
 
@@ -65,8 +75,16 @@ def hsv_segment(
     """
     img = _check_rgb(img)
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    if lower.shape != (3,) or upper.shape != (3,) or np.any(lower > upper) or lower.min() < 0 or upper.max() > 1:
-        raise ValueError(f"HSV bounds must be 3 values in [0, 1] with lower <= upper, got {lower} and {upper}")
+    if (
+        lower.shape != (3,)
+        or upper.shape != (3,)
+        or np.any(lower > upper)
+        or lower.min() < 0
+        or upper.max() > 1
+    ):
+        raise ValueError(
+            f"HSV bounds must be 3 values in [0, 1] with lower <= upper, got {lower} and {upper}"
+        )
     hsv = color.rgb2hsv(img)
     mask = np.all((hsv >= lower) & (hsv <= upper), axis=2)
     if min_size > 0:
@@ -76,20 +94,28 @@ def hsv_segment(
     if not mask.any():
         if on_empty == "keep":
             return img.copy(), np.ones(mask.shape, bool)
-        raise ValueError(f"HSV thresholds {tuple(lower)}-{tuple(upper)} selected no pixel; widen them or check the stain")
+        raise ValueError(
+            f"HSV thresholds {tuple(lower)}-{tuple(upper)} selected no pixel; widen them or check the stain"
+        )
     return np.where(mask[..., None], img, 0).astype(np.uint8), mask
 
 
 # ------------------------------------------------------------------------- Wiener
 
+
 def hsv_segment_hook(lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] = HSV_UPPER):
     """A per-image hook for :class:`~common.data.stream.ImageBatches`: HSV segmentation
     that leaves an image unchanged when nothing is selected (one blank cell must not stop a run)."""
-    return functools.partial(_segment_or_keep, lower=tuple(lower), upper=tuple(upper))  # picklable: a child can train with it
+    return functools.partial(
+        _segment_or_keep, lower=tuple(lower), upper=tuple(upper)
+    )  # picklable: a child can train with it
 
 
-def _segment_or_keep(img: np.ndarray, *, lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:
+def _segment_or_keep(
+    img: np.ndarray, *, lower: Sequence[float], upper: Sequence[float]
+) -> np.ndarray:
     return hsv_segment(img, lower, upper, on_empty="keep")[0]
+
 
 def wiener_filter(img: np.ndarray, size: int = 5) -> np.ndarray:
     """Adaptive Wiener filter (``scipy.signal.wiener``, ``size`` x ``size`` windows) per channel;
@@ -102,11 +128,17 @@ def wiener_filter(img: np.ndarray, size: int = 5) -> np.ndarray:
     pad = size // 2
     channels = [data] if img.ndim == 2 else [data[..., c] for c in range(3)]
     out = []
-    with np.errstate(divide="ignore", invalid="ignore"):  # flat windows: SciPy then keeps the local mean
+    with np.errstate(
+        divide="ignore", invalid="ignore"
+    ):  # flat windows: SciPy then keeps the local mean
         for channel in channels:
             mirrored = np.pad(channel, pad, mode="reflect") if pad else channel
-            filtered = signal.wiener(mirrored, (size, size))[pad:pad + channel.shape[0], pad:pad + channel.shape[1]]
-            out.append(np.where(np.isfinite(filtered), filtered, channel))  # a constant channel: NaN -> kept as is
+            filtered = signal.wiener(mirrored, (size, size))[
+                pad : pad + channel.shape[0], pad : pad + channel.shape[1]
+            ]
+            out.append(
+                np.where(np.isfinite(filtered), filtered, channel)
+            )  # a constant channel: NaN -> kept as is
     out = out[0] if img.ndim == 2 else np.stack(out, axis=2)
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
@@ -121,7 +153,7 @@ def _dominance_split(hist: np.ndarray, lo: int, hi: int, depth: int = 0) -> list
     tested again. Returns the first grey levels of the new parts after ``lo``.
     """
     levels = np.arange(lo, hi + 1)
-    counts = hist[lo:hi + 1]
+    counts = hist[lo : hi + 1]
     total = counts.sum()
     if total == 0 or hi - lo < 4 or depth > 8:
         return []
@@ -131,7 +163,12 @@ def _dominance_split(hist: np.ndarray, lo: int, hi: int, depth: int = 0) -> list
     normal_like = counts[(levels >= a) & (levels <= b)].sum() / total >= 0.683
     if normal_like or not (lo < a <= b < hi):
         return []
-    return [*_dominance_split(hist, lo, a - 1, depth + 1), a, b + 1, *_dominance_split(hist, b + 1, hi, depth + 1)]
+    return [
+        *_dominance_split(hist, lo, a - 1, depth + 1),
+        a,
+        b + 1,
+        *_dominance_split(hist, b + 1, hi, depth + 1),
+    ]
 
 
 def dhe_mapping(grey: np.ndarray, x: float = 1.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -148,24 +185,28 @@ def dhe_mapping(grey: np.ndarray, x: float = 1.0) -> tuple[np.ndarray, list[tupl
     used = np.flatnonzero(hist)
     first, last = int(used[0]), int(used[-1])
     smooth = np.convolve(hist, np.ones(3) / 3, mode="same")
-    minima = [i for i in range(first + 1, last) if smooth[i] < smooth[i - 1] and smooth[i] <= smooth[i + 1]]
+    minima = [
+        i
+        for i in range(first + 1, last)
+        if smooth[i] < smooth[i - 1] and smooth[i] <= smooth[i + 1]
+    ]
     bounds = [first, *minima, last + 1]
     cuts: list[int] = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         cuts += [lo, *_dominance_split(hist, lo, hi - 1)]
     edges = sorted(set(cuts)) + [last + 1]
     parts = [(lo, hi - 1) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
-    cf = np.array([hist[lo:hi + 1].sum() for lo, hi in parts])
+    cf = np.array([hist[lo : hi + 1].sum() for lo, hi in parts])
     span = np.array([hi - lo + 1 for lo, hi in parts], dtype=float)
     factor = span * np.where(cf > 1, np.log(np.maximum(cf, 1)), 0.0) ** x
     ranges = 255.0 * factor / factor.sum() if factor.sum() > 0 else 255.0 * span / span.sum()
     mapping = np.zeros(256, dtype=np.float64)
     start = 0.0
     for (lo, hi), width, count in zip(parts, ranges, cf):
-        cdf = np.cumsum(hist[lo:hi + 1]) / max(count, 1)
-        mapping[lo:hi + 1] = start + width * cdf
+        cdf = np.cumsum(hist[lo : hi + 1]) / max(count, 1)
+        mapping[lo : hi + 1] = start + width * cdf
         start += width
-    mapping[last + 1:] = 255.0
+    mapping[last + 1 :] = 255.0
     return np.clip(np.round(mapping), 0, 255).astype(np.uint8), parts
 
 
@@ -186,7 +227,9 @@ def dynamic_histogram_equalization(img: np.ndarray, x: float = 1.0) -> np.ndarra
 
 
 # ---------------------------------------------------------------------- watershed
-def watershed_segment(img: np.ndarray, radius: int = 2, h: float = 0.04, min_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def watershed_segment(
+    img: np.ndarray, radius: int = 2, h: float = 0.04, min_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Marker-controlled watershed on the morphological gradient (paper 03).
 
     Steps: grey image; morphological gradient (dilation - erosion, disk of
@@ -201,8 +244,12 @@ def watershed_segment(img: np.ndarray, radius: int = 2, h: float = 0.04, min_siz
     grey = color.rgb2gray(img)
     disk = morphology.disk(radius)
     gradient = morphology.dilation(grey, disk) - morphology.erosion(grey, disk)
-    opened = morphology.reconstruction(morphology.erosion(gradient, disk), gradient, method="dilation")
-    filtered = morphology.reconstruction(morphology.dilation(opened, disk), opened, method="erosion")
+    opened = morphology.reconstruction(
+        morphology.erosion(gradient, disk), gradient, method="dilation"
+    )
+    filtered = morphology.reconstruction(
+        morphology.dilation(opened, disk), opened, method="erosion"
+    )
     markers, _ = ndimage.label(morphology.h_minima(filtered, h))
     labels = segmentation.watershed(filtered, markers)
     border_ids = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
@@ -213,15 +260,18 @@ def watershed_segment(img: np.ndarray, radius: int = 2, h: float = 0.04, min_siz
     mask = ndimage.binary_fill_holes(np.isin(labels, keep))
     mask = morphology.remove_small_objects(mask, max_size=min_size - 1)
     if not mask.any():
-        raise ValueError("watershed found no object apart from the background; lower h or check the image")
+        raise ValueError(
+            "watershed found no object apart from the background; lower h or check the image"
+        )
     lab, n = ndimage.label(mask)
     if n > 1:
         mask = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
     return np.where(mask[..., None], img, 0).astype(np.uint8), mask, labels
 
 
-def wiener_dhe_watershed(img: np.ndarray, wiener_size: int = 5, radius: int = 2, h: float = 0.04,
-                         min_size: int = 64) -> tuple[np.ndarray, np.ndarray, bool]:
+def wiener_dhe_watershed(
+    img: np.ndarray, wiener_size: int = 5, radius: int = 2, h: float = 0.04, min_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Paper 03's pre-processing and segmentation, in its order: Wiener filter, DHE, then
     marker-controlled watershed on the enhanced image.
 
@@ -238,7 +288,9 @@ def wiener_dhe_watershed(img: np.ndarray, wiener_size: int = 5, radius: int = 2,
     return segmented, enhanced, True
 
 
-def wiener_dhe_watershed_hook(settings: Mapping[str, Any]) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
+def wiener_dhe_watershed_hook(
+    settings: Mapping[str, Any],
+) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
     """A per-image transform for :func:`common.data.stream.write_transformed` with ``info=True``:
     :func:`wiener_dhe_watershed` with ``settings["params"]``, returning (segmented image,
     ``{"watershed_found": bool}``) so that the fallbacks are kept next to the cached images."""
@@ -252,8 +304,12 @@ def wiener_dhe_watershed_hook(settings: Mapping[str, Any]) -> Callable[[np.ndarr
 
 
 # ------------------------------------------------------------------------ figures
-def before_after(images: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.ndarray | tuple], title: str = "",
-                 captions: Sequence[str] | None = None):
+def before_after(
+    images: Sequence[np.ndarray],
+    fn: Callable[[np.ndarray], np.ndarray | tuple],
+    title: str = "",
+    captions: Sequence[str] | None = None,
+):
     """A two-row figure: the images, then ``fn`` applied to each (first output if a tuple)."""
     from common.plots import plot_image_grid
 
@@ -261,15 +317,29 @@ def before_after(images: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.nda
     for img in images:
         out = fn(img)
         after.append(out[0] if isinstance(out, tuple) else out)
-    names = list(captions) if captions is not None else [f"image {i + 1}" for i in range(len(images))]
-    return plot_image_grid([*images, *after], [f"{c}: before" for c in names] + [f"{c}: after" for c in names],
-                           ncols=len(images), title=title)
+    names = (
+        list(captions) if captions is not None else [f"image {i + 1}" for i in range(len(images))]
+    )
+    return plot_image_grid(
+        [*images, *after],
+        [f"{c}: before" for c in names] + [f"{c}: after" for c in names],
+        ncols=len(images),
+        title=title,
+    )
 
 
 # ----------------------------------------------------------------------- cache keys
 #: the code that decides what :func:`wiener_dhe_watershed` writes (hashed into its settings)
-WIENER_DHE_WATERSHED_CODE = (_check_rgb, _check_grey_or_rgb, wiener_filter, _dominance_split, dhe_mapping,
-                             dynamic_histogram_equalization, watershed_segment, wiener_dhe_watershed)
+WIENER_DHE_WATERSHED_CODE = (
+    _check_rgb,
+    _check_grey_or_rgb,
+    wiener_filter,
+    _dominance_split,
+    dhe_mapping,
+    dynamic_histogram_equalization,
+    watershed_segment,
+    wiener_dhe_watershed,
+)
 
 
 def wiener_dhe_watershed_settings(**overrides: Any) -> dict:
@@ -280,13 +350,21 @@ def wiener_dhe_watershed_settings(**overrides: Any) -> dict:
     (:data:`WIENER_DHE_WATERSHED_CODE`), so a changed constant inside a step changes it too.
     Key a cache of its outputs by :func:`settings_digest` of this dict.
     """
-    defaults = {name: p.default for name, p in inspect.signature(wiener_dhe_watershed).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(wiener_dhe_watershed).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
-        raise ValueError(f"wiener_dhe_watershed has no setting {unknown}; choose from {sorted(defaults)}")
-    return {"steps": "wiener+dhe+watershed", "params": {**defaults, **overrides},
-            "code": code_version(*WIENER_DHE_WATERSHED_CODE)}
+        raise ValueError(
+            f"wiener_dhe_watershed has no setting {unknown}; choose from {sorted(defaults)}"
+        )
+    return {
+        "steps": "wiener+dhe+watershed",
+        "params": {**defaults, **overrides},
+        "code": code_version(*WIENER_DHE_WATERSHED_CODE),
+    }
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ It gets the same environment and ``sys.path``, its printed lines are relayed to 
 process's output as they come (a notebook cell shows the epochs), and its return value
 comes back pickled. A failing child raises :class:`ChildError` with its last lines.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class ChildError(RuntimeError):
@@ -37,11 +39,19 @@ def call_in_child(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any
     with tempfile.TemporaryDirectory(prefix="isolate-") as tmp:
         call, result = Path(tmp) / "call.pkl", Path(tmp) / "result.pkl"
         call.write_bytes(pickle.dumps((func, args, kwargs)))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # what this process imports from
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        }  # what this process imports from
         tail: deque[str] = deque(maxlen=20)
-        with subprocess.Popen([sys.executable, "-m", "common.isolate", str(call), str(result)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        with subprocess.Popen(
+            [sys.executable, "-m", "common.isolate", str(call), str(result)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc:
             try:
                 for line in proc.stdout:
                     tail.append(line)
@@ -51,8 +61,10 @@ def call_in_child(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any
                 proc.kill()
                 raise
         if proc.returncode != 0 or not result.is_file():
-            raise ChildError(f"{getattr(func, '__qualname__', func)} failed in its child process (exit "
-                             f"{proc.returncode}); its last lines:\n" + "".join(tail))
+            raise ChildError(
+                f"{getattr(func, '__qualname__', func)} failed in its child process (exit "
+                f"{proc.returncode}); its last lines:\n" + "".join(tail)
+            )
         return pickle.loads(result.read_bytes())
 
 

@@ -106,10 +106,12 @@ recorded (no duplicate audit ran; the data carry no patient ids), the answer is 
 overstate how clean a number is. ``split_record``'s ``duplicates`` keyword has no default, so
 every caller says what audit it ran (``None``: none).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,17 +127,44 @@ TYPES = {
     "L3.2": "non-independence between training and test",
     "L3.3": "sampling bias in test distribution",
 }
-REFERENCE = ("S. Kapoor and A. Narayanan, \"Leakage and the reproducibility crisis in machine-learning-based "
-             "science\", Patterns 4(9):100804, 2023, doi:10.1016/j.patter.2023.100804")
+REFERENCE = (
+    'S. Kapoor and A. Narayanan, "Leakage and the reproducibility crisis in machine-learning-based '
+    'science", Patterns 4(9):100804, 2023, doi:10.1016/j.patter.2023.100804'
+)
 #: Test class shares may differ from the data set's by this much (or one test row's share, if larger).
 CLASS_SHARE_TOLERANCE = 0.05
 #: Derived-row kinds that are copies of a sample (duplicates), as opposed to SMOTE's interpolations.
 COPY_KINDS = ("oversample", "augment")
 #: Input names that are metadata or label columns whatever the dataset calls them (case-insensitive).
-METADATA_WORDS = {"label", "labels", "class", "target", "type", "diagnosis", "subtype", "patient", "patient_id",
-                  "subject", "series", "study", "batch", "sample", "samples", "sample_id", "fold", "split", "filename",
-                  "file", "path", "date", "time", "year"}
-_DATE = re.compile(r"^\s*(\d{1,4})[-/.](\d{1,2})[-/.](\d{1,4})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\s*$")
+METADATA_WORDS = {
+    "label",
+    "labels",
+    "class",
+    "target",
+    "type",
+    "diagnosis",
+    "subtype",
+    "patient",
+    "patient_id",
+    "subject",
+    "series",
+    "study",
+    "batch",
+    "sample",
+    "samples",
+    "sample_id",
+    "fold",
+    "split",
+    "filename",
+    "file",
+    "path",
+    "date",
+    "time",
+    "year",
+}
+_DATE = re.compile(
+    r"^\s*(\d{1,4})[-/.](\d{1,2})[-/.](\d{1,4})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\s*$"
+)
 
 
 # ---------------------------------------------------------------------------- facts
@@ -149,8 +178,10 @@ def rows_seen(n_fitted: int, *, train: Sequence[int], test: Sequence[int]) -> np
         return train
     if int(n_fitted) == train.size + test.size:
         return np.concatenate([train, test])
-    raise ValueError(f"a step fitted on {int(n_fitted)} rows is neither the {train.size} training rows nor the "
-                     f"{train.size + test.size} training and test rows; pass its rows explicitly")
+    raise ValueError(
+        f"a step fitted on {int(n_fitted)} rows is neither the {train.size} training rows nor the "
+        f"{train.size + test.size} training and test rows; pass its rows explicitly"
+    )
 
 
 def date_columns(meta: pd.DataFrame) -> list[str]:
@@ -170,7 +201,9 @@ def date_columns(meta: pd.DataFrame) -> list[str]:
 def _as_dates(values: pd.Series) -> pd.Series:
     text = values.astype("string")
     parsed = pd.to_datetime(text, errors="coerce", format="%m/%d/%Y")
-    if parsed.notna().sum() < text.notna().sum() * 0.9:  # not US month/day/year: ISO or another order
+    if (
+        parsed.notna().sum() < text.notna().sum() * 0.9
+    ):  # not US month/day/year: ISO or another order
         parsed = pd.to_datetime(text, errors="coerce", format="mixed")
     return parsed
 
@@ -179,7 +212,9 @@ def _per_round(value: Any, n_rounds: int) -> list[np.ndarray]:
     """One index array per round: ``value`` is one array (every round) or a list of arrays."""
     if isinstance(value, (list, tuple)) and value and all(np.ndim(v) == 1 for v in value):
         if len(value) != n_rounds:
-            raise ValueError(f"{len(value)} row arrays for {n_rounds} rounds; give one array, or one per round")
+            raise ValueError(
+                f"{len(value)} row arrays for {n_rounds} rounds; give one array, or one per round"
+            )
         return [np.asarray(v, dtype=np.int64).ravel() for v in value]
     return [np.asarray(value, dtype=np.int64).ravel()] * n_rounds
 
@@ -193,21 +228,31 @@ def _group_indices(groups: Any) -> list[list[int]]:
     return out
 
 
-def _duplicate_facts(duplicates: Any, rounds: list[tuple], origin: np.ndarray, to_original: Mapping[int, int] | None
-                     ) -> dict[str, Any]:
+def _duplicate_facts(
+    duplicates: Any, rounds: list[tuple], origin: np.ndarray, to_original: Mapping[int, int] | None
+) -> dict[str, Any]:
     """Facts of the duplicate audit for these rounds (see :func:`split_record`)."""
     if duplicates is None:
         return {"audited": False}
     items = duplicates if isinstance(duplicates, (list, tuple)) else [duplicates]
     if all(isinstance(d, Mapping) and "n_test_with_train_duplicate" in d for d in items):
         if len(items) != len(rounds):
-            raise ValueError(f"{len(items)} cross-split duplicate counts for {len(rounds)} rounds; give one per round")
-        return {"audited": True, "method": items[0].get("method", "near-duplicate audit (common.data.audit)"),
-                "test_with_train_duplicate": int(sum(int(d["n_test_with_train_duplicate"]) for d in items)),
-                "groups_across": None}
+            raise ValueError(
+                f"{len(items)} cross-split duplicate counts for {len(rounds)} rounds; give one per round"
+            )
+        return {
+            "audited": True,
+            "method": items[0].get("method", "near-duplicate audit (common.data.audit)"),
+            "test_with_train_duplicate": int(
+                sum(int(d["n_test_with_train_duplicate"]) for d in items)
+            ),
+            "groups_across": None,
+        }
     if not isinstance(duplicates, Mapping) or "groups" not in duplicates:
-        raise ValueError("duplicates must be None (no audit ran), an audit with 'groups' (common.data.profile_audit) "
-                         "or cross_split_duplicates results (common.data.audit), one per round")
+        raise ValueError(
+            "duplicates must be None (no audit ran), an audit with 'groups' (common.data.profile_audit) "
+            "or cross_split_duplicates results (common.data.audit), one per round"
+        )
     groups = _group_indices(duplicates["groups"])
     if to_original is not None:  # the audit indexes the dataset; the split indexes a subset of it
         groups = [[to_original[i] for i in g if i in to_original] for g in groups]
@@ -220,12 +265,21 @@ def _duplicate_facts(duplicates: Any, rounds: list[tuple], origin: np.ndarray, t
         hit += int(sum(bool(partner.get(int(o), set()) & train_o) for o in test_o))
     method = duplicates.get("method")
     threshold = duplicates.get("threshold")
-    label = "duplicate audit" + (f" ({method} correlation >= {threshold})" if method and threshold is not None else "")
-    return {"audited": True, "method": label, "test_with_train_duplicate": hit, "groups_across": across,
-            "groups": len(groups)}
+    label = "duplicate audit" + (
+        f" ({method} correlation >= {threshold})" if method and threshold is not None else ""
+    )
+    return {
+        "audited": True,
+        "method": label,
+        "test_with_train_duplicate": hit,
+        "groups_across": across,
+        "groups": len(groups),
+    }
 
 
-def _step_facts(steps: Mapping[str, Any] | None, rounds: list[tuple], origin: np.ndarray) -> dict[str, dict]:
+def _step_facts(
+    steps: Mapping[str, Any] | None, rounds: list[tuple], origin: np.ndarray
+) -> dict[str, dict]:
     out = {}
     for name, value in (steps or {}).items():
         per_round = _per_round(value, len(rounds))
@@ -294,7 +348,11 @@ def split_record(
             if train is None:
                 raise ValueError("test needs its train")
             rounds_raw = [(train, val, test)]
-        n = len(dataset_rows) if dataset_rows is not None else (len(y) if y is not None else len(dataset))
+        n = (
+            len(dataset_rows)
+            if dataset_rows is not None
+            else (len(y) if y is not None else len(dataset))
+        )
         origin, kind = np.arange(n), np.full(n, "original")
     rounds = []
     for tr, va, te in rounds_raw:
@@ -303,7 +361,11 @@ def split_record(
         te = np.asarray(te, dtype=np.int64).ravel()
         rounds.append((tr if va is None else np.concatenate([tr, va]), va, te))
 
-    rows_of = np.arange(len(dataset)) if dataset_rows is None else np.asarray(dataset_rows, dtype=np.int64)
+    rows_of = (
+        np.arange(len(dataset))
+        if dataset_rows is None
+        else np.asarray(dataset_rows, dtype=np.int64)
+    )
     if rows_of.size != n:
         raise ValueError(f"{rows_of.size} dataset rows for {n} original samples")
     labels = np.asarray(y if y is not None else dataset.labels[rows_of]).astype(str)
@@ -340,20 +402,40 @@ def split_record(
             copies_across[str(k)] = copies_across.get(str(k), 0) + int(c)
 
     steps = _step_facts(preprocessing, rounds, origin)
-    if split is not None and len(split.fit_rows) and not np.array_equal(np.sort(split.fit_rows), np.sort(split.train)):
-        steps.setdefault("scaler fitted before the split", _step_facts({"s": split.fit_rows}, rounds, origin)["s"])
+    if (
+        split is not None
+        and len(split.fit_rows)
+        and not np.array_equal(np.sort(split.fit_rows), np.sort(split.train))
+    ):
+        steps.setdefault(
+            "scaler fitted before the split",
+            _step_facts({"s": split.fit_rows}, rounds, origin)["s"],
+        )
 
     group_facts: dict[str, Any] = {"kind": group_kind, "available": groups is not None}
     if groups is not None:
-        real = kind == "original"  # real samples only: rows derived across the split are ``origins_across``
-        shared = sum(len(set(groups[origin[tr[real[tr]]]].tolist()) & set(groups[origin[te[real[te]]]].tolist()))
-                     for tr, _, te in rounds)
+        real = (
+            kind == "original"
+        )  # real samples only: rows derived across the split are ``origins_across``
+        shared = sum(
+            len(
+                set(groups[origin[tr[real[tr]]]].tolist())
+                & set(groups[origin[te[real[te]]]].tolist())
+            )
+            for tr, _, te in rounds
+        )
         group_facts.update(n_groups=int(len(set(groups.tolist()))), shared=int(shared))
 
-    to_original = None if dataset_rows is None else {int(r): i for i, r in enumerate(rows_of.tolist())}
+    to_original = (
+        None if dataset_rows is None else {int(r): i for i, r in enumerate(rows_of.tolist())}
+    )
     dup = _duplicate_facts(duplicates, rounds, origin, to_original)
 
-    meta = dataset.meta.iloc[rows_of].reset_index(drop=True) if len(dataset.meta.columns) else pd.DataFrame()
+    meta = (
+        dataset.meta.iloc[rows_of].reset_index(drop=True)
+        if len(dataset.meta.columns)
+        else pd.DataFrame()
+    )
     dated = date_columns(meta)
     time_facts: dict[str, Any] = {"columns": dated, "column": dated[0] if dated else None}
     if dated:
@@ -364,19 +446,29 @@ def split_record(
             n_dated_test += int(test_when.size)
             if train_when.size:
                 earlier += int((test_when < train_when.max()).sum())
-        time_facts.update(test_before_last_train=earlier, n_dated_test=n_dated_test,
-                          first=None if when.dropna().empty else str(when.min().date()),
-                          last=None if when.dropna().empty else str(when.max().date()))
+        time_facts.update(
+            test_before_last_train=earlier,
+            n_dated_test=n_dated_test,
+            first=None if when.dropna().empty else str(when.min().date()),
+            last=None if when.dropna().empty else str(when.max().date()),
+        )
 
     if getattr(dataset, "X", None) is not None:
-        names = [str(f) for f in (dataset.feature_names if dataset.feature_names is not None else [])]
+        names = [
+            str(f) for f in (dataset.feature_names if dataset.feature_names is not None else [])
+        ]
         words = METADATA_WORDS | {str(c).lower() for c in dataset.meta.columns}
-        label_column = dataset.info.get("label_column") if isinstance(dataset.info, Mapping) else None
+        label_column = (
+            dataset.info.get("label_column") if isinstance(dataset.info, Mapping) else None
+        )
         if label_column:
             words.add(str(label_column).lower())
-        inputs = {"kind": "features", "n_features": len(names),
-                  "technical_controls": int(sum(name.upper().startswith("AFFX") for name in names)),
-                  "flagged": [name for name in names if name.strip().lower() in words]}
+        inputs = {
+            "kind": "features",
+            "n_features": len(names),
+            "technical_controls": int(sum(name.upper().startswith("AFFX") for name in names)),
+            "flagged": [name for name in names if name.strip().lower() in words],
+        }
     else:
         inputs = {"kind": "pixels", "n_features": None, "technical_controls": 0, "flagged": []}
 
@@ -384,24 +476,42 @@ def split_record(
     data_share = pd.Series(labels).value_counts(normalize=True)
     test_share = pd.Series(test_labels).value_counts(normalize=True)
     classes = sorted(set(data_share.index) | set(test_share.index))
-    difference = max(abs(float(test_share.get(c, 0.0)) - float(data_share.get(c, 0.0))) for c in classes)
+    difference = max(
+        abs(float(test_share.get(c, 0.0)) - float(data_share.get(c, 0.0))) for c in classes
+    )
     tolerance = max(CLASS_SHARE_TOLERANCE, 1.0 / max(test_labels.size, 1))
 
     return {
         "design": design or ("hold-out" if len(rounds) == 1 else f"{len(rounds)} rounds"),
-        "rounds": len(rounds), "n_samples": n, "n_rows": int(kind.size),
-        "n_train": int(sum(r[0].size for r in rounds)), "n_test": int(test_labels.size),
-        "test_rows_in_train": in_train, "origins_across": in_copies, "shared_origins": shared_origins,
-        "derived_rows": {str(k): int(v) for k, v in derived.items()}, "made_before_split": made_before,
-        "made_after_split": {str(k): int(v) for k, v in derived.items() if str(k) not in made_before},
+        "rounds": len(rounds),
+        "n_samples": n,
+        "n_rows": int(kind.size),
+        "n_train": int(sum(r[0].size for r in rounds)),
+        "n_test": int(test_labels.size),
+        "test_rows_in_train": in_train,
+        "origins_across": in_copies,
+        "shared_origins": shared_origins,
+        "derived_rows": {str(k): int(v) for k, v in derived.items()},
+        "made_before_split": made_before,
+        "made_after_split": {
+            str(k): int(v) for k, v in derived.items() if str(k) not in made_before
+        },
         "copies_across": {k: v for k, v in copies_across.items() if k in COPY_KINDS},
         "synthetic_in_test": synthetic_in_test,
-        "preprocessing": steps, "feature_selection": _step_facts(feature_selection, rounds, origin),
-        "selection": _step_facts(selection, rounds, origin), "fixed_steps": [str(s) for s in fixed_steps],
-        "groups": group_facts, "duplicates": dup, "time": time_facts, "inputs": inputs,
-        "test_classes": {"test_share": {c: round(float(test_share.get(c, 0.0)), 4) for c in classes},
-                         "data_share": {c: round(float(data_share.get(c, 0.0)), 4) for c in classes},
-                         "max_difference": round(difference, 4), "tolerance": round(tolerance, 4)},
+        "preprocessing": steps,
+        "feature_selection": _step_facts(feature_selection, rounds, origin),
+        "selection": _step_facts(selection, rounds, origin),
+        "fixed_steps": [str(s) for s in fixed_steps],
+        "groups": group_facts,
+        "duplicates": dup,
+        "time": time_facts,
+        "inputs": inputs,
+        "test_classes": {
+            "test_share": {c: round(float(test_share.get(c, 0.0)), 4) for c in classes},
+            "data_share": {c: round(float(data_share.get(c, 0.0)), 4) for c in classes},
+            "max_difference": round(difference, 4),
+            "tolerance": round(tolerance, 4),
+        },
     }
 
 
@@ -424,32 +534,53 @@ def _kinds(counts: Mapping[str, int]) -> str:
 def rule_no_test_set(r: Mapping[str, Any]) -> dict[str, str]:
     chosen_on_test = {k: v for k, v in r["selection"].items() if v["test_rows_seen"]}
     if r["test_rows_in_train"]:
-        return _entry("yes", f"{r['test_rows_in_train']} of {r['n_test']} test rows were also training rows")
+        return _entry(
+            "yes", f"{r['test_rows_in_train']} of {r['n_test']} test rows were also training rows"
+        )
     if chosen_on_test:
         step, facts = next(iter(chosen_on_test.items()))
-        return _entry("yes", f"{step} chosen on rows that include {facts['test_rows_seen']} of the {r['n_test']} test "
-                             "rows (selection on the test set)")
+        return _entry(
+            "yes",
+            f"{step} chosen on rows that include {facts['test_rows_seen']} of the {r['n_test']} test "
+            "rows (selection on the test set)",
+        )
     chosen = f"; {_names(r['selection'])} chosen without test rows" if r["selection"] else ""
     return _entry("no", f"{r['n_test']} test rows, none a training row ({r['design']}){chosen}")
 
 
-def _fitted_rule(steps: Mapping[str, dict], made_before: Mapping[str, int], made_after: Mapping[str, int],
-                 fixed: Sequence[str], what: str) -> dict[str, str]:
-    on_test = [f"{k} ({v['test_rows_seen']} test rows)" for k, v in steps.items() if v["test_rows_seen"]]
+def _fitted_rule(
+    steps: Mapping[str, dict],
+    made_before: Mapping[str, int],
+    made_after: Mapping[str, int],
+    fixed: Sequence[str],
+    what: str,
+) -> dict[str, str]:
+    on_test = [
+        f"{k} ({v['test_rows_seen']} test rows)" for k, v in steps.items() if v["test_rows_seen"]
+    ]
     if made_before:
-        on_test.append(f"{_kinds(made_before)} rows in or from the test part (made before the split)")
+        on_test.append(
+            f"{_kinds(made_before)} rows in or from the test part (made before the split)"
+        )
     if on_test:
         return _entry("yes", f"fitted on rows that include test rows: {'; '.join(on_test)}")
     after = [f"{k} rows made after the split" for k in made_after]
     if steps or after:
-        return _entry("no", f"every {what} step saw training rows only: {', '.join([*steps, *after])}")
+        return _entry(
+            "no", f"every {what} step saw training rows only: {', '.join([*steps, *after])}"
+        )
     fixed_text = f"; fitting nothing to it: {'; '.join(fixed)}" if fixed else ""
     return _entry("not applicable", f"no {what} step is fitted to the data{fixed_text}")
 
 
 def rule_preprocessing(r: Mapping[str, Any]) -> dict[str, str]:
-    return _fitted_rule(r["preprocessing"], r["made_before_split"], r["made_after_split"], r["fixed_steps"],
-                        "pre-processing")
+    return _fitted_rule(
+        r["preprocessing"],
+        r["made_before_split"],
+        r["made_after_split"],
+        r["fixed_steps"],
+        "pre-processing",
+    )
 
 
 def rule_feature_selection(r: Mapping[str, Any]) -> dict[str, str]:
@@ -461,28 +592,52 @@ def rule_duplicates(r: Mapping[str, Any]) -> dict[str, str]:
     if copies:
         return _entry("yes", f"copies of one sample on both sides: {_kinds(copies)} rows")
     if not dup.get("audited"):
-        return _entry("yes", "no duplicate audit in this run: near-duplicates across the split are not ruled out",
-                      missing="duplicate audit")
-    across = (f", {dup['groups_across']} duplicate groups across the split" if dup.get("groups_across") is not None
-              else "")
+        return _entry(
+            "yes",
+            "no duplicate audit in this run: near-duplicates across the split are not ruled out",
+            missing="duplicate audit",
+        )
+    across = (
+        f", {dup['groups_across']} duplicate groups across the split"
+        if dup.get("groups_across") is not None
+        else ""
+    )
     if dup["test_with_train_duplicate"]:
-        return _entry("yes", f"{dup['method']}: {dup['test_with_train_duplicate']} test samples have a duplicate "
-                             f"on the training side{across}")
-    return _entry("no", f"{dup['method']}: no test sample has a duplicate on the training side{across}; "
-                        "no copy crosses the split")
+        return _entry(
+            "yes",
+            f"{dup['method']}: {dup['test_with_train_duplicate']} test samples have a duplicate "
+            f"on the training side{across}",
+        )
+    return _entry(
+        "no",
+        f"{dup['method']}: no test sample has a duplicate on the training side{across}; "
+        "no copy crosses the split",
+    )
 
 
 def rule_features(r: Mapping[str, Any]) -> dict[str, str]:
     inputs = r["inputs"]
     if inputs["flagged"]:
-        return _entry("yes", f"model inputs named like label or metadata columns: {', '.join(inputs['flagged'][:5])}")
+        return _entry(
+            "yes",
+            f"model inputs named like label or metadata columns: {', '.join(inputs['flagged'][:5])}",
+        )
     if inputs["kind"] == "pixels":
-        return _entry("no", "inputs are the images' pixels only; no metadata column (patient, series, file name) "
-                            "reaches the model")
-    controls = (f"; {inputs['technical_controls']} AFFX control probes, technical measurements of the same chip"
-                if inputs["technical_controls"] else "")
-    return _entry("no", f"inputs are {inputs['n_features']} expression features, none named like a label or "
-                        f"metadata column{controls}")
+        return _entry(
+            "no",
+            "inputs are the images' pixels only; no metadata column (patient, series, file name) "
+            "reaches the model",
+        )
+    controls = (
+        f"; {inputs['technical_controls']} AFFX control probes, technical measurements of the same chip"
+        if inputs["technical_controls"]
+        else ""
+    )
+    return _entry(
+        "no",
+        f"inputs are {inputs['n_features']} expression features, none named like a label or "
+        f"metadata column{controls}",
+    )
 
 
 def rule_temporal(r: Mapping[str, Any]) -> dict[str, str]:
@@ -491,44 +646,72 @@ def rule_temporal(r: Mapping[str, Any]) -> dict[str, str]:
         return _entry("not applicable", "no date or time column in the dataset's metadata")
     span = f"column '{time['column']}', {time['first']} to {time['last']}"
     if time["test_before_last_train"]:
-        return _entry("yes", f"{time['test_before_last_train']} of {time['n_dated_test']} dated test rows are older "
-                             f"than the latest training-side sample ({span}): the split is not chronological")
-    return _entry("no", f"every dated test row is at least as recent as every training-side sample ({span})")
+        return _entry(
+            "yes",
+            f"{time['test_before_last_train']} of {time['n_dated_test']} dated test rows are older "
+            f"than the latest training-side sample ({span}): the split is not chronological",
+        )
+    return _entry(
+        "no", f"every dated test row is at least as recent as every training-side sample ({span})"
+    )
 
 
 def rule_non_independence(r: Mapping[str, Any]) -> dict[str, str]:
     groups, kind = r["groups"], r["groups"]["kind"]
     reasons = []
     if groups["available"] and groups["shared"]:
-        reasons.append(f"{groups['shared']} of {groups['n_groups']} {kind}s have samples on both sides")
+        reasons.append(
+            f"{groups['shared']} of {groups['n_groups']} {kind}s have samples on both sides"
+        )
     if r["origins_across"]:
-        reasons.append(f"{r['origins_across']} test rows derive from a sample on the training side (SMOTE rows or "
-                       "copies made before the split)")
+        reasons.append(
+            f"{r['origins_across']} test rows derive from a sample on the training side (SMOTE rows or "
+            "copies made before the split)"
+        )
     if reasons:
         return _entry("yes", "; ".join(reasons))
     if not groups["available"]:
-        return _entry("yes", f"no {kind} ids in the data: samples of one {kind} may sit on both sides",
-                      missing=f"{kind} ids")
-    return _entry("no", f"0 of {groups['n_groups']} {kind}s on both sides; no test row derives from a training sample")
+        return _entry(
+            "yes",
+            f"no {kind} ids in the data: samples of one {kind} may sit on both sides",
+            missing=f"{kind} ids",
+        )
+    return _entry(
+        "no",
+        f"0 of {groups['n_groups']} {kind}s on both sides; no test row derives from a training sample",
+    )
 
 
 def rule_sampling_bias(r: Mapping[str, Any]) -> dict[str, str]:
     shares = r["test_classes"]
     reasons = []
     if r["synthetic_in_test"]:
-        reasons.append(f"{r['synthetic_in_test']} of {r['n_test']} test rows are synthetic or copies, not real samples")
+        reasons.append(
+            f"{r['synthetic_in_test']} of {r['n_test']} test rows are synthetic or copies, not real samples"
+        )
     if shares["max_difference"] > shares["tolerance"] + 1e-9:
-        reasons.append(f"test class shares differ from the data set's by up to {100 * shares['max_difference']:.1f} "
-                       f"points (tolerance {100 * shares['tolerance']:.1f})")
+        reasons.append(
+            f"test class shares differ from the data set's by up to {100 * shares['max_difference']:.1f} "
+            f"points (tolerance {100 * shares['tolerance']:.1f})"
+        )
     if reasons:
         return _entry("yes", "; ".join(reasons))
-    return _entry("no", f"{r['n_test']} real test rows, class shares within {100 * shares['max_difference']:.1f} "
-                        "points of the data set's")
+    return _entry(
+        "no",
+        f"{r['n_test']} real test rows, class shares within {100 * shares['max_difference']:.1f} "
+        "points of the data set's",
+    )
 
 
 RULES = {
-    "L1.1": rule_no_test_set, "L1.2": rule_preprocessing, "L1.3": rule_feature_selection, "L1.4": rule_duplicates,
-    "L2": rule_features, "L3.1": rule_temporal, "L3.2": rule_non_independence, "L3.3": rule_sampling_bias,
+    "L1.1": rule_no_test_set,
+    "L1.2": rule_preprocessing,
+    "L1.3": rule_feature_selection,
+    "L1.4": rule_duplicates,
+    "L2": rule_features,
+    "L3.1": rule_temporal,
+    "L3.2": rule_non_independence,
+    "L3.3": rule_sampling_bias,
 }
 
 
@@ -540,8 +723,10 @@ def leakage_sheet(record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         try:
             sheet[code] = rule(record)
         except KeyError as missing:
-            raise ValueError(f"the record lacks the fact {missing} that rule {code} ({TYPES[code]}) needs; "
-                             "build it with common.leakage.split_record") from None
+            raise ValueError(
+                f"the record lacks the fact {missing} that rule {code} ({TYPES[code]}) needs; "
+                "build it with common.leakage.split_record"
+            ) from None
         if sheet[code]["answer"] not in ANSWERS:  # pragma: no cover - the rules return only these
             raise AssertionError(f"rule {code} answered {sheet[code]['answer']!r}")
     return sheet
@@ -553,8 +738,9 @@ def short_answer(answer: str) -> str:
     return {"not applicable": "n/a"}.get(answer, answer)
 
 
-def sheet_table(leakage: Mapping[str, Mapping[str, Any]], *, full_names: bool = False,
-                missing_mark: str = "*") -> pd.DataFrame:
+def sheet_table(
+    leakage: Mapping[str, Mapping[str, Any]], *, full_names: bool = False, missing_mark: str = "*"
+) -> pd.DataFrame:
     """Protocols x types, the answers (``run.leakage`` or ``run.json``'s ``leakage``); an answer
     that rests on a missing fact carries ``missing_mark``. Compact by default (columns ``L1.1``...,
     ``n/a``); ``full_names`` spells out each type and answer."""
@@ -562,10 +748,12 @@ def sheet_table(leakage: Mapping[str, Mapping[str, Any]], *, full_names: bool = 
     for protocol, entry in leakage.items():
         sheet = entry["sheet"]
         rows[protocol] = {
-            f"{code} {name}" if full_names else code:
-                (sheet[code]["answer"] if full_names else short_answer(sheet[code]["answer"]))
-                + (missing_mark if sheet[code].get("missing") else "")
-            for code, name in TYPES.items()}
+            f"{code} {name}" if full_names else code: (
+                sheet[code]["answer"] if full_names else short_answer(sheet[code]["answer"])
+            )
+            + (missing_mark if sheet[code].get("missing") else "")
+            for code, name in TYPES.items()
+        }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("protocol")
 
 
@@ -588,8 +776,18 @@ def sheet_markdown(leakage: Mapping[str, Mapping[str, Any]] | None) -> str:
             mark = "*" if item.get("missing") else ""
             answer = short_answer(item["answer"])
             text = f"**{answer}**{mark}" if item["answer"] == "yes" else f"{answer}{mark}"
-            cells.append(f'<span title="{html.escape(because, quote=True)}">{text}</span> <sup>{number}</sup>')
+            cells.append(
+                f'<span title="{html.escape(because, quote=True)}">{text}</span> <sup>{number}</sup>'
+            )
             notes.append(f"{number}. `{protocol}`, {code}: {because}")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", "Reasons (hover a cell for its own; * = a fact was missing, so the leak is not "
-                                   "ruled out):", "", *notes])
+    return "\n".join(
+        [
+            *lines,
+            "",
+            "Reasons (hover a cell for its own; * = a fact was missing, so the leak is not "
+            "ruled out):",
+            "",
+            *notes,
+        ]
+    )

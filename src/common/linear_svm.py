@@ -20,6 +20,7 @@ its norm at zero), checked on all classes together with the smallest of the per-
 so never looser than liblinear's. tests/test_linear_svm.py checks that its decision values equal
 ``StandardScaler`` + ``LinearSVC(dual=False)`` on the same rows within a stated tolerance.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,17 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
     pipeline ``StandardScaler`` + ``LinearSVC`` would give them), ``mean_``, ``scale_``.
     """
 
-    def __init__(self, C: float = 1.0, *, tol: float = 1e-4, max_iter: int = 1000, max_cg: int = 500,
-                 chunk_rows: int = 2048, max_dual_iter: int = 2000, random_state: int | None = None):
+    def __init__(
+        self,
+        C: float = 1.0,
+        *,
+        tol: float = 1e-4,
+        max_iter: int = 1000,
+        max_cg: int = 500,
+        chunk_rows: int = 2048,
+        max_dual_iter: int = 2000,
+        random_state: int | None = None,
+    ):
         self.C = C
         self.tol = tol
         self.max_iter = max_iter
@@ -54,7 +64,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         return range(0, n, max(1, int(self.chunk_rows)))
 
     def _rows(self, X: np.ndarray, start: int, exact: bool) -> np.ndarray:
-        chunk = X[start:start + self.chunk_rows]
+        chunk = X[start : start + self.chunk_rows]
         return np.asarray(chunk, dtype=np.float64) if exact else chunk
 
     def _product(self, X: np.ndarray, coef: np.ndarray, exact: bool) -> np.ndarray:
@@ -62,7 +72,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         coef = coef if exact else coef.astype(X.dtype)
         out = np.empty((X.shape[0], coef.shape[1]))
         for start in self._chunks(X.shape[0]):
-            out[start:start + self.chunk_rows] = self._rows(X, start, exact) @ coef
+            out[start : start + self.chunk_rows] = self._rows(X, start, exact) @ coef
         return out
 
     def _scores(self, X: np.ndarray, weights: np.ndarray, exact: bool = True) -> np.ndarray:
@@ -76,7 +86,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         """[standardised X, 1].T @ values, values (n, k)."""
         acc = np.zeros((X.shape[1], values.shape[1]))
         for start in self._chunks(X.shape[0]):
-            part = values[start:start + self.chunk_rows]
+            part = values[start : start + self.chunk_rows]
             acc += self._rows(X, start, exact).T @ (part if exact else part.astype(X.dtype))
         total = values.sum(axis=0)
         return np.vstack([(acc - np.outer(self.mean_, total)) / self.scale_[:, None], total])
@@ -87,7 +97,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
 
         scaler = StandardScaler()
         for start in self._chunks(X.shape[0]):
-            scaler.partial_fit(X[start:start + self.chunk_rows])
+            scaler.partial_fit(X[start : start + self.chunk_rows])
         self.mean_, self.scale_ = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
 
     # ------------------------------------------------------------------ fitting
@@ -96,8 +106,12 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"ChunkedLinearSVC needs at least 2 classes, got {list(self.classes_)}")
-        positive = [1] if len(self.classes_) == 2 else range(len(self.classes_))  # binary: one classifier, as sklearn
+            raise ValueError(
+                f"ChunkedLinearSVC needs at least 2 classes, got {list(self.classes_)}"
+            )
+        positive = (
+            [1] if len(self.classes_) == 2 else range(len(self.classes_))
+        )  # binary: one classifier, as sklearn
         targets = np.where(codes[:, None] == np.asarray(positive)[None, :], 1.0, -1.0)
         if X.shape[0] <= X.shape[1]:
             return self._fit_small(X, y)
@@ -109,8 +123,12 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
 
             from sklearn.exceptions import ConvergenceWarning
 
-            warnings.warn(f"ChunkedLinearSVC stopped after max_iter={self.max_iter} Newton steps before liblinear's "
-                          "stopping rule held; increase max_iter", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"ChunkedLinearSVC stopped after max_iter={self.max_iter} Newton steps before liblinear's "
+                "stopping rule held; increase max_iter",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         d = X.shape[1]
         coef = weights[:d] / self.scale_[:, None]
         self.coef_ = np.ascontiguousarray(coef.T)
@@ -126,14 +144,21 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         from sklearn.svm import LinearSVC
 
         scaler = StandardScaler().fit(X)
-        svm = LinearSVC(C=self.C, tol=self.tol, dual=True, max_iter=self.max_dual_iter,
-                        random_state=self.random_state).fit(scaler.transform(X), y)
+        svm = LinearSVC(
+            C=self.C,
+            tol=self.tol,
+            dual=True,
+            max_iter=self.max_dual_iter,
+            random_state=self.random_state,
+        ).fit(scaler.transform(X), y)
         self.solver_ = "liblinear dual (rows <= columns)"
         self.mean_, self.scale_ = scaler.mean_, scaler.scale_
         coef = svm.coef_ / self.scale_
         self.coef_, self.intercept_ = coef, svm.intercept_ - coef @ self.mean_
         self.n_iter_ = int(svm.n_iter_)
-        self.converged_ = self.n_iter_ < self.max_dual_iter  # liblinear warns itself when it stops at the cap
+        self.converged_ = (
+            self.n_iter_ < self.max_dual_iter
+        )  # liblinear warns itself when it stops at the cap
         return self
 
     def _newton(self, X: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, int, bool]:
@@ -146,11 +171,13 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         threshold = None
         for iteration in range(int(self.max_iter) + 1):
             slack = np.maximum(1.0 - targets * scores, 0.0)
-            loss = 0.5 * (weights ** 2).sum(axis=0) + C * (slack ** 2).sum(axis=0)
+            loss = 0.5 * (weights**2).sum(axis=0) + C * (slack**2).sum(axis=0)
             gradient = weights - 2.0 * C * self._transposed(X, targets * slack)
             norms = np.linalg.norm(gradient, axis=0)
             if threshold is None:
-                threshold = self.tol * np.maximum(smaller, 1) / n * norms  # liblinear's stopping rule, per class
+                threshold = (
+                    self.tol * np.maximum(smaller, 1) / n * norms
+                )  # liblinear's stopping rule, per class
             todo = norms > threshold
             if not todo.any() or iteration == self.max_iter:
                 return weights, iteration, not todo.any()
@@ -159,9 +186,13 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
             moved = self._scores(X, step)
             slope = (gradient * step).sum(axis=0)
             size = np.ones(k)
-            for _ in range(30):  # Armijo backtracking per class, on scores + size * moved (no pass over the rows)
+            for _ in range(
+                30
+            ):  # Armijo backtracking per class, on scores + size * moved (no pass over the rows)
                 trial = np.maximum(1.0 - targets * (scores + size * moved), 0.0)
-                value = 0.5 * ((weights + size * step) ** 2).sum(axis=0) + C * (trial ** 2).sum(axis=0)
+                value = 0.5 * ((weights + size * step) ** 2).sum(axis=0) + C * (trial**2).sum(
+                    axis=0
+                )
                 short = (value > loss + 0.01 * size * slope) & todo
                 if not short.any():
                     break
@@ -170,31 +201,38 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
             scores += size * moved
         return weights, int(self.max_iter), False
 
-    def _conjugate_gradient(self, X: np.ndarray, rhs: np.ndarray, active: np.ndarray, C: float) -> np.ndarray:
+    def _conjugate_gradient(
+        self, X: np.ndarray, rhs: np.ndarray, active: np.ndarray, C: float
+    ) -> np.ndarray:
         """Solve (I + 2C X~^T D_c X~) s_c = rhs_c for every class c at once (D_c: its active rows), each to
         liblinear's relative residual 0.1."""
         step, residual = np.zeros_like(rhs), rhs.copy()
         direction = residual.copy()
         goal = 0.1 * np.linalg.norm(rhs, axis=0)
-        rr = (residual ** 2).sum(axis=0)
+        rr = (residual**2).sum(axis=0)
         for _ in range(max(1, int(self.max_cg))):
             running = np.sqrt(rr) > goal
             if not running.any():
                 break
-            product = direction + 2.0 * C * self._transposed(X, active * self._scores(X, direction, exact=False),
-                                                             exact=False)
+            product = direction + 2.0 * C * self._transposed(
+                X, active * self._scores(X, direction, exact=False), exact=False
+            )
             curvature = (direction * product).sum(axis=0)
             alpha = np.where(running, rr / np.where(curvature > 0, curvature, 1.0), 0.0)
             step += alpha * direction
             residual -= alpha * product
-            new_rr = (residual ** 2).sum(axis=0)
-            direction = residual + np.where(running, new_rr / np.where(rr > 0, rr, 1.0), 0.0) * direction
+            new_rr = (residual**2).sum(axis=0)
+            direction = (
+                residual + np.where(running, new_rr / np.where(rr > 0, rr, 1.0), 0.0) * direction
+            )
             rr = new_rr
         return step
 
     def decision_function(self, X):
         check_is_fitted(self, "coef_")
-        X = validate_data(self, X, dtype=(np.float64, np.float32), order="C", copy=False, reset=False)
+        X = validate_data(
+            self, X, dtype=(np.float64, np.float32), order="C", copy=False, reset=False
+        )
         out = self._product(X, self.coef_.T, exact=True) + self.intercept_
         return out[:, 0] if len(self.classes_) == 2 else out
 

@@ -6,10 +6,12 @@ models run on TensorFlow, JAX or PyTorch. The 256-value codes are reshaped to
 (16, 16, 1) for the CNN, (16, 16) for the RNN and (256,) for the MLP; the hybrid
 takes both image and sequence views of the same code.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -20,8 +22,9 @@ CODE_SIZE = 256
 CLASSIFIERS = ("cnn", "rnn", "mlp", "hybrid")
 
 
-def build_autoencoder(n_features: int, code_size: int = CODE_SIZE, learning_rate: float = 1e-3
-                      ) -> tuple[keras.Model, keras.Model]:
+def build_autoencoder(
+    n_features: int, code_size: int = CODE_SIZE, learning_rate: float = 1e-3
+) -> tuple[keras.Model, keras.Model]:
     """Dense(code, ReLU) encoder, Dense(n_features, sigmoid) decoder; MSE, Adam.
 
     Returns ``(autoencoder, encoder)``. The paper's decoder is "a dense layer with 256
@@ -39,7 +42,9 @@ def build_autoencoder(n_features: int, code_size: int = CODE_SIZE, learning_rate
     return autoencoder, keras.Model(inputs, code, name="encoder")
 
 
-def _classifier(inputs: Any, x: Any, num_classes: int, name: str, loss: str = "categorical_crossentropy") -> keras.Model:
+def _classifier(
+    inputs: Any, x: Any, num_classes: int, name: str, loss: str = "categorical_crossentropy"
+) -> keras.Model:
     """Softmax output on ``x``; Adam and the paper's loss."""
     outputs = layers.Dense(num_classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name=name)
@@ -93,7 +98,9 @@ def build_hybrid(num_classes: int) -> keras.Model:
     x = layers.Concatenate()([a, b])
     x = layers.Dense(64, activation="relu")(x)
     x = layers.Dense(32, activation="relu")(x)
-    return _classifier([image, sequence], x, num_classes, "hybrid", loss="sparse_categorical_crossentropy")
+    return _classifier(
+        [image, sequence], x, num_classes, "hybrid", loss="sparse_categorical_crossentropy"
+    )
 
 
 BUILDERS = {"cnn": build_cnn, "rnn": build_rnn, "mlp": build_mlp, "hybrid": build_hybrid}
@@ -121,9 +128,17 @@ def model_targets(name: str, y: np.ndarray, num_classes: int) -> np.ndarray:
     return y if name == "hybrid" else keras.utils.to_categorical(y, num_classes)
 
 
-def fit_classifier(name: str, codes: np.ndarray, y: np.ndarray, num_classes: int, epochs: int,
-                   batch_size: int = 32, validation: tuple[np.ndarray, np.ndarray] | None = None,
-                   seed: int = 0, eager: bool = False) -> tuple[keras.Model, dict]:
+def fit_classifier(
+    name: str,
+    codes: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    epochs: int,
+    batch_size: int = 32,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int = 0,
+    eager: bool = False,
+) -> tuple[keras.Model, dict]:
     """Build and train classifier ``name`` on codes; return the model and its history.
 
     ``eager=True`` skips graph compilation: same arithmetic, faster for the tiny
@@ -134,8 +149,15 @@ def fit_classifier(name: str, codes: np.ndarray, y: np.ndarray, num_classes: int
     val = None
     if validation is not None:
         val = (model_inputs(name, validation[0]), model_targets(name, validation[1], num_classes))
-    history = model.fit(model_inputs(name, codes), model_targets(name, y, num_classes), epochs=epochs,
-                        batch_size=batch_size, validation_data=val, verbose=0, shuffle=True)
+    history = model.fit(
+        model_inputs(name, codes),
+        model_targets(name, y, num_classes),
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=val,
+        verbose=0,
+        shuffle=True,
+    )
     return model, history.history
 
 
@@ -168,8 +190,10 @@ class SubtypePredictor:
             cols = [str(c) for c in X.columns]
             missing = [c for c in names if c not in set(cols)]
             if missing:
-                raise ValueError(f"new samples lack {len(missing)} of the {len(names)} probes the model was "
-                                 f"trained on (first: {missing[0]!r}); supply the same platform's probes")
+                raise ValueError(
+                    f"new samples lack {len(missing)} of the {len(names)} probes the model was "
+                    f"trained on (first: {missing[0]!r}); supply the same platform's probes"
+                )
             if cols != names:
                 X = X.loc[:, names]
             return X.to_numpy(dtype=float)
@@ -177,14 +201,18 @@ class SubtypePredictor:
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != len(names):
-            raise ValueError(f"new samples have {X.shape[-1]} features, the model was trained on {len(names)} probes; "
-                             "pass a DataFrame with probe-id columns or an array in the training probe order")
+            raise ValueError(
+                f"new samples have {X.shape[-1]} features, the model was trained on {len(names)} probes; "
+                "pass a DataFrame with probe-id columns or an array in the training probe order"
+            )
         return X
 
     def predict_proba(self, X: Any) -> np.ndarray:
         X = self._matrix(X)
         if not np.all(np.isfinite(X)):
-            raise ValueError("new samples hold NaN or infinite expression values; impute or drop them first")
+            raise ValueError(
+                "new samples hold NaN or infinite expression values; impute or drop them first"
+            )
         codes = self.encoder.predict(self.scaler.transform(X).astype("float32"), verbose=0)
         return self.classifier.predict(model_inputs(self.classifier_name, codes), verbose=0)
 
@@ -198,8 +226,14 @@ def predict_subtype(predictor: SubtypePredictor, X: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the pipeline
-def fit_autoencoder(X: np.ndarray, epochs: int, batch_size: int = 32, validation: np.ndarray | float = 0.2,
-                    seed: int = 0, eager: bool = False) -> tuple[keras.Model, keras.Model, dict]:
+def fit_autoencoder(
+    X: np.ndarray,
+    epochs: int,
+    batch_size: int = 32,
+    validation: np.ndarray | float = 0.2,
+    seed: int = 0,
+    eager: bool = False,
+) -> tuple[keras.Model, keras.Model, dict]:
     """Train the autoencoder on standardized rows ``X``; ``validation`` is a held-out
     matrix or a fraction of ``X`` (taken after a seeded shuffle; 20% is our choice: the
     paper monitors a validation loss, P163, without saying on what). Returns
@@ -214,13 +248,21 @@ def fit_autoencoder(X: np.ndarray, epochs: int, batch_size: int = 32, validation
         X_val = np.asarray(validation, dtype="float32")
     autoencoder, encoder = build_autoencoder(X.shape[1])
     autoencoder.run_eagerly = eager
-    history = autoencoder.fit(X, X, epochs=epochs, batch_size=batch_size, validation_data=(X_val, X_val),
-                              verbose=0, shuffle=True)
+    history = autoencoder.fit(
+        X,
+        X,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=(X_val, X_val),
+        verbose=0,
+        shuffle=True,
+    )
     return autoencoder, encoder, history.history
 
 
-def logistic_baseline(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, C: float = 0.01,
-                      seed: int = 0) -> np.ndarray:
+def logistic_baseline(
+    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, C: float = 0.01, seed: int = 0
+) -> np.ndarray:
     """L2-regularized multinomial logistic regression on standardized genes; test probabilities."""
     from sklearn.linear_model import LogisticRegression
 
@@ -228,10 +270,22 @@ def logistic_baseline(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarr
     return clf.fit(X_train, y_train).predict_proba(X_test)
 
 
-def fit_and_score(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, num_classes: int, *,
-                  ae_epochs: int, epochs: int, batch_size: int = 32, models: Sequence[str] = CLASSIFIERS,
-                  ae_validation: np.ndarray | float = 0.2, logreg_C: float = 0.01, seed: int = 0,
-                  X_autoencoder: np.ndarray | None = None, eager: bool = False) -> dict[str, Any]:
+def fit_and_score(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    num_classes: int,
+    *,
+    ae_epochs: int,
+    epochs: int,
+    batch_size: int = 32,
+    models: Sequence[str] = CLASSIFIERS,
+    ae_validation: np.ndarray | float = 0.2,
+    logreg_C: float = 0.01,
+    seed: int = 0,
+    X_autoencoder: np.ndarray | None = None,
+    eager: bool = False,
+) -> dict[str, Any]:
     """One train/test round on already standardized (and, if asked, balanced) rows.
 
     The autoencoder is fitted on ``X_autoencoder`` (default: the training rows),
@@ -240,26 +294,43 @@ def fit_and_score(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, 
     the fitted classifiers.
     """
     X_ae = X_train if X_autoencoder is None else X_autoencoder
-    autoencoder, encoder, ae_history = fit_autoencoder(X_ae, ae_epochs, batch_size, ae_validation, seed, eager)
+    autoencoder, encoder, ae_history = fit_autoencoder(
+        X_ae, ae_epochs, batch_size, ae_validation, seed, eager
+    )
     codes_train = encoder.predict(np.asarray(X_train, dtype="float32"), verbose=0)
     codes_test = encoder.predict(np.asarray(X_test, dtype="float32"), verbose=0)
     proba, fitted = {}, {}
     classes_present = np.unique(y_train)
     if classes_present.size != num_classes:
-        raise ValueError(f"the training rows hold {classes_present.size} of {num_classes} classes; "
-                         "lower the number of folds or raise the minimum class size")
+        raise ValueError(
+            f"the training rows hold {classes_present.size} of {num_classes} classes; "
+            "lower the number of folds or raise the minimum class size"
+        )
     for i, name in enumerate(models):
-        model, _ = fit_classifier(name, codes_train, y_train, num_classes, epochs, batch_size, seed=seed + i,
-                                  eager=eager)
+        model, _ = fit_classifier(
+            name, codes_train, y_train, num_classes, epochs, batch_size, seed=seed + i, eager=eager
+        )
         proba[name] = model.predict(model_inputs(name, codes_test), verbose=0)
         fitted[name] = model
     proba["logreg"] = logistic_baseline(X_train, y_train, X_test, logreg_C, seed)
-    return {"proba": proba, "autoencoder": autoencoder, "encoder": encoder, "ae_history": ae_history,
-            "classifiers": fitted}
+    return {
+        "proba": proba,
+        "autoencoder": autoencoder,
+        "encoder": encoder,
+        "ae_history": ae_history,
+        "classifiers": fitted,
+    }
 
 
-def published_round(X: np.ndarray, y: np.ndarray, *, smote: bool, test_fraction: float = 0.2, seed: int = 0,
-                    **fit_kw: Any) -> dict[str, Any]:
+def published_round(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    smote: bool,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    **fit_kw: Any,
+) -> dict[str, Any]:
     """The paper's order: StandardScaler on all samples, SMOTE on all samples (if
     ``smote``), autoencoder on all (balanced) rows, then a stratified split; the
     classifiers train on the training codes and are scored on the test codes."""
@@ -269,19 +340,47 @@ def published_round(X: np.ndarray, y: np.ndarray, *, smote: bool, test_fraction:
 
     scaler = StandardScaler().fit(X)
     Xs = scaler.transform(X)
-    split = make_split(y, "published", X=Xs, balance="smote" if smote else None,
-                       paper_order=("scale", "balance", "split"), fractions=(1 - test_fraction, test_fraction),
-                       smote_fallback="reduce_k", seed=seed)
+    split = make_split(
+        y,
+        "published",
+        X=Xs,
+        balance="smote" if smote else None,
+        paper_order=("scale", "balance", "split"),
+        fractions=(1 - test_fraction, test_fraction),
+        smote_fallback="reduce_k",
+        seed=seed,
+    )
     yb = split.samples["y"].to_numpy()
-    out = fit_and_score(split.X[split.train], yb[split.train], split.X[split.test], int(np.max(y)) + 1,
-                        X_autoencoder=split.X, seed=seed, **fit_kw)
+    out = fit_and_score(
+        split.X[split.train],
+        yb[split.train],
+        split.X[split.test],
+        int(np.max(y)) + 1,
+        X_autoencoder=split.X,
+        seed=seed,
+        **fit_kw,
+    )
     # autoencoder_rows: the split's rows the autoencoder was fitted on (all of them), for the leakage sheet
-    return {**out, "split": split, "y_test": yb[split.test], "scaler": scaler, "X_all": split.X,
-            "autoencoder_rows": np.arange(len(split.X))}
+    return {
+        **out,
+        "split": split,
+        "y_test": yb[split.test],
+        "scaler": scaler,
+        "X_all": split.X,
+        "autoencoder_rows": np.arange(len(split.X)),
+    }
 
 
-def leak_free_rounds(X: np.ndarray, y: np.ndarray, *, smote: bool, folds: int = 5, groups: np.ndarray | None = None,
-                     seed: int = 0, **fit_kw: Any) -> dict[str, Any]:
+def leak_free_rounds(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    smote: bool,
+    folds: int = 5,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+    **fit_kw: Any,
+) -> dict[str, Any]:
     """Split first (stratified k-fold, patient-grouped when ``groups`` is given); in
     every fold the scaler, SMOTE and the autoencoder see the training fold only.
 
@@ -302,7 +401,9 @@ def leak_free_rounds(X: np.ndarray, y: np.ndarray, *, smote: bool, folds: int = 
         X_tr, y_tr = scaler.transform(X[train]), y[train]
         if smote:
             X_tr, y_tr, _ = smote_resample(X_tr, y_tr, seed=seed, fallback="reduce_k")
-        out = fit_and_score(X_tr, y_tr, scaler.transform(X[test]), num_classes, seed=seed + k, **fit_kw)
+        out = fit_and_score(
+            X_tr, y_tr, scaler.transform(X[test]), num_classes, seed=seed + k, **fit_kw
+        )
         for name, p in out["proba"].items():
             proba.setdefault(name, np.zeros((len(y), num_classes)))[test] = p
         fold_of[test] = k
@@ -311,8 +412,16 @@ def leak_free_rounds(X: np.ndarray, y: np.ndarray, *, smote: bool, folds: int = 
     return {"y_test": np.asarray(y), "proba": proba, "fold": fold_of, "first": first}
 
 
-def leave_one_series_out(X: np.ndarray, y: np.ndarray, studies: Sequence[str], *, smote: bool,
-                         models: Sequence[str] = CLASSIFIERS, seed: int = 0, **fit_kw: Any) -> dict[str, Any]:
+def leave_one_series_out(
+    X: np.ndarray,
+    y: np.ndarray,
+    studies: Sequence[str],
+    *,
+    smote: bool,
+    models: Sequence[str] = CLASSIFIERS,
+    seed: int = 0,
+    **fit_kw: Any,
+) -> dict[str, Any]:
     """Hold out one study (GEO series; both chips of a series together) at a time.
 
     The scaler, SMOTE and the autoencoder see the other studies only. A class that
@@ -340,27 +449,36 @@ def leave_one_series_out(X: np.ndarray, y: np.ndarray, studies: Sequence[str], *
             X_tr, y_tr, _ = smote_resample(X_tr, y_tr, seed=seed, fallback="reduce_k")
         X_te = scaler.transform(X[test])
         if models:
-            out = fit_and_score(X_tr, y_tr, X_te, seen.size, models=models, seed=seed + k, **fit_kw)["proba"]
+            out = fit_and_score(
+                X_tr, y_tr, X_te, seen.size, models=models, seed=seed + k, **fit_kw
+            )["proba"]
         else:
-            out = {"logreg": logistic_baseline(X_tr, y_tr, X_te, fit_kw.get("logreg_C", 0.01), seed)}
+            out = {
+                "logreg": logistic_baseline(X_tr, y_tr, X_te, fit_kw.get("logreg_C", 0.01), seed)
+            }
         for name, p in out.items():
             proba.setdefault(name, np.zeros((len(y), num_classes)))[np.ix_(test, seen)] = p
         scorable[test] = np.isin(y[test], seen)
     return {"y_test": y, "proba": proba, "scorable": scorable, "study": studies}
 
 
-def accuracy_with_ci(y_true: np.ndarray, y_pred: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
-                     ) -> tuple[float, float, float]:
+def accuracy_with_ci(
+    y_true: np.ndarray, y_pred: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
     """Accuracy and its 95% percentile-bootstrap interval (NaN for no samples)."""
     correct = np.asarray(y_true) == np.asarray(y_pred)
     if correct.size == 0:
         return np.nan, np.nan, np.nan
     draws = np.random.default_rng(seed).integers(0, correct.size, (n_bootstrap, correct.size))
-    low, high = np.percentile(correct[draws].mean(axis=1), [2.5, 97.5]) if n_bootstrap else (np.nan, np.nan)
+    low, high = (
+        np.percentile(correct[draws].mean(axis=1), [2.5, 97.5]) if n_bootstrap else (np.nan, np.nan)
+    )
     return float(correct.mean()), float(low), float(high)
 
 
-def loso_summary(loso: dict[str, Any], pooled_proba: dict[str, np.ndarray], models: Sequence[str]) -> pd.DataFrame:
+def loso_summary(
+    loso: dict[str, Any], pooled_proba: dict[str, np.ndarray], models: Sequence[str]
+) -> pd.DataFrame:
     """Per held-out study (and ``all``): samples, scorable samples, and each model's accuracy on the
     scorable samples, left out (``leave-one-series-out``) and in the pooled cross-validation."""
     rows = []
@@ -368,10 +486,19 @@ def loso_summary(loso: dict[str, Any], pooled_proba: dict[str, np.ndarray], mode
     for study in [*np.unique(studies), "all"]:
         in_study = np.ones(len(y), dtype=bool) if study == "all" else studies == study
         mask = in_study & scorable
-        row = {"held-out series": study, "samples": int(in_study.sum()), "scorable": int(mask.sum())}
+        row = {
+            "held-out series": study,
+            "samples": int(in_study.sum()),
+            "scorable": int(mask.sum()),
+        }
         for name in models:
-            for label, proba in (("leave-one-series-out", loso["proba"][name]), ("pooled CV", pooled_proba[name])):
-                row[f"{name} {label}"] = float(np.mean(proba[mask].argmax(1) == y[mask])) if mask.any() else np.nan
+            for label, proba in (
+                ("leave-one-series-out", loso["proba"][name]),
+                ("pooled CV", pooled_proba[name]),
+            ):
+                row[f"{name} {label}"] = (
+                    float(np.mean(proba[mask].argmax(1) == y[mask])) if mask.any() else np.nan
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -383,8 +510,15 @@ def sigmoid_mse_floor(X: np.ndarray) -> float:
     return float(np.mean((X - np.clip(X, 0.0, 1.0)) ** 2))
 
 
-def loso_metric_rows(loso: dict[str, Any], pooled_proba: dict[str, np.ndarray], models: Sequence[str], *,
-                     suffix: str = "+SMOTE", n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+def loso_metric_rows(
+    loso: dict[str, Any],
+    pooled_proba: dict[str, np.ndarray],
+    models: Sequence[str],
+    *,
+    suffix: str = "+SMOTE",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Tidy metric rows (``accuracy_scorable``, with 95% bootstrap intervals) on the scorable
     samples: protocol ``leave_one_series_out`` and, on the same samples, ``leak_free`` (pooled CV)."""
     from common.evaluate import ROW_COLUMNS
@@ -392,8 +526,20 @@ def loso_metric_rows(loso: dict[str, Any], pooled_proba: dict[str, np.ndarray], 
     y, mask = loso["y_test"], loso["scorable"]
     rows = []
     for name in models:
-        for protocol, proba in (("leave_one_series_out", loso["proba"][name]), ("leak_free", pooled_proba[name])):
+        for protocol, proba in (
+            ("leave_one_series_out", loso["proba"][name]),
+            ("leak_free", pooled_proba[name]),
+        ):
             value, low, high = accuracy_with_ci(y[mask], proba[mask].argmax(1), n_bootstrap, seed)
-            rows.append({"protocol": protocol, "model": f"{name}{suffix}", "class": "overall",
-                         "metric": "accuracy_scorable", "value": value, "ci_low": low, "ci_high": high})
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "model": f"{name}{suffix}",
+                    "class": "overall",
+                    "metric": "accuracy_scorable",
+                    "value": value,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
     return pd.DataFrame(rows, columns=ROW_COLUMNS)

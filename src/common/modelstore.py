@@ -14,6 +14,7 @@ holds the weights (``model.weights.h5``), the outputs the notebook needs later
   ``BackupAndRestore`` under ``backup/`` in the same folder, deleted on completion).
 - Another key (any parameter, the data or the builder's code changed): a new folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,10 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +43,9 @@ def code_version(*objects: Any) -> str:
 
 def json_digest(value: Any, length: int = 16) -> str:
     """A short, stable hash of JSON-able ``value`` (mapping key order does not matter)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[
+        :length
+    ]
 
 
 def indices_digest(*arrays: Any) -> str:
@@ -88,10 +92,16 @@ class StoredModel:
     def read(self) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(self.outputs) as npz:
             outputs = {k: npz[k] for k in npz.files}
-        history = json.loads((self.dir / "history.json").read_text()) if (self.dir / "history.json").is_file() else {}
+        history = (
+            json.loads((self.dir / "history.json").read_text())
+            if (self.dir / "history.json").is_file()
+            else {}
+        )
         return outputs, history
 
-    def save(self, model: Any, outputs: Mapping[str, np.ndarray], history: Mapping[str, Any]) -> None:
+    def save(
+        self, model: Any, outputs: Mapping[str, np.ndarray], history: Mapping[str, Any]
+    ) -> None:
         """Write weights, outputs and history, then ``key.json`` last (the commit mark)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "key.json").unlink(missing_ok=True)
@@ -101,7 +111,9 @@ class StoredModel:
         with open(self.dir / ".tmp-outputs.npz", "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in outputs.items()})
         os.replace(self.dir / ".tmp-outputs.npz", self.outputs)
-        plain = {k: np.asarray(v, dtype=float).tolist() for k, v in history.items()}  # per-epoch numbers
+        plain = {
+            k: np.asarray(v, dtype=float).tolist() for k, v in history.items()
+        }  # per-epoch numbers
         (self.dir / "history.json").write_text(json.dumps(plain, indent=1))
         shutil.rmtree(self.backup, ignore_errors=True)
         tmp_key = self.dir / ".tmp-key.json"
@@ -114,12 +126,18 @@ def entry(paper: str, name: str, key: Mapping[str, Any], root: Path | None = Non
     key = _canonical({"paper": paper, "network": name, **key})
     digest = json_digest(key)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return StoredModel(paper, name, key, Path(root or cache_root() / "models") / paper / f"{safe}-{digest}")
+    return StoredModel(
+        paper, name, key, Path(root or cache_root() / "models") / paper / f"{safe}-{digest}"
+    )
 
 
 def train_or_load(
-    stored: StoredModel, build: Callable[[], Any], fit: Callable[[Any, list], Mapping[str, Any]],
-    outputs: Callable[[Any], Mapping[str, np.ndarray]], *, log: Callable[[str], None] = print,
+    stored: StoredModel,
+    build: Callable[[], Any],
+    fit: Callable[[Any, list], Mapping[str, Any]],
+    outputs: Callable[[Any], Mapping[str, np.ndarray]],
+    *,
+    log: Callable[[str], None] = print,
 ) -> tuple[Any, dict[str, np.ndarray], dict, bool]:
     """The trained network of ``stored``: reused when complete, else trained and saved.
 
@@ -132,11 +150,15 @@ def train_or_load(
 
     model = build()
     if stored.complete():
-        with warnings.catch_warnings():  # the file also holds the optimizer's state, which evaluation does not need
+        with (
+            warnings.catch_warnings()
+        ):  # the file also holds the optimizer's state, which evaluation does not need
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             model.load_weights(stored.weights)
         kept, history = stored.read()
-        log(f"{stored.name}: reusing the trained network in {stored.dir} (same parameters, data and code)")
+        log(
+            f"{stored.name}: reusing the trained network in {stored.dir} (same parameters, data and code)"
+        )
         return model, kept, history, True
     resumed = stored.backup.is_dir() and any(stored.backup.iterdir())
     if resumed:

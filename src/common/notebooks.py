@@ -8,14 +8,16 @@ Each notebook declares in its metadata (``metadata.repro``)::
 the PNG files every run must produce. ``make reproduce`` and the notebook tests
 both use these functions, so what CI checks is what users run.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from common.paths import RESULTS_ENV, notebooks_dir
 
@@ -34,15 +36,23 @@ def notebook_meta(path: Path) -> dict[str, Any]:
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     meta = nb.get("metadata", {}).get("repro")
     if not isinstance(meta, dict) or not meta.get("paper"):
-        raise ValueError(f"{path} lacks metadata.repro.paper; add {{'paper': '<id>', 'figures': [...]}} to its metadata")
+        raise ValueError(
+            f"{path} lacks metadata.repro.paper; add {{'paper': '<id>', 'figures': [...]}} to its metadata"
+        )
     figures = meta.get("figures", [])
     if not isinstance(figures, list):
         raise ValueError(f"{path}: metadata.repro.figures must be a list of PNG names")
     key = meta.get("key_figures", figures)
     if not isinstance(key, list) or set(key) - set(figures):
-        raise ValueError(f"{path}: metadata.repro.key_figures must list names from metadata.repro.figures; "
-                         f"not there: {sorted(set(key) - set(figures)) if isinstance(key, list) else key!r}")
-    return {"paper": str(meta["paper"]), "figures": [str(f) for f in figures], "key_figures": [str(f) for f in key]}
+        raise ValueError(
+            f"{path}: metadata.repro.key_figures must list names from metadata.repro.figures; "
+            f"not there: {sorted(set(key) - set(figures)) if isinstance(key, list) else key!r}"
+        )
+    return {
+        "paper": str(meta["paper"]),
+        "figures": [str(f) for f in figures],
+        "key_figures": [str(f) for f in key],
+    }
 
 
 @contextmanager
@@ -80,8 +90,12 @@ def run_notebook(
     params = {"profile": profile, "run": run, **dict(parameters or {})}
     with _results_env(Path(results_root)):
         pm.execute_notebook(
-            str(path), str(run_dir / Path(path).name), parameters=params, kernel_name=KERNEL_NAME,
-            progress_bar=progress, cwd=str(Path(path).parent),
+            str(path),
+            str(run_dir / Path(path).name),
+            parameters=params,
+            kernel_name=KERNEL_NAME,
+            progress_bar=progress,
+            cwd=str(Path(path).parent),
         )
     return run_dir
 
@@ -112,7 +126,9 @@ def check_run(run_dir: Path, figures: list[str]) -> list[str]:
     return problems
 
 
-def check_all(results_root: Path, directory: Path | None = None, profile: str = "smoke") -> list[str]:
+def check_all(
+    results_root: Path, directory: Path | None = None, profile: str = "smoke"
+) -> list[str]:
     """Problems with the runs every notebook in ``directory`` left under ``results_root``
     (``<root>/<paper>/<profile>``), e.g. after nbval executed them."""
     problems = []
@@ -128,21 +144,31 @@ def check_all(results_root: Path, directory: Path | None = None, profile: str = 
 DEFAULT_GITHUB_REPO = "leukemia-repro/leukemia-repro"
 
 
-def launch_links(path: Path, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main") -> dict[str, str]:
-    """"Open in Colab" and Kaggle URLs of a notebook in ``notebooks/`` on GitHub ``repo``."""
+def launch_links(
+    path: Path, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main"
+) -> dict[str, str]:
+    """ "Open in Colab" and Kaggle URLs of a notebook in ``notebooks/`` on GitHub ``repo``."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
-        raise ValueError(f"repo {repo!r} must be OWNER/NAME as on GitHub, e.g. {DEFAULT_GITHUB_REPO}")
+        raise ValueError(
+            f"repo {repo!r} must be OWNER/NAME as on GitHub, e.g. {DEFAULT_GITHUB_REPO}"
+        )
     github = f"github.com/{repo}/blob/{branch}/notebooks/{Path(path).name}"
-    return {"colab": f"https://colab.research.google.com/{github.replace('github.com', 'github', 1)}",
-            "kaggle": f"https://kaggle.com/kernels/welcome?src=https://{github}"}
+    return {
+        "colab": f"https://colab.research.google.com/{github.replace('github.com', 'github', 1)}",
+        "kaggle": f"https://kaggle.com/kernels/welcome?src=https://{github}",
+    }
 
 
-def links_table(directory: Path | None = None, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main") -> str:
+def links_table(
+    directory: Path | None = None, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main"
+) -> str:
     """The README's Markdown table: one row per notebook with its Colab and Kaggle links."""
     rows = ["| notebook | Colab | Kaggle |", "|---|---|---|"]
     for path in discover(directory):
         url = launch_links(path, repo, branch)
-        rows.append(f"| [{path.stem}](notebooks/{path.name}) | [Open in Colab]({url['colab']}) | [Open in Kaggle]({url['kaggle']}) |")
+        rows.append(
+            f"| [{path.stem}](notebooks/{path.name}) | [Open in Colab]({url['colab']}) | [Open in Kaggle]({url['kaggle']}) |"
+        )
     return "\n".join(rows)
 
 
@@ -153,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m common.notebooks")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="every notebook left metrics.json, run.json and its declared figures")
+    check = sub.add_parser(
+        "check", help="every notebook left metrics.json, run.json and its declared figures"
+    )
     check.add_argument("results_root", type=Path)
     check.add_argument("--profile", default="smoke")
     links = sub.add_parser("links", help="print the README's Colab/Kaggle table for every notebook")

@@ -10,6 +10,7 @@ Colab/Kaggle sessions can point the notebooks elsewhere without editing them:
   ``<data root>/cache`` locally, ``/kaggle/working/cache`` on Kaggle (whose input
   folder is read-only), ``/content/cache`` on Colab.
 """
+
 from __future__ import annotations
 
 import os
@@ -128,5 +129,6 @@ def read_yaml(path: Path, missing: str) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file") from None
-
+        raise ValueError(
+            f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file"
+        ) from None

@@ -5,10 +5,12 @@ as PNG (150 dpi or more) into a run folder and, when the data source is
 ``synthetic``, stamps "synthetic data" on its face first, so that a figure made from
 generated data can never be mistaken for a result on the real dataset.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,15 +32,28 @@ def stamp_synthetic(fig: plt.Figure) -> None:
     if any(getattr(t, "_repro_stamp", False) for t in fig.texts):
         return
     text = fig.text(
-        0.5, 0.5, SYNTHETIC_STAMP, ha="center", va="center", rotation=30, fontsize=28,
-        color="crimson", alpha=0.25, weight="bold", zorder=1000,
+        0.5,
+        0.5,
+        SYNTHETIC_STAMP,
+        ha="center",
+        va="center",
+        rotation=30,
+        fontsize=28,
+        color="crimson",
+        alpha=0.25,
+        weight="bold",
+        zorder=1000,
     )
     text._repro_stamp = True  # type: ignore[attr-defined]
-    corner = fig.text(0.995, 0.005, SYNTHETIC_STAMP, ha="right", va="bottom", fontsize=9, color="crimson")
+    corner = fig.text(
+        0.995, 0.005, SYNTHETIC_STAMP, ha="right", va="bottom", fontsize=9, color="crimson"
+    )
     corner._repro_stamp = True  # type: ignore[attr-defined]
 
 
-def save_figure(fig: plt.Figure, run_dir: Path | str, name: str, source: str | None = None, dpi: int = DPI) -> Path:
+def save_figure(
+    fig: plt.Figure, run_dir: Path | str, name: str, source: str | None = None, dpi: int = DPI
+) -> Path:
     """Save ``fig`` as ``<run_dir>/<name>.png``; stamp it when ``source == 'synthetic'``."""
     if dpi < DPI:
         raise ValueError(f"dpi must be at least {DPI}, got {dpi}")
@@ -60,8 +75,13 @@ def _figure(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[plt.Figure,
 
 
 def plot_confusion_matrix(
-    cm: np.ndarray, class_names: Sequence[str], normalize: bool = False, title: str = "Confusion matrix",
-    ax: plt.Axes | None = None, *, extra_columns: Sequence[str] = (),
+    cm: np.ndarray,
+    class_names: Sequence[str],
+    normalize: bool = False,
+    title: str = "Confusion matrix",
+    ax: plt.Axes | None = None,
+    *,
+    extra_columns: Sequence[str] = (),
 ) -> plt.Figure:
     """Heatmap of a confusion matrix; ``normalize=True`` shows row percentages.
 
@@ -71,8 +91,10 @@ def plot_confusion_matrix(
     """
     cm = np.asarray(cm, dtype=float)
     if cm.shape != (len(class_names), len(class_names) + len(extra_columns)):
-        raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(class_names)} class names"
-                         + (f" and {len(extra_columns)} extra column(s)" if extra_columns else ""))
+        raise ValueError(
+            f"confusion matrix shape {cm.shape} does not match {len(class_names)} class names"
+            + (f" and {len(extra_columns)} extra column(s)" if extra_columns else "")
+        )
     size = 1.0 + 0.8 * len(class_names)
     fig, ax = _figure(ax, (size + 1.5, size))
     if normalize:
@@ -81,39 +103,71 @@ def plot_confusion_matrix(
         fmt, label = ".1f", "% of true class"
     else:
         data, fmt, label = cm, ".0f", "count"
-    sns.heatmap(data, annot=True, fmt=fmt, cmap="Blues", cbar_kws={"label": label},
-                xticklabels=[*class_names, *extra_columns], yticklabels=class_names, ax=ax, square=True)
+    sns.heatmap(
+        data,
+        annot=True,
+        fmt=fmt,
+        cmap="Blues",
+        cbar_kws={"label": label},
+        xticklabels=[*class_names, *extra_columns],
+        yticklabels=class_names,
+        ax=ax,
+        square=True,
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title + (" (row %)" if normalize else ""))
     return fig
 
 
-def plot_roc(curves: Mapping[str, Mapping[str, Any]], title: str = "ROC curves", ax: plt.Axes | None = None) -> plt.Figure:
+def plot_roc(
+    curves: Mapping[str, Mapping[str, Any]], title: str = "ROC curves", ax: plt.Axes | None = None
+) -> plt.Figure:
     """ROC curves from :func:`common.evaluate.roc_curves`; AUCs in the legend, chance diagonal."""
     fig, ax = _figure(ax, (6, 5))
     for name, c in curves.items():
-        style = {"linestyle": ":", "linewidth": 2} if name in {"micro", "macro"} else {"linewidth": 1.5}
+        style = (
+            {"linestyle": ":", "linewidth": 2} if name in {"micro", "macro"} else {"linewidth": 1.5}
+        )
         ax.plot(c["fpr"], c["tpr"], label=f"{name} (AUC = {c['auc']:.3f})", **style)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="false positive rate (1 - specificity)",
-           ylabel="true positive rate (sensitivity)", title=title)
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        xlabel="false positive rate (1 - specificity)",
+        ylabel="true positive rate (sensitivity)",
+        title=title,
+    )
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
 
-def plot_pr(curves: Mapping[str, Mapping[str, Any]], title: str = "Precision-recall curves", ax: plt.Axes | None = None) -> plt.Figure:
+def plot_pr(
+    curves: Mapping[str, Mapping[str, Any]],
+    title: str = "Precision-recall curves",
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
     """Precision-recall curves from :func:`common.evaluate.pr_curves`; AP in the legend."""
     fig, ax = _figure(ax, (6, 5))
     for name, c in curves.items():
         style = {"linestyle": ":", "linewidth": 2} if name == "micro" else {"linewidth": 1.5}
-        ax.step(c["recall"], c["precision"], where="post", label=f"{name} (AP = {c['ap']:.3f})", **style)
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.05), xlabel="recall (sensitivity)", ylabel="precision", title=title)
+        ax.step(
+            c["recall"], c["precision"], where="post", label=f"{name} (AP = {c['ap']:.3f})", **style
+        )
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.05),
+        xlabel="recall (sensitivity)",
+        ylabel="precision",
+        title=title,
+    )
     ax.legend(loc="lower left", fontsize=8)
     return fig
 
 
-def plot_history(history: Any, metrics: Sequence[str] = ("loss", "accuracy"), title: str = "Training curves") -> plt.Figure:
+def plot_history(
+    history: Any, metrics: Sequence[str] = ("loss", "accuracy"), title: str = "Training curves"
+) -> plt.Figure:
     """Training and validation curves from a Keras ``History`` (or its ``.history`` dict)."""
     logs = getattr(history, "history", history)
     if not isinstance(logs, Mapping) or not logs:
@@ -146,14 +200,20 @@ def plot_embedding(
     if labels.shape[0] != points.shape[0]:
         raise ValueError(f"{labels.shape[0]} labels for {points.shape[0]} points")
     fig, ax = _figure(ax, (6.5, 5.5))
-    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=labels.astype(str), s=14, linewidth=0, alpha=0.8, ax=ax)
+    sns.scatterplot(
+        x=points[:, 0], y=points[:, 1], hue=labels.astype(str), s=14, linewidth=0, alpha=0.8, ax=ax
+    )
     ax.set(xlabel="dimension 1", ylabel="dimension 2", title=title)
     ax.legend(title="class", fontsize=8, markerscale=1.5)
     return fig
 
 
 def plot_histogram(
-    values: np.ndarray, bins: int = 50, title: str = "Histogram", xlabel: str = "value", ax: plt.Axes | None = None
+    values: np.ndarray,
+    bins: int = 50,
+    title: str = "Histogram",
+    xlabel: str = "value",
+    ax: plt.Axes | None = None,
 ) -> plt.Figure:
     """Histogram with min, mean and max marked and written on the plot."""
     values = np.asarray(values, dtype=float).ravel()
@@ -164,14 +224,27 @@ def plot_histogram(
     stats = {"min": values.min(), "mean": values.mean(), "max": values.max()}
     for (name, value), color in zip(stats.items(), ["grey", "crimson", "black"]):
         ax.axvline(value, color=color, linestyle="--", linewidth=1)
-    ax.text(0.98, 0.95, "\n".join(f"{k} = {v:.4g}" for k, v in stats.items()), transform=ax.transAxes,
-            ha="right", va="top", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "grey"})
+    ax.text(
+        0.98,
+        0.95,
+        "\n".join(f"{k} = {v:.4g}" for k, v in stats.items()),
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=9,
+        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "grey"},
+    )
     ax.set(xlabel=xlabel, ylabel="count", title=title)
     return fig
 
 
-def plot_image_grid(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, ncols: int = 4,
-                    title: str = "", size: float = 2.5) -> plt.Figure:
+def plot_image_grid(
+    images: Sequence[np.ndarray],
+    captions: Sequence[str] | None = None,
+    ncols: int = 4,
+    title: str = "",
+    size: float = 2.5,
+) -> plt.Figure:
     """A grid of images (H, W) or (H, W, C) in [0, 1] float or uint8, with captions."""
     if len(images) == 0:
         raise ValueError("no images to show")
@@ -180,7 +253,9 @@ def plot_image_grid(images: Sequence[np.ndarray], captions: Sequence[str] | None
     set_style()
     ncols = max(1, min(ncols, len(images)))
     nrows = int(np.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False
+    )
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= len(images):
@@ -195,13 +270,20 @@ def plot_image_grid(images: Sequence[np.ndarray], captions: Sequence[str] | None
     return fig
 
 
-def plot_reconstruction(original: np.ndarray, reconstructed: np.ndarray, names: Sequence[str], n_features: int = 200,
-                        title: str = "Original vs reconstructed values") -> plt.Figure:
+def plot_reconstruction(
+    original: np.ndarray,
+    reconstructed: np.ndarray,
+    names: Sequence[str],
+    n_features: int = 200,
+    title: str = "Original vs reconstructed values",
+) -> plt.Figure:
     """One panel per sample: its first ``n_features`` values and their reconstruction,
     with the [0, 1] band a sigmoid output can reach shaded."""
     original, reconstructed = np.atleast_2d(original), np.atleast_2d(reconstructed)
     if original.shape != reconstructed.shape or len(names) != original.shape[0]:
-        raise ValueError(f"original {original.shape}, reconstructed {reconstructed.shape} and {len(names)} names disagree")
+        raise ValueError(
+            f"original {original.shape}, reconstructed {reconstructed.shape} and {len(names)} names disagree"
+        )
     set_style()
     n = original.shape[0]
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False, sharex=True)
@@ -218,8 +300,13 @@ def plot_reconstruction(original: np.ndarray, reconstructed: np.ndarray, names: 
     return fig
 
 
-def plot_protocol_comparison(rows: Any, metric: str = "accuracy", cls: str = "overall", models: Sequence[str] | None = None,
-                             title: str | None = None) -> plt.Figure:
+def plot_protocol_comparison(
+    rows: Any,
+    metric: str = "accuracy",
+    cls: str = "overall",
+    models: Sequence[str] | None = None,
+    title: str | None = None,
+) -> plt.Figure:
     """Bars of one metric per model, one bar per protocol, with the 95% CI as error bars."""
     import pandas as pd
 
@@ -243,7 +330,11 @@ def plot_protocol_comparison(rows: Any, metric: str = "accuracy", cls: str = "ov
         err = np.vstack([value - low, high - value])
         ax.bar(x, value, width, label=protocol, yerr=np.where(np.isfinite(err), err, 0), capsize=3)
     ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right")
-    ax.set(ylabel=f"{metric} ({cls}, %)", ylim=(0, 105), title=title or f"{metric} by protocol (95% CI)")
+    ax.set(
+        ylabel=f"{metric} ({cls}, %)",
+        ylim=(0, 105),
+        title=title or f"{metric} by protocol (95% CI)",
+    )
     ax.legend(title="protocol")
     fig.tight_layout()
     return fig

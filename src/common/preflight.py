@@ -20,6 +20,7 @@ Problems are collected, not raised one by one: the run stops with one line per
 problem (:class:`PreflightError`), each naming the path or value, what was expected
 and the fix. In a notebook the error is shown as those lines, without a traceback.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,9 +28,10 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from common.paths import cache_root, is_writable, nearest_existing, results_root
 
@@ -41,9 +43,20 @@ BACKENDS = ("tensorflow", "jax", "torch")
 DOWNLOAD_PROBE_TIMEOUT = 5.0
 #: Millions of parameters per network (the full network as the papers use it), for the disk estimate.
 PARAMETERS_M = {
-    "efficientnetv2m": 53.2, "mobilenetv2": 3.5, "resnet50": 25.6, "resnet101": 44.7, "vgg16": 138.4,
-    "densenet121": 8.1, "densenet201": 20.2, "inceptionv3": 23.9, "alexnet": 62.4, "vit": 0.4,
-    "acrnn": 3.0, "cnn": 1.0, "cnn_eca": 1.0, "cae": 0.02,
+    "efficientnetv2m": 53.2,
+    "mobilenetv2": 3.5,
+    "resnet50": 25.6,
+    "resnet101": 44.7,
+    "vgg16": 138.4,
+    "densenet121": 8.1,
+    "densenet201": 20.2,
+    "inceptionv3": 23.9,
+    "alexnet": 62.4,
+    "vit": 0.4,
+    "acrnn": 3.0,
+    "cnn": 1.0,
+    "cnn_eca": 1.0,
+    "cae": 0.02,
 }
 #: Folders whose size a platform caps below the disk's free space: (folder, bytes). Kaggle keeps at
 #: most 20 GB of /kaggle/working, which shutil.disk_usage does not show.
@@ -110,14 +123,19 @@ def check_parameters(report: Preflight, known: Iterable[str], injected: Iterable
     injected = list(injected)
     unknown = sorted(set(injected) - set(known))
     if unknown:
-        report.fail("parameters", f"unknown parameter(s) {unknown} passed to the notebook; known: {known} "
-                                  "(fix the name in the papermill call or sweep spec)")
+        report.fail(
+            "parameters",
+            f"unknown parameter(s) {unknown} passed to the notebook; known: {known} "
+            "(fix the name in the papermill call or sweep spec)",
+        )
     elif injected:
         report.ok("parameters", f"{len(injected)} passed, all declared")
 
 
 # ------------------------------------------------------------------------ data
-def check_data(report: Preflight, dataset: str, root: Any, synthetic: bool, load_kwargs: Mapping[str, Any]) -> None:
+def check_data(
+    report: Preflight, dataset: str, root: Any, synthetic: bool, load_kwargs: Mapping[str, Any]
+) -> None:
     from common.data import DataError, default_root, load, registry_entry
 
     info = registry_entry(dataset)
@@ -127,10 +145,16 @@ def check_data(report: Preflight, dataset: str, root: Any, synthetic: bool, load
         return
     if info.fetch == "debian" and root is None and not default_root(dataset).is_dir():
         if shutil.which("apt-get") and shutil.which("dpkg"):
-            report.ok("data", f"{dataset} is not here yet; it will be fetched from Debian into {default_root(dataset)}")
+            report.ok(
+                "data",
+                f"{dataset} is not here yet; it will be fetched from Debian into {default_root(dataset)}",
+            )
         else:
-            report.fail("data", f"{dataset} not found at {default_root(dataset)} and apt-get is missing; copy the "
-                                f"Debian package files there (see data/README.md)")
+            report.fail(
+                "data",
+                f"{dataset} not found at {default_root(dataset)} and apt-get is missing; copy the "
+                f"Debian package files there (see data/README.md)",
+            )
         return
     try:
         ds = load(dataset, root, **dict(load_kwargs))
@@ -141,20 +165,34 @@ def check_data(report: Preflight, dataset: str, root: Any, synthetic: bool, load
     counts = ds.class_counts()
     missing = [c for c in (info.counts or {}) if c not in counts]
     if missing:
-        report.fail("data", f"{ds.root}: class(es) {missing} have no samples; expected {sorted(info.counts)} "
-                            "(re-download the dataset or pass the right data_root)")
+        report.fail(
+            "data",
+            f"{ds.root}: class(es) {missing} have no samples; expected {sorted(info.counts)} "
+            "(re-download the dataset or pass the right data_root)",
+        )
         return
-    report.ok("data", f"{dataset} at {ds.root} ({ds.source}): {len(ds)} samples, {len(counts)} classes")
+    report.ok(
+        "data", f"{dataset} at {ds.root} ({ds.source}): {len(ds)} samples, {len(counts)} classes"
+    )
     record = {"dataset": dataset, "root": str(ds.root), "counts": counts}
     if info.counts and counts != info.counts:
-        differ = {c: f"{counts.get(c, 0)} (data/README: {n})" for c, n in info.counts.items() if counts.get(c, 0) != n}
-        report.note("data", f"class counts differ from data/README.md: {differ}; fine for a subset or rehearsal")
+        differ = {
+            c: f"{counts.get(c, 0)} (data/README: {n})"
+            for c, n in info.counts.items()
+            if counts.get(c, 0) != n
+        }
+        report.note(
+            "data",
+            f"class counts differ from data/README.md: {differ}; fine for a subset or rehearsal",
+        )
         record["counts_expected"] = dict(info.counts)
     report.record["data"] = record
 
 
 # --------------------------------------------------------------------- weights
-def check_weights(report: Preflight, networks: Mapping[str, Any], full_networks: Iterable[str] = ()) -> None:
+def check_weights(
+    report: Preflight, networks: Mapping[str, Any], full_networks: Iterable[str] = ()
+) -> None:
     """``networks``: name -> ``imagenet`` | ``none`` | weights file path | weights folder
     (:func:`common.backbones.weights_file_in`)."""
     from common.backbones import CUSTOM, imagenet_weights_file, keras_weights_dir, weights_file_in
@@ -169,21 +207,36 @@ def check_weights(report: Preflight, networks: Mapping[str, Any], full_networks:
         if spec != "imagenet":
             if Path(spec).is_dir():  # a weights folder (common.backbones.weights_file_in)
                 # any input size: a network may run at its own size (AlexNet's 227 px); loading names a mismatch
-                files = sorted(Path(spec).glob(weights_file_in(spec, name, 0, name in full).name.replace("-0px", "-*px")))
+                files = sorted(
+                    Path(spec).glob(
+                        weights_file_in(spec, name, 0, name in full).name.replace("-0px", "-*px")
+                    )
+                )
                 if files:
-                    record[name] = f"local file {files[0]}" + (f" (+{len(files) - 1} other sizes)" if len(files) > 1 else "")
+                    record[name] = f"local file {files[0]}" + (
+                        f" (+{len(files) - 1} other sizes)" if len(files) > 1 else ""
+                    )
                 else:
-                    report.fail("weights", f"{name}: the weights folder {spec} has no {name}-<size>px weights file; write "
-                                           "it with common.backbones.write_standin_weights, or give a file, 'imagenet' or 'none'")
+                    report.fail(
+                        "weights",
+                        f"{name}: the weights folder {spec} has no {name}-<size>px weights file; write "
+                        "it with common.backbones.write_standin_weights, or give a file, 'imagenet' or 'none'",
+                    )
             elif Path(spec).is_file():
                 record[name] = f"local file {spec}"
             else:
-                report.fail("weights", f"{name}: weights file {spec} does not exist; give an existing file, "
-                                       "'imagenet' or 'none'")
+                report.fail(
+                    "weights",
+                    f"{name}: weights file {spec} does not exist; give an existing file, "
+                    "'imagenet' or 'none'",
+                )
             continue
         if name in CUSTOM:
-            report.fail("weights", f"{name}: keras.applications has no ImageNet weights for it; set its weights to a "
-                                   "local file or 'none' (from scratch)")
+            report.fail(
+                "weights",
+                f"{name}: keras.applications has no ImageNet weights for it; set its weights to a "
+                "local file or 'none' (from scratch)",
+            )
             continue
         filename, url = imagenet_weights_file(name, include_top=name in full)
         cached = keras_weights_dir() / filename
@@ -192,8 +245,11 @@ def check_weights(report: Preflight, networks: Mapping[str, Any], full_networks:
         elif downloadable(url):
             record[name] = f"imagenet (downloaded on first use from {url})"
         else:
-            report.fail("weights", f"{name}: ImageNet file {filename} is not in {cached.parent} and {url} cannot be "
-                                   f"reached; copy the file there, or set this network's weights to a local file or 'none'")
+            report.fail(
+                "weights",
+                f"{name}: ImageNet file {filename} is not in {cached.parent} and {url} cannot be "
+                f"reached; copy the file there, or set this network's weights to a local file or 'none'",
+            )
     if record:
         report.ok("weights", "; ".join(f"{k}: {v}" for k, v in record.items()))
     report.record["weights"] = record
@@ -202,7 +258,9 @@ def check_weights(report: Preflight, networks: Mapping[str, Any], full_networks:
 def downloadable(url: str, timeout: float = DOWNLOAD_PROBE_TIMEOUT) -> bool:
     """Whether ``url`` answers a HEAD request within ``timeout`` seconds."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as reply:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, method="HEAD"), timeout=timeout
+        ) as reply:
             return 200 <= reply.status < 400
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -222,21 +280,44 @@ def check_disk(report: Preflight, need: int) -> None:
     cache = cache_root()
     for what, folder in (("cache", cache), ("results", results_root())):
         if not is_writable(folder):
-            report.fail("disk", f"the {what} root {folder} is not writable; set "
-                                f"{'REPRO_CACHE_DIR' if what == 'cache' else 'REPRO_RESULTS_DIR'} to a writable folder")
+            report.fail(
+                "disk",
+                f"the {what} root {folder} is not writable; set "
+                f"{'REPRO_CACHE_DIR' if what == 'cache' else 'REPRO_RESULTS_DIR'} to a writable folder",
+            )
             return
     free = free_bytes(cache)
-    report.record["disk"] = {"cache_root": str(cache), "needed_bytes": int(need), "free_bytes": int(free)}
-    quota = next(((folder, size) for folder, size in OUTPUT_QUOTAS if Path(cache).absolute().is_relative_to(folder)), None)
+    report.record["disk"] = {
+        "cache_root": str(cache),
+        "needed_bytes": int(need),
+        "free_bytes": int(free),
+    }
+    quota = next(
+        (
+            (folder, size)
+            for folder, size in OUTPUT_QUOTAS
+            if Path(cache).absolute().is_relative_to(folder)
+        ),
+        None,
+    )
     if quota and need > quota[1]:
-        report.fail("disk", f"the run writes about {need / 1e9:.1f} GB under {cache}, but {quota[0]} keeps at most "
-                            f"{quota[1] / 1e9:.0f} GB; set REPRO_CACHE_DIR to a folder outside it (e.g. /tmp/cache, "
-                            "not kept after the session)")
+        report.fail(
+            "disk",
+            f"the run writes about {need / 1e9:.1f} GB under {cache}, but {quota[0]} keeps at most "
+            f"{quota[1] / 1e9:.0f} GB; set REPRO_CACHE_DIR to a folder outside it (e.g. /tmp/cache, "
+            "not kept after the session)",
+        )
     elif free < need:
-        report.fail("disk", f"{cache} has {free / 1e9:.1f} GB free, the run writes about {need / 1e9:.1f} GB there; "
-                            "free space or set REPRO_CACHE_DIR to a larger disk")
+        report.fail(
+            "disk",
+            f"{cache} has {free / 1e9:.1f} GB free, the run writes about {need / 1e9:.1f} GB there; "
+            "free space or set REPRO_CACHE_DIR to a larger disk",
+        )
     else:
-        report.ok("disk", f"cache root {cache}: {free / 1e9:.1f} GB free, about {need / 1e9:.2f} GB needed")
+        report.ok(
+            "disk",
+            f"cache root {cache}: {free / 1e9:.1f} GB free, about {need / 1e9:.2f} GB needed",
+        )
 
 
 # ---------------------------------------------------------------------- device
@@ -254,16 +335,27 @@ def check_device(report: Preflight, expects_gpu: bool) -> None:
 
     backend = keras.backend.backend()
     if backend not in BACKENDS:
-        report.fail("backend", f"Keras backend {backend!r} cannot train these models; set KERAS_BACKEND to one of "
-                               f"{', '.join(BACKENDS)}")
+        report.fail(
+            "backend",
+            f"Keras backend {backend!r} cannot train these models; set KERAS_BACKEND to one of "
+            f"{', '.join(BACKENDS)}",
+        )
     gpus = gpu_devices()
     allow_cpu = os.environ.get(ALLOW_CPU_ENV, "") == "1"
-    report.record["device"] = {"backend": backend, "gpus": gpus, "expects_gpu": expects_gpu, "allow_cpu": allow_cpu}
+    report.record["device"] = {
+        "backend": backend,
+        "gpus": gpus,
+        "expects_gpu": expects_gpu,
+        "allow_cpu": allow_cpu,
+    }
     if gpus:
         report.ok("device", f"{backend} backend, {len(gpus)} GPU(s): {', '.join(gpus)}")
     elif expects_gpu and not allow_cpu:
-        report.fail("device", f"no GPU visible to the {backend} backend and this profile expects one; choose a GPU "
-                              f"runtime, or set {ALLOW_CPU_ENV}=1 to run on the CPU anyway (hours to days)")
+        report.fail(
+            "device",
+            f"no GPU visible to the {backend} backend and this profile expects one; choose a GPU "
+            f"runtime, or set {ALLOW_CPU_ENV}=1 to run on the CPU anyway (hours to days)",
+        )
     else:
         why = f"{ALLOW_CPU_ENV}=1" if expects_gpu else "this profile is sized for a CPU"
         report.ok("device", f"{backend} backend on the CPU ({why})")
@@ -271,11 +363,17 @@ def check_device(report: Preflight, expects_gpu: bool) -> None:
 
 # ----------------------------------------------------------------------- entry
 def preflight(
-    params: Mapping[str, Any], *, profiles: Mapping[str, Mapping[str, Any]], dataset: str | None = None,
-    networks: Mapping[str, Any] | None = None, full_networks: Iterable[str] = (),
+    params: Mapping[str, Any],
+    *,
+    profiles: Mapping[str, Mapping[str, Any]],
+    dataset: str | None = None,
+    networks: Mapping[str, Any] | None = None,
+    full_networks: Iterable[str] = (),
     disk_bytes: int | Callable[[int], int] = 0,
-    load_kwargs: Mapping[str, Any] | None = None, expects_gpu: bool | None = None,
-    injected: Iterable[str] | None = None, verbose: bool = True,
+    load_kwargs: Mapping[str, Any] | None = None,
+    expects_gpu: bool | None = None,
+    injected: Iterable[str] | None = None,
+    verbose: bool = True,
 ) -> Preflight:
     """Check the run's preconditions; raise :class:`PreflightError` (one line per problem) if any fails.
 
@@ -294,12 +392,20 @@ def preflight(
     known = {*profiles["demo"], "profile", "run", "seed"}
     check_parameters(report, known, injected_parameters() if injected is None else injected)
     if dataset is not None:
-        check_data(report, dataset, params.get("data_root"), bool(params.get("synthetic")), load_kwargs or {})
+        check_data(
+            report,
+            dataset,
+            params.get("data_root"),
+            bool(params.get("synthetic")),
+            load_kwargs or {},
+        )
     if networks:
         check_weights(report, networks, full_networks)
     n = len(report.dataset) if report.dataset is not None else 0
     check_disk(report, int(disk_bytes(n) if callable(disk_bytes) else disk_bytes))
-    check_device(report, params.get("profile") in GPU_PROFILES if expects_gpu is None else expects_gpu)
+    check_device(
+        report, params.get("profile") in GPU_PROFILES if expects_gpu is None else expects_gpu
+    )
     if verbose:
         print("preflight\n" + "\n".join(report.lines))
     if report.problems:
@@ -321,7 +427,9 @@ def install_short_errors() -> None:
 
     def short(self, etype, value, tb, tb_offset=None):
         lines = [f"{etype.__name__}: {value}"]
-        self._showtraceback(etype, value, lines)  # an error output (papermill and nbval see the failure), no frames
+        self._showtraceback(
+            etype, value, lines
+        )  # an error output (papermill and nbval see the failure), no frames
         return lines
 
     shell.set_custom_exc((PreflightError, DataError), short)

@@ -8,11 +8,13 @@
   redrawn at most every ``mininterval`` seconds so logs stay short.
 - :func:`forecast`: after the first expensive stage, the estimated total time.
 """
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import keras
 
@@ -55,7 +57,11 @@ class EpochLog(keras.callbacks.Callback):
         if not (first or last or now - self._last_print >= self.every):
             return
         self._last_print = now
-        shown = {k: v for k, v in (logs or {}).items() if k == "loss" or k.startswith("val_") or k == "accuracy"}
+        shown = {
+            k: v
+            for k, v in (logs or {}).items()
+            if k == "loss" or k.startswith("val_") or k == "accuracy"
+        }
         values = ", ".join(f"{k} {float(v):.4f}" for k, v in shown.items())
         mean = sum(self.durations) / len(self.durations)
         left = "" if last else f", ~{duration(mean * (total - epoch - 1))} left"
@@ -64,12 +70,27 @@ class EpochLog(keras.callbacks.Callback):
         print(line, file=self.stream or sys.stdout, flush=True)
 
 
-def bar(iterable: Iterable, *, desc: str, total: int | None = None, initial: int = 0, disable: bool = False):
+def bar(
+    iterable: Iterable,
+    *,
+    desc: str,
+    total: int | None = None,
+    initial: int = 0,
+    disable: bool = False,
+):
     """A tqdm bar for a long loop, redrawn at most every :data:`BAR_MININTERVAL` seconds."""
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, initial=initial, disable=disable, mininterval=BAR_MININTERVAL,
-                file=sys.stdout, ascii=True)
+    return tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        initial=initial,
+        disable=disable,
+        mininterval=BAR_MININTERVAL,
+        file=sys.stdout,
+        ascii=True,
+    )
 
 
 def forecast(elapsed: float, done: float, total: float, what: str) -> str:
@@ -77,5 +98,7 @@ def forecast(elapsed: float, done: float, total: float, what: str) -> str:
     if done <= 0:
         raise ValueError("forecast needs at least one finished unit")
     estimate = elapsed / done * total
-    return (f"estimated total for {what}: {duration(estimate)} ({done:g} of {total:g} done in {duration(elapsed)}, "
-            f"~{duration(estimate - elapsed)} left; assumes the remaining units cost the same)")
+    return (
+        f"estimated total for {what}: {duration(estimate)} ({done:g} of {total:g} done in {duration(elapsed)}, "
+        f"~{duration(estimate - elapsed)} left; assumes the remaining units cost the same)"
+    )

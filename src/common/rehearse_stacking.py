@@ -12,6 +12,7 @@ every 0.5 s (anonymous and total). It times the fused rows, every fit of the SVM
 and the final fit each) and the whole stage, and writes ``results/rehearsal/04-stacking/r<R>-t<T>[-pca<V>]/stacking.json``
 and ``row.md``; ``python -m common.rehearse report`` puts them in the README's cost section.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,15 @@ def write_bank(folder: Path, rows: int, *, seed: int = 0, chunk: int = 4096) -> 
     centres = rng.normal(size=(len(CLASS_SHARES), LATENT))
     for net, width in WIDTHS.items():
         basis = rng.normal(size=(LATENT, width)) / np.sqrt(LATENT)
-        out = np.lib.format.open_memmap(folder / f"{net}.npy", mode="w+", dtype=np.float32, shape=(n, width))
+        out = np.lib.format.open_memmap(
+            folder / f"{net}.npy", mode="w+", dtype=np.float32, shape=(n, width)
+        )
         for start in range(0, n, chunk):
-            part = y[start:start + chunk]
+            part = y[start : start + chunk]
             latent = 0.5 * centres[part] + rng.normal(size=(len(part), LATENT))
-            out[start:start + chunk] = np.maximum(latent @ basis + 0.3 * rng.normal(size=(len(part), width)), 0)
+            out[start : start + chunk] = np.maximum(
+                latent @ basis + 0.3 * rng.normal(size=(len(part), width)), 0
+            )
         out.flush()
         del out
     np.save(folder / "y.npy", y)
@@ -114,51 +119,102 @@ def out_root() -> Path:
     return repo_root() / "results" / "rehearsal" / "04-stacking"
 
 
-def tag(rows: int, trees: int, pca: float | None, mode: str = "stage", svm_max_iter: int | None = None) -> str:
-    return (f"r{rows}-t{trees}" + (f"-pca{pca:g}" if pca else "") + ("" if mode == "stage" else f"-{mode}")
-            + (f"-svm{svm_max_iter}" if svm_max_iter else ""))
+def tag(
+    rows: int, trees: int, pca: float | None, mode: str = "stage", svm_max_iter: int | None = None
+) -> str:
+    return (
+        f"r{rows}-t{trees}"
+        + (f"-pca{pca:g}" if pca else "")
+        + ("" if mode == "stage" else f"-{mode}")
+        + (f"-svm{svm_max_iter}" if svm_max_iter else "")
+    )
 
 
-MODES = {"stage": "the whole stage (the stacker fits each base learner on 5 inner folds and once on all rows)",
-         "fits": "one fit of each base learner on all the rows (their times and growth)"}
+MODES = {
+    "stage": "the whole stage (the stacker fits each base learner on 5 inner folds and once on all rows)",
+    "fits": "one fit of each base learner on all the rows (their times and growth)",
+}
 
 
-def run(rows: int, *, trees: int = 100, pca: float | None = None, mode: str = "stage", svm_max_iter: int | None = None,
-        root: Path | None = None) -> dict[str, Any]:
+def run(
+    rows: int,
+    *,
+    trees: int = 100,
+    pca: float | None = None,
+    mode: str = "stage",
+    svm_max_iter: int | None = None,
+    root: Path | None = None,
+) -> dict[str, Any]:
     """Write the bank, run the stage (``mode="stage"``) or one fit of each base learner (``"fits"``) in a child process
     while sampling its memory, write the record. ``svm_max_iter`` caps the SVM's Newton steps: a memory run, whose
     times are not the stage's (stated in its row)."""
     if rows < 50:
-        raise SystemExit(f"error: --rows {rows} is too few; use at least 50 (the paper's largest setting: {FULL_ROWS:,})")
+        raise SystemExit(
+            f"error: --rows {rows} is too few; use at least 50 (the paper's largest setting: {FULL_ROWS:,})"
+        )
     if trees < 1:
         raise SystemExit(f"error: --trees {trees} must be at least 1 (the paper's forest: 100)")
     if mode not in MODES:
         raise SystemExit(f"error: --mode {mode!r} is not one of {', '.join(MODES)}")
     if pca is not None and not 0 < pca <= 1:
         raise SystemExit(f"error: --pca {pca} must be a share of variance in (0, 1]")
-    with tempfile.TemporaryDirectory(prefix="stacking-bench-", dir=os.environ.get("REPRO_CACHE_DIR")) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="stacking-bench-", dir=os.environ.get("REPRO_CACHE_DIR")
+    ) as tmp:
         folder = Path(tmp)
         started = time.time()
         sizes = write_bank(folder, rows)
-        print(f"bank: {sizes['train']:,} training + {sizes['test']:,} test rows x {sum(WIDTHS.values()):,} columns "
-              f"({time.time() - started:.0f} s)", flush=True)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(rows), str(trees), json.dumps(pca),
-                                  json.dumps(list(WIDTHS)), mode, json.dumps(svm_max_iter)], stdout=subprocess.PIPE, text=True)
+        print(
+            f"bank: {sizes['train']:,} training + {sizes['test']:,} test rows x {sum(WIDTHS.values()):,} columns "
+            f"({time.time() - started:.0f} s)",
+            flush=True,
+        )
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(folder),
+                str(rows),
+                str(trees),
+                json.dumps(pca),
+                json.dumps(list(WIDTHS)),
+                mode,
+                json.dumps(svm_max_iter),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         sampler = MemorySampler(child.pid)
         sampler.start()
         out, _ = child.communicate()
         sampler.stop()
         if child.returncode != 0:
-            raise SystemExit(f"error: the stacking stage failed (exit {child.returncode}); see its output above")
+            raise SystemExit(
+                f"error: the stacking stage failed (exit {child.returncode}); see its output above"
+            )
     measured = json.loads(out.strip().splitlines()[-1])
     samples = sampler.samples
     record = {
-        "kind": "stacking", "mode": mode, "svm_max_iter": svm_max_iter, "rows": rows, "test_rows": sizes["test"], "columns": sum(WIDTHS.values()), "trees": trees,
-        "pca_variance": pca, "seconds": measured["seconds"], "fits": measured["fits"],
-        "n_components": measured["n_components"], "accuracy_synthetic": measured["accuracy"],
-        "peak_rss_mb": max((s[1] for s in samples), default=None), "peak_anon_mb": max((s[2] for s in samples), default=None),
-        "vmhwm_mb": measured["vmhwm_mb"], "fused_mb": rows * sum(WIDTHS.values()) * 4 / 2**20,
-        "machine": _machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": "synthetic features",
+        "kind": "stacking",
+        "mode": mode,
+        "svm_max_iter": svm_max_iter,
+        "rows": rows,
+        "test_rows": sizes["test"],
+        "columns": sum(WIDTHS.values()),
+        "trees": trees,
+        "pca_variance": pca,
+        "seconds": measured["seconds"],
+        "fits": measured["fits"],
+        "n_components": measured["n_components"],
+        "accuracy_synthetic": measured["accuracy"],
+        "peak_rss_mb": max((s[1] for s in samples), default=None),
+        "peak_anon_mb": max((s[2] for s in samples), default=None),
+        "vmhwm_mb": measured["vmhwm_mb"],
+        "fused_mb": rows * sum(WIDTHS.values()) * 4 / 2**20,
+        "machine": _machine(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "data": "synthetic features",
     }
     dest = Path(root or out_root()) / tag(rows, trees, pca, mode, svm_max_iter)
     dest.mkdir(parents=True, exist_ok=True)
@@ -176,20 +232,26 @@ def markdown_row(record: dict[str, Any]) -> str:
     svm = [f for f in record["fits"] if f["what"] == "svm"]
     rf = [f for f in record["fits"] if f["what"] == "rf"]
     newton = "/".join(str(f["newton"]) for f in svm)
-    capped = f", capped at {record['svm_max_iter']}: a memory run" if record.get("svm_max_iter") else ""
-    return (f"| {record['rows']:,} x {record['columns']:,} | {record.get('mode', 'stage')} | {record['trees']} | "
-            f"{'none' if not record['pca_variance'] else record['pca_variance']} | "
-            f"{_sum(record, 'svm'):.0f} s ({len(svm)} fit{'s' * (len(svm) != 1)}, Newton steps {newton}{capped}) | "
-            f"{_sum(record, 'rf'):.0f} s ({len(rf)} fit{'s' * (len(rf) != 1)}) | {record['seconds']:.0f} s | "
-            f"{record['fused_mb'] / 1024:.2f} GB | {record['peak_anon_mb'] / 1024:.2f} GB | "
-            f"{record['peak_rss_mb'] / 1024:.2f} GB | {record['machine']['cpus']} CPU, load "
-            f"{'/'.join(f'{x:g}' for x in record['machine'].get('load_avg_1_5_15', [])) or 'n/a'} |")
+    capped = (
+        f", capped at {record['svm_max_iter']}: a memory run" if record.get("svm_max_iter") else ""
+    )
+    return (
+        f"| {record['rows']:,} x {record['columns']:,} | {record.get('mode', 'stage')} | {record['trees']} | "
+        f"{'none' if not record['pca_variance'] else record['pca_variance']} | "
+        f"{_sum(record, 'svm'):.0f} s ({len(svm)} fit{'s' * (len(svm) != 1)}, Newton steps {newton}{capped}) | "
+        f"{_sum(record, 'rf'):.0f} s ({len(rf)} fit{'s' * (len(rf) != 1)}) | {record['seconds']:.0f} s | "
+        f"{record['fused_mb'] / 1024:.2f} GB | {record['peak_anon_mb'] / 1024:.2f} GB | "
+        f"{record['peak_rss_mb'] / 1024:.2f} GB | {record['machine']['cpus']} CPU, load "
+        f"{'/'.join(f'{x:g}' for x in record['machine'].get('load_avg_1_5_15', [])) or 'n/a'} |"
+    )
 
 
 def load_records(root: Path | None = None) -> list[dict[str, Any]]:
     folder = Path(root or out_root())
-    return sorted((json.loads(p.read_text()) for p in folder.glob("*/stacking.json")),
-                  key=lambda r: (r.get("mode", "stage"), r["pca_variance"] or 0, r["trees"], r["rows"]))
+    return sorted(
+        (json.loads(p.read_text()) for p in folder.glob("*/stacking.json")),
+        key=lambda r: (r.get("mode", "stage"), r["pca_variance"] or 0, r["trees"], r["rows"]),
+    )
 
 
 def setting_seconds(one_fit_s: float, exponent: float, folds: int = 5) -> float:
@@ -202,20 +264,27 @@ def report(records: list[dict[str, Any]]) -> str:
     """The README subsection on notebook 04's stacking stage at the real width, from the records."""
     if not records:
         return ""
-    lines = ["**04, the stacking stage at the real width** (`python -m common.rehearse_stacking --rows R --trees T "
-             "[--mode fits] [--svm-max-iter K]`: `stacking.fit_rows` (mode `stage`) or one fit of each base learner "
-             "(mode `fits`) on R training rows of **synthetic** features, 1,280 + 2,048 + 4,096 columns, a setting without "
-             "PCA as in four of Table 6's five; a fresh process, memory sampled every 0.5 s; load: the load averages "
-             "over 1/5/15 minutes at the end, above the CPU count when something else shared the CPU).", "",
-             "| training rows x columns | mode | trees | PCA | SVM | forest | stage | fused rows | peak anon | peak rss | "
-             "machine |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "**04, the stacking stage at the real width** (`python -m common.rehearse_stacking --rows R --trees T "
+        "[--mode fits] [--svm-max-iter K]`: `stacking.fit_rows` (mode `stage`) or one fit of each base learner "
+        "(mode `fits`) on R training rows of **synthetic** features, 1,280 + 2,048 + 4,096 columns, a setting without "
+        "PCA as in four of Table 6's five; a fresh process, memory sampled every 0.5 s; load: the load averages "
+        "over 1/5/15 minutes at the end, above the CPU count when something else shared the CPU).",
+        "",
+        "| training rows x columns | mode | trees | PCA | SVM | forest | stage | fused rows | peak anon | peak rss | "
+        "machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     lines += [markdown_row(r) for r in records]
     stages = [r for r in records if r.get("mode", "stage") == "stage" and not r["pca_variance"]]
     if stages:
         top = max(stages, key=lambda r: r["rows"])
-        lines += ["", f"Peak memory of the stage at {top['rows']:,} rows ({top['rows'] / FULL_ROWS:.0%} of the paper's "
-                  f"largest setting): {top['peak_anon_mb'] / 1024:.1f} GB anon, {top['peak_rss_mb'] / 1024:.1f} GB rss, "
-                  f"with {top['trees']} trees (a fitted forest grows with its trees)."]
+        lines += [
+            "",
+            f"Peak memory of the stage at {top['rows']:,} rows ({top['rows'] / FULL_ROWS:.0%} of the paper's "
+            f"largest setting): {top['peak_anon_mb'] / 1024:.1f} GB anon, {top['peak_rss_mb'] / 1024:.1f} GB rss, "
+            f"with {top['trees']} trees (a fitted forest grows with its trees).",
+        ]
     fits = [r for r in records if r.get("mode") == "fits" and not r["pca_variance"]]
     for trees in sorted({r["trees"] for r in fits}):
         recs = sorted((r for r in fits if r["trees"] == trees), key=lambda r: r["rows"])
@@ -223,28 +292,58 @@ def report(records: list[dict[str, Any]]) -> str:
             continue
         n = [r["rows"] for r in recs]
         parts = []
-        for what, label in (("svm", "SVM"), ("rf", f"forest of {PAPER_TREES} trees" + (
-                "" if trees == PAPER_TREES else f" (measured with {trees}: its trees are independent fits, so time x "
-                f"{PAPER_TREES}/{trees})"))):
+        for what, label in (
+            ("svm", "SVM"),
+            (
+                "rf",
+                f"forest of {PAPER_TREES} trees"
+                + (
+                    ""
+                    if trees == PAPER_TREES
+                    else f" (measured with {trees}: its trees are independent fits, so time x "
+                    f"{PAPER_TREES}/{trees})"
+                ),
+            ),
+        ):
             t = [_sum(r, what) for r in recs]
             exponent = growth_exponent(n, t)
             if exponent is None:
                 continue
-            full = t[-1] * (FULL_ROWS / n[-1]) ** max(exponent, 1.0) * (PAPER_TREES / trees if what == "rf" else 1.0)
-            parts.append(f"{label}: one fit ~ N^{exponent:.2f}, {_hours(full)} at {FULL_ROWS:,} rows, "
-                         f"{_hours(setting_seconds(full, max(exponent, 1.0)))} per setting (6 fits)")
-        lines += ["", f"Time over {len(recs)} sizes ({', '.join(f'{x:,}' for x in n)} rows), projected on this CPU "
-                  "(power law from the largest size, at least linear): " + "; ".join(parts) + "."]
+            full = (
+                t[-1]
+                * (FULL_ROWS / n[-1]) ** max(exponent, 1.0)
+                * (PAPER_TREES / trees if what == "rf" else 1.0)
+            )
+            parts.append(
+                f"{label}: one fit ~ N^{exponent:.2f}, {_hours(full)} at {FULL_ROWS:,} rows, "
+                f"{_hours(setting_seconds(full, max(exponent, 1.0)))} per setting (6 fits)"
+            )
+        lines += [
+            "",
+            f"Time over {len(recs)} sizes ({', '.join(f'{x:,}' for x in n)} rows), projected on this CPU "
+            "(power law from the largest size, at least linear): " + "; ".join(parts) + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m common.rehearse_stacking", description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, required=True, help=f"training rows (the paper's largest setting: {FULL_ROWS:,})")
+    p = argparse.ArgumentParser(
+        prog="python -m common.rehearse_stacking", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--rows",
+        type=int,
+        required=True,
+        help=f"training rows (the paper's largest setting: {FULL_ROWS:,})",
+    )
     p.add_argument("--trees", type=int, default=100, help="random-forest trees (the paper's: 100)")
-    p.add_argument("--pca", type=float, default=None, help="share of variance PCA keeps (default: no PCA)")
+    p.add_argument(
+        "--pca", type=float, default=None, help="share of variance PCA keeps (default: no PCA)"
+    )
     p.add_argument("--mode", default="stage", help="; ".join(f"{k}: {v}" for k, v in MODES.items()))
-    p.add_argument("--svm-max-iter", type=int, default=None, help="cap the SVM's Newton steps (a memory run)")
+    p.add_argument(
+        "--svm-max-iter", type=int, default=None, help="cap the SVM's Newton steps (a memory run)"
+    )
     args = p.parse_args(argv)
     run(args.rows, trees=args.trees, pca=args.pca, mode=args.mode, svm_max_iter=args.svm_max_iter)
     return 0

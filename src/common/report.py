@@ -24,6 +24,7 @@ report. They are labelled "canonical" everywhere. A local run whose ``run.json``
 identical to a canonical run's (the demo run that canonical run was copied from) is
 the same run: it is shown once, as the canonical run, noting the local folder.
 """
+
 from __future__ import annotations
 
 import html
@@ -45,7 +46,11 @@ from common.paths import atomic_write_text, claims_dir, repo_root, results_root
 REPORT_DIR = "report"
 CANONICAL = "canonical"
 SKIPPED_FOLDERS = {REPORT_DIR, "sweeps", CANONICAL, "rehearsal"}
-BADGES = {"synthetic": "🧪 SYNTHETIC DATA", "embedded-real": "real public data (embedded)", "real": "real data"}
+BADGES = {
+    "synthetic": "🧪 SYNTHETIC DATA",
+    "embedded-real": "real public data (embedded)",
+    "real": "real data",
+}
 PROFILE_ORDER = {"paper": 0, "demo": 1, "smoke": 2}
 
 
@@ -55,9 +60,9 @@ class RunInfo:
     name: str
     dir: Path
     meta: dict
-    canonical: bool = False      # a committed run under results/canonical/
+    canonical: bool = False  # a committed run under results/canonical/
     figures: Path | None = None  # where its PNGs are (default: the run folder)
-    same_as: str = ""            # the local run folder that is this same run, if any
+    same_as: str = ""  # the local run folder that is this same run, if any
 
     @property
     def anchor(self) -> str:
@@ -65,7 +70,11 @@ class RunInfo:
 
     @property
     def label(self) -> str:
-        return f"canonical (committed, results/{CANONICAL}/{self.paper})" if self.canonical else f"run `{self.name}`"
+        return (
+            f"canonical (committed, results/{CANONICAL}/{self.paper})"
+            if self.canonical
+            else f"run `{self.name}`"
+        )
 
     @property
     def source(self) -> str:
@@ -86,7 +95,9 @@ def discover_runs(results: Path) -> list[RunInfo]:
         try:
             meta = json.loads(run_json.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
-            raise ValueError(f"{run_json} is not valid JSON; rerun that notebook or delete the folder") from None
+            raise ValueError(
+                f"{run_json} is not valid JSON; rerun that notebook or delete the folder"
+            ) from None
         runs.append(RunInfo(paper=run_dir.parent.name, name=run_dir.name, dir=run_dir, meta=meta))
     return runs
 
@@ -104,9 +115,19 @@ def discover_canonical(folder: Path, figures: Path | None = None) -> list[RunInf
         try:
             meta = json.loads(run_json.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
-            raise ValueError(f"{run_json} is not valid JSON; refresh it with make reproduce") from None
-        runs.append(RunInfo(paper=run_dir.name, name=CANONICAL, dir=run_dir, meta=meta, canonical=True,
-                            figures=figures / run_dir.name))
+            raise ValueError(
+                f"{run_json} is not valid JSON; refresh it with make reproduce"
+            ) from None
+        runs.append(
+            RunInfo(
+                paper=run_dir.name,
+                name=CANONICAL,
+                dir=run_dir,
+                meta=meta,
+                canonical=True,
+                figures=figures / run_dir.name,
+            )
+        )
     return runs
 
 
@@ -133,15 +154,24 @@ def _value(compared: pd.Series, protocol: str) -> str:
     if protocol not in compared or not np.isfinite(compared[protocol]):
         return "not run"
     percent = compared["unit"] == "percent"
-    text = format_value(compared[protocol], compared[f"{protocol}_ci_low"], compared[f"{protocol}_ci_high"], percent=percent)
-    return text.replace(" [", "% [", 1) if percent and "[" in text else text + ("%" if percent else "")
+    text = format_value(
+        compared[protocol],
+        compared[f"{protocol}_ci_low"],
+        compared[f"{protocol}_ci_high"],
+        percent=percent,
+    )
+    return (
+        text.replace(" [", "% [", 1) if percent and "[" in text else text + ("%" if percent else "")
+    )
 
 
 def _claimed(claim: dict) -> str:
     return f"{claim['value']:g}%" if claim["unit"] == "percent" else f"{claim['value']:g}"
 
 
-def headline_cells(paper: str, metrics: pd.DataFrame, directory: Path, *, table: bool = True) -> tuple[str, str, str]:
+def headline_cells(
+    paper: str, metrics: pd.DataFrame, directory: Path, *, table: bool = True
+) -> tuple[str, str, str]:
     """The paper's headline claim (with its table unless ``table`` is False) and the reproduced value under
     ``published`` and under ``leak_free`` (95% interval), as table cells."""
     head = C.load_headline(paper, directory) if (directory / f"{paper}.yaml").is_file() else None
@@ -149,8 +179,11 @@ def headline_cells(paper: str, metrics: pd.DataFrame, directory: Path, *, table:
         return "(no headline in claims file)", "", ""
     where = f", {head['table']}" if table else ""
     compared = C.compare(pd.DataFrame([head]), metrics).iloc[0]
-    return (f"{head['model']} {head['metric']} ({head['class']}){where}: {_claimed(head)}",
-            _value(compared, "published"), _value(compared, "leak_free"))
+    return (
+        f"{head['model']} {head['metric']} ({head['class']}){where}: {_claimed(head)}",
+        _value(compared, "published"),
+        _value(compared, "leak_free"),
+    )
 
 
 def summary_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, str]]:
@@ -158,9 +191,17 @@ def summary_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, str]]:
     rows = []
     for run in runs:
         claim_text, published, free = headline_cells(run.paper, read_metrics(run.dir), directory)
-        rows.append({"paper": run.paper, "headline claim": claim_text, "reproduced, published": published,
-                     "reproduced, leak_free (95% CI)": free, "data": badge(run.source), "profile": run.profile,
-                     "run": f"[{CANONICAL if run.canonical else run.name}](#{run.anchor})"})
+        rows.append(
+            {
+                "paper": run.paper,
+                "headline claim": claim_text,
+                "reproduced, published": published,
+                "reproduced, leak_free (95% CI)": free,
+                "data": badge(run.source),
+                "profile": run.profile,
+                "run": f"[{CANONICAL if run.canonical else run.name}](#{run.anchor})",
+            }
+        )
     return rows
 
 
@@ -171,8 +212,15 @@ def verdict_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, Any]]:
         if not (directory / f"{run.paper}.yaml").is_file():
             continue
         comparison, _ = C.claims_vs_run(run.paper, run.dir, source=run.source, directory=directory)
-        rows += [{"paper": run.paper, "run": f"[{CANONICAL if run.canonical else run.name}](#{run.anchor})", "data": badge(run.source), **counts}
-                 for counts in C.verdict_counts(comparison)]
+        rows += [
+            {
+                "paper": run.paper,
+                "run": f"[{CANONICAL if run.canonical else run.name}](#{run.anchor})",
+                "data": badge(run.source),
+                **counts,
+            }
+            for counts in C.verdict_counts(comparison)
+        ]
     return rows
 
 
@@ -186,56 +234,104 @@ def run_section(run: RunInfo, out: Path, directory: Path) -> str:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    figures = [Path(shutil.copy2(png, target / png.name)) for png in sorted((run.figures or run.dir).glob("*.png"))]
+    figures = [
+        Path(shutil.copy2(png, target / png.name))
+        for png in sorted((run.figures or run.dir).glob("*.png"))
+    ]
     shutil.copy2(run.dir / "run.json", target / "run.json")
     rel = f"{run.paper}/{run.name}"
-    lines = [f'<a id="{run.anchor}"></a>', "", f"## {run.paper} · {run.label} · {badge(run.source)}", ""]
+    lines = [
+        f'<a id="{run.anchor}"></a>',
+        "",
+        f"## {run.paper} · {run.label} · {badge(run.source)}",
+        "",
+    ]
     if run.canonical:
-        lines += [f"- Canonical run: committed by `make reproduce` (figures in `figures/{run.paper}/`)"
-                  + (f"; the same run as the local `{run.same_as}`" if run.same_as else ""), ""]
+        lines += [
+            f"- Canonical run: committed by `make reproduce` (figures in `figures/{run.paper}/`)"
+            + (f"; the same run as the local `{run.same_as}`" if run.same_as else ""),
+            "",
+        ]
     data = run.meta.get("data", {})
-    lines += [f"- Data: {badge(run.source)}: {data.get('description', '')} (fingerprint `{data.get('fingerprint', '?')}`)",
-              f"- Profile `{run.profile}`, seed {run.meta.get('params', {}).get('seed', '?')}, "
-              f"started {run.meta.get('started_at', '?')}, {run.meta.get('timings_s', {}).get('total', '?')} s",
-              f"- Environment: [run.json]({rel}/run.json) (parameters, package versions, backend "
-              f"`{run.meta.get('backend', '?')}`, commit `{str(run.meta.get('git', {}).get('commit'))[:10]}`)", ""]
+    lines += [
+        f"- Data: {badge(run.source)}: {data.get('description', '')} (fingerprint `{data.get('fingerprint', '?')}`)",
+        f"- Profile `{run.profile}`, seed {run.meta.get('params', {}).get('seed', '?')}, "
+        f"started {run.meta.get('started_at', '?')}, {run.meta.get('timings_s', {}).get('total', '?')} s",
+        f"- Environment: [run.json]({rel}/run.json) (parameters, package versions, backend "
+        f"`{run.meta.get('backend', '?')}`, commit `{str(run.meta.get('git', {}).get('commit'))[:10]}`)",
+        "",
+    ]
     protocols = run.meta.get("protocols") or {}
     if protocols:
-        lines += ["### Protocols", "", *[f"- **{name}**: {text}" for name, text in protocols.items()], ""]
-    lines += ["### Leakage sheet", "", f"Each protocol against the leakage taxonomy of {leakage.REFERENCE}: *yes* "
-              "(test information can reach the model this way), *no*, or *n/a* (not applicable), each decided by a "
-              "written rule from this run's own facts (`common/leakage.py`; the facts are in run.json under "
-              "`leakage`).", "", leakage.sheet_markdown(run.meta.get("leakage")), ""]
+        lines += [
+            "### Protocols",
+            "",
+            *[f"- **{name}**: {text}" for name, text in protocols.items()],
+            "",
+        ]
+    lines += [
+        "### Leakage sheet",
+        "",
+        f"Each protocol against the leakage taxonomy of {leakage.REFERENCE}: *yes* "
+        "(test information can reach the model this way), *no*, or *n/a* (not applicable), each decided by a "
+        "written rule from this run's own facts (`common/leakage.py`; the facts are in run.json under "
+        "`leakage`).",
+        "",
+        leakage.sheet_markdown(run.meta.get("leakage")),
+        "",
+    ]
     if (directory / f"{run.paper}.yaml").is_file():
         _, markdown = C.claims_vs_run(run.paper, run.dir, source=run.source, directory=directory)
         lines += ["### Claimed vs reproduced", "", markdown, ""]
     else:
-        lines += [f"No claims file `claims/{run.paper}.yaml`: metrics only, in the run's `metrics.csv`.", ""]
+        lines += [
+            f"No claims file `claims/{run.paper}.yaml`: metrics only, in the run's `metrics.csv`.",
+            "",
+        ]
     if figures:
         lines += ["### Figures", ""]
         for fig in figures:
-            caption = fig.stem.replace("_", " ") + (" (synthetic data)" if run.source == "synthetic" else "")
+            caption = fig.stem.replace("_", " ") + (
+                " (synthetic data)" if run.source == "synthetic" else ""
+            )
             lines += [f"![{caption}]({rel}/{fig.name})", "", f"*{caption}*", ""]
     lines += ["[back to the summary](#summary)", ""]
     return "\n".join(lines)
 
 
 def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
-    runs = sorted(runs, key=lambda r: (r.paper, not r.canonical, PROFILE_ORDER.get(r.profile, 9), r.name))
+    runs = sorted(
+        runs, key=lambda r: (r.paper, not r.canonical, PROFILE_ORDER.get(r.profile, 9), r.name)
+    )
     synthetic = sum(r.source == "synthetic" for r in runs)
     committed = sum(r.canonical for r in runs)
-    lines = ["# Leukemia-classification reproductions: reviewer report", "",
-             f"{len(runs) - committed} local run(s) from the results folder and {committed} committed canonical run(s) "
-             f"(results/{CANONICAL}/); {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
-             "real dataset's layout, not the paper's numbers). `published` follows each paper's own protocol; "
-             "`leak_free` keeps test patients/images out of every fitted step. Values are % with 95% bootstrap intervals "
-             "where the run computed one.", "", '<a id="summary"></a>', "", "## Summary", "",
-             _table(summary_rows(runs, directory)), "", '<a id="verdicts"></a>', "", "### Verdicts", "",
-             "Per run and protocol: a claim is *reproduced* when it lies in the run's 95% interval (counts: "
-             "exactly; raw values, and scores without an interval: within 1%), *not comparable* when the number is "
-             "cited from other work, was not run, or the run used synthetic data or a stand-in dataset "
-             "(claims/README.md, \"Verdicts\").", "",
-             _table(verdict_rows(runs, directory)), ""]
+    lines = [
+        "# Leukemia-classification reproductions: reviewer report",
+        "",
+        f"{len(runs) - committed} local run(s) from the results folder and {committed} committed canonical run(s) "
+        f"(results/{CANONICAL}/); {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
+        "real dataset's layout, not the paper's numbers). `published` follows each paper's own protocol; "
+        "`leak_free` keeps test patients/images out of every fitted step. Values are % with 95% bootstrap intervals "
+        "where the run computed one.",
+        "",
+        '<a id="summary"></a>',
+        "",
+        "## Summary",
+        "",
+        _table(summary_rows(runs, directory)),
+        "",
+        '<a id="verdicts"></a>',
+        "",
+        "### Verdicts",
+        "",
+        "Per run and protocol: a claim is *reproduced* when it lies in the run's 95% interval (counts: "
+        "exactly; raw values, and scores without an interval: within 1%), *not comparable* when the number is "
+        "cited from other work, was not run, or the run used synthetic data or a stand-in dataset "
+        '(claims/README.md, "Verdicts").',
+        "",
+        _table(verdict_rows(runs, directory)),
+        "",
+    ]
     lines += [run_section(run, out, directory) for run in runs]
     return "\n".join(lines)
 
@@ -247,8 +343,17 @@ def sweep_sections(results: Path, out: Path) -> str:
         name = collected.parent.name
         target = out / "sweeps" / name
         target.mkdir(parents=True, exist_ok=True)
-        body = collected.read_text(encoding="utf-8").split("\n", 1)[1]  # its own title is replaced below
-        lines += [f'<a id="sweep-{name}"></a>', "", f"## Sweep `{name}`", "", body.replace("\n## ", "\n### "), ""]
+        body = collected.read_text(encoding="utf-8").split("\n", 1)[
+            1
+        ]  # its own title is replaced below
+        lines += [
+            f'<a id="sweep-{name}"></a>',
+            "",
+            f"## Sweep `{name}`",
+            "",
+            body.replace("\n## ", "\n### "),
+            "",
+        ]
         if (collected.parent / "collected.png").is_file():
             shutil.copy2(collected.parent / "collected.png", target / "collected.png")
             lines += [f"![sweep {name}](sweeps/{name}/collected.png)", ""]
@@ -276,19 +381,24 @@ def to_html(markdown: str) -> str:
     return HTML_HEAD.format(accent="#b00020") + body + "\n</body></html>\n"
 
 
-def build_report(results: Path | None = None, directory: Path | None = None, *,
-                 canonical: Path | None = None) -> dict[str, Any]:
+def build_report(
+    results: Path | None = None, directory: Path | None = None, *, canonical: Path | None = None
+) -> dict[str, Any]:
     """Write ``REPORT.md`` and ``index.html`` under ``<results>/report``; return paths and run count.
 
     ``canonical``: the committed canonical runs (default ``<results>/canonical``).
     """
     results = Path(results or results_root())
     directory = Path(directory or claims_dir())
-    runs = merge_runs(discover_runs(results), discover_canonical(Path(canonical or results / CANONICAL)))
+    runs = merge_runs(
+        discover_runs(results), discover_canonical(Path(canonical or results / CANONICAL))
+    )
     out = results / REPORT_DIR
     if not runs:
-        raise ValueError(f"no complete run under {results} (a run folder needs run.json and metrics.json) and no "
-                         "canonical run committed: run `make reproduce` first")
+        raise ValueError(
+            f"no complete run under {results} (a run folder needs run.json and metrics.json) and no "
+            "canonical run committed: run `make reproduce` first"
+        )
     for stale in (p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
         shutil.rmtree(stale)
     markdown = build_markdown(runs, out, directory) + "\n" + sweep_sections(results, out)
@@ -319,14 +429,27 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=None, help="results root (default $REPRO_RESULTS_DIR or results/)")
-    parser.add_argument("--canonical", type=Path, default=None,
-                        help=f"committed canonical runs (default the repository's results/{CANONICAL}/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m common.report", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="results root (default $REPRO_RESULTS_DIR or results/)",
+    )
+    parser.add_argument(
+        "--canonical",
+        type=Path,
+        default=None,
+        help=f"committed canonical runs (default the repository's results/{CANONICAL}/)",
+    )
     args = parser.parse_args(argv)
     try:
         written = C.write_report(args.results)
-        built = build_report(args.results, canonical=args.canonical or repo_root() / "results" / CANONICAL)
+        built = build_report(
+            args.results, canonical=args.canonical or repo_root() / "results" / CANONICAL
+        )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ runs already made under ``RESULTS_DIR/<paper>/<NAME>/`` (default ``demo``) witho
 running anything; ``python -m common.reproduce readme [--check]`` only regenerates (or
 checks) the two generated README sections from what is committed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,15 @@ from common.paths import figures_dir, notebooks_dir, repo_root, results_root
 CANONICAL_RUN = canonical.CANONICAL_RUN
 
 
-def refresh_from(results: Path, notebooks: list[Path], run: str = CANONICAL_RUN, *, repo: Path | None = None,
-                 claims: Path | None = None, every_notebook: list[Path] | None = None) -> int:
+def refresh_from(
+    results: Path,
+    notebooks: list[Path],
+    run: str = CANONICAL_RUN,
+    *,
+    repo: Path | None = None,
+    claims: Path | None = None,
+    every_notebook: list[Path] | None = None,
+) -> int:
     """Refresh ``results/canonical/`` and ``figures/`` from ``<results>/<paper>/<run>/`` for each
     notebook, then the generated README sections (over ``every_notebook``, default all of
     ``<repo>/notebooks``); print one line per paper; return the number of failures (each
@@ -36,16 +44,22 @@ def refresh_from(results: Path, notebooks: list[Path], run: str = CANONICAL_RUN,
     for nb in notebooks:
         meta = notebook_meta(nb)
         try:
-            done = canonical.refresh_paper(Path(results) / meta["paper"] / run, meta["paper"], meta["key_figures"], repo=repo)
+            done = canonical.refresh_paper(
+                Path(results) / meta["paper"] / run, meta["paper"], meta["key_figures"], repo=repo
+            )
         except canonical.CanonicalError as exc:
             failures += 1
             print(f"error: {exc}")
             continue
-        print(f"  {meta['paper']}: {len(done['written']) - len(canonical.CANONICAL_FILES)} figure(s) refreshed in "
-              f"{repo / 'figures' / meta['paper']} ({done['figure_bytes'] / 1024:.0f} KB), run files in "
-              f"{canonical.canonical_root(repo) / meta['paper']}")
+        print(
+            f"  {meta['paper']}: {len(done['written']) - len(canonical.CANONICAL_FILES)} figure(s) refreshed in "
+            f"{repo / 'figures' / meta['paper']} ({done['figure_bytes'] / 1024:.0f} KB), run files in "
+            f"{canonical.canonical_root(repo) / meta['paper']}"
+        )
     try:
-        for path in canonical.write_sections(every_notebook or discover(repo / "notebooks"), repo, claims):
+        for path in canonical.write_sections(
+            every_notebook or discover(repo / "notebooks"), repo, claims
+        ):
             print(f"  regenerated {path}")
     except canonical.CanonicalError as exc:
         failures += 1
@@ -54,23 +68,33 @@ def refresh_from(results: Path, notebooks: list[Path], run: str = CANONICAL_RUN,
 
 
 def readme_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.reproduce readme",
-                                     description="regenerate figures/README.md's list and README.md's demo table from results/canonical/")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if either section is out of date")
+    parser = argparse.ArgumentParser(
+        prog="python -m common.reproduce readme",
+        description="regenerate figures/README.md's list and README.md's demo table from results/canonical/",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if either section is out of date",
+    )
     args = parser.parse_args(argv)
     repo = repo_root()
     notebooks = discover(repo / "notebooks")
     if args.check:
         stale = canonical.stale_sections(notebooks, repo)
         for path in stale:
-            print(f"error: {path}'s generated section is out of date: run python -m common.reproduce readme")
+            print(
+                f"error: {path}'s generated section is out of date: run python -m common.reproduce readme"
+            )
         return 1 if stale else 0
     try:
         written = canonical.write_sections(notebooks, repo)
     except canonical.CanonicalError as exc:
         print(f"error: {exc}")
         return 1
-    print("\n".join(f"regenerated {p}" for p in written) or "both generated sections are up to date")
+    print(
+        "\n".join(f"regenerated {p}" for p in written) or "both generated sections are up to date"
+    )
     return 0
 
 
@@ -80,10 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         return readme_command(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", choices=["smoke", "demo", "paper"])
-    parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to run (e.g. 01 03)")
-    parser.add_argument("--from", dest="source", type=Path, default=None, metavar="RESULTS_DIR",
-                        help="run nothing: refresh results/canonical/ and figures/ from RESULTS_DIR/<paper>/<run>/")
-    parser.add_argument("--run", default=CANONICAL_RUN, help="with --from: the run folder name (default demo)")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="notebook name prefixes to run (e.g. 01 03)"
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        metavar="RESULTS_DIR",
+        help="run nothing: refresh results/canonical/ and figures/ from RESULTS_DIR/<paper>/<run>/",
+    )
+    parser.add_argument(
+        "--run", default=CANONICAL_RUN, help="with --from: the run folder name (default demo)"
+    )
     args = parser.parse_args(argv)
 
     notebooks = discover(notebooks_dir())
@@ -92,9 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"no notebooks in {notebooks_dir()} yet: nothing to reproduce")
         return 0
-    repo = figures_dir().parent  # the checkout whose figures/, results/canonical/ and README.md are refreshed
+    repo = (
+        figures_dir().parent
+    )  # the checkout whose figures/, results/canonical/ and README.md are refreshed
     if args.source is not None:
-        return 1 if refresh_from(args.source, notebooks, args.run, repo=repo, every_notebook=discover(notebooks_dir())) else 0
+        return (
+            1
+            if refresh_from(
+                args.source,
+                notebooks,
+                args.run,
+                repo=repo,
+                every_notebook=discover(notebooks_dir()),
+            )
+            else 0
+        )
     root = results_root()
     failures = 0
     finished = []
@@ -103,10 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         start = time.time()
         print(f"running {nb.name} (profile {args.profile}) ...", flush=True)
         try:
-            run_dir = run_notebook(nb, root, profile=args.profile, run=CANONICAL_RUN if args.profile == "demo" else args.profile, progress=True)
+            run_dir = run_notebook(
+                nb,
+                root,
+                profile=args.profile,
+                run=CANONICAL_RUN if args.profile == "demo" else args.profile,
+                progress=True,
+            )
         except Exception as exc:  # report and go on with the other notebooks
             failures += 1
-            print(f"error: {nb.name} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            print(
+                f"error: {nb.name} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
             continue
         problems = check_run(run_dir, meta["figures"])
         if problems:
@@ -117,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         finished.append(nb)
     if args.profile == "demo" and finished:
         print(f"refreshing results/canonical/ and {figures_dir()} from the demo runs ...")
-        failures += refresh_from(root, finished, CANONICAL_RUN, repo=repo, every_notebook=discover(notebooks_dir()))
+        failures += refresh_from(
+            root, finished, CANONICAL_RUN, repo=repo, every_notebook=discover(notebooks_dir())
+        )
     return 1 if failures else 0
 
 

@@ -13,6 +13,7 @@ A notebook declares its defaults once per profile::
 ``demo``. A profile only fills defaults: any parameter passed as something other
 than ``None`` overrides it. Unknown parameter names are an error.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,12 @@ import platform
 import random
 import subprocess
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +42,21 @@ DATA_SOURCES = ("real", "embedded-real", "synthetic")
 COMMON_DEFAULTS = {"seed": 0}
 #: Packages whose versions ``run.json`` records (when installed).
 RECORDED_PACKAGES = (
-    "numpy", "pandas", "scipy", "scikit-learn", "imbalanced-learn", "scikit-image",
-    "statsmodels", "matplotlib", "seaborn", "keras", "tensorflow", "torch", "jax",
-    "papermill", "leukemia-repro-common",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "imbalanced-learn",
+    "scikit-image",
+    "statsmodels",
+    "matplotlib",
+    "seaborn",
+    "keras",
+    "tensorflow",
+    "torch",
+    "jax",
+    "papermill",
+    "leukemia-repro-common",
 )
 #: Output files a new run replaces; anything else in the folder (e.g. the executed
 #: notebook papermill is writing) is left alone.
@@ -84,7 +98,9 @@ def resolve_params(
     for name, keys in key_sets.items():
         if keys != reference:
             diff = sorted(keys ^ reference)
-            raise ValueError(f"profile {name!r} and 'demo' differ in parameters {diff}; give every profile the same names")
+            raise ValueError(
+                f"profile {name!r} and 'demo' differ in parameters {diff}; give every profile the same names"
+            )
     chosen = resolve_profile(profile)
     known = reference | set(COMMON_DEFAULTS)
     unknown = sorted(set(overrides) - known)
@@ -130,7 +146,10 @@ def git_commit(cwd: Path | None = None) -> dict[str, Any]:
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -178,7 +197,9 @@ class Run:
     started_at: float = field(default_factory=time.time)
     spans: list[dict[str, Any]] = field(default_factory=list)
     leakage: dict[str, Any] = field(default_factory=dict)
-    git: dict[str, Any] = field(default_factory=git_commit)  # the code the run started with, not the code at its end
+    git: dict[str, Any] = field(
+        default_factory=git_commit
+    )  # the code the run started with, not the code at its end
 
     def path(self, filename: str) -> Path:
         """Path of an output file inside the run folder."""
@@ -195,7 +216,12 @@ class Run:
             raise ValueError(f"data source {source!r} is not one of {', '.join(DATA_SOURCES)}")
         if not fingerprint:
             raise ValueError("a dataset fingerprint is required; use the loader's fingerprint")
-        self.data = {"source": source, "fingerprint": fingerprint, "description": description, **_clean_json(extra)}
+        self.data = {
+            "source": source,
+            "fingerprint": fingerprint,
+            "description": description,
+            **_clean_json(extra),
+        }
 
     def add_data(self, **facts: Any) -> None:
         """Add facts about the data found after :meth:`set_data` (e.g. a duplicate audit);
@@ -247,7 +273,9 @@ class Run:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
             # wall-clock span, so that a memory sampler outside the process (common.rehearse) can
             # attribute its samples to stages
-            self.spans.append({"stage": name, "start": round(began, 3), "end": round(time.time(), 3)})
+            self.spans.append(
+                {"stage": name, "start": round(began, 3), "end": round(time.time(), 3)}
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -271,8 +299,12 @@ class Run:
     def write(self) -> Path:
         """Write ``run.json`` (atomically). Call at the end of the notebook."""
         if not self.data:
-            raise ValueError("run.json needs the data source: call run.set_data(source, fingerprint) first")
-        return atomic_write_text(self.path("run.json"), json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+            raise ValueError(
+                "run.json needs the data source: call run.set_data(source, fingerprint) first"
+            )
+        return atomic_write_text(
+            self.path("run.json"), json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        )
 
 
 def unreadable_images() -> list[str]:
@@ -288,10 +320,14 @@ def quiet_notebook_logs() -> None:
     import warnings
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept a copy keyword.*")
+    warnings.filterwarnings(
+        "ignore", message=".*__array__ implementation doesn't accept a copy keyword.*"
+    )
 
 
-def start_run(paper: str, params: Mapping[str, Any], run: str | None = None, root: Path | None = None) -> Run:
+def start_run(
+    paper: str, params: Mapping[str, Any], run: str | None = None, root: Path | None = None
+) -> Run:
     """Seed everything and prepare ``<root>/<paper>/<run>/``.
 
     ``run`` defaults to the profile name. Outputs of an earlier run with the same

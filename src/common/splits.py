@@ -16,10 +16,11 @@ duplicated (oversampling) or augmented copies, each with its ``origin`` (the
 original it derives from). ``leak_report`` traces those origins and patients
 across the split.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,24 +34,38 @@ STEPS = ("scale", "balance", "augment", "split")
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
     fractions = tuple(float(f) for f in fractions)
-    if len(fractions) not in (2, 3) or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be 2 or 3 positive numbers summing to 1 (train, [val,] test), got {fractions}")
+    if (
+        len(fractions) not in (2, 3)
+        or any(f <= 0 for f in fractions)
+        or abs(sum(fractions) - 1) > 1e-6
+    ):
+        raise ValueError(
+            f"fractions must be 2 or 3 positive numbers summing to 1 (train, [val,] test), got {fractions}"
+        )
     return fractions
 
 
-def _grouped_holdout(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _grouped_holdout(
+    y: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Hold out about ``fraction`` of samples, whole groups at a time, stratified."""
     n_splits = max(2, int(round(1 / fraction)))
     n_groups = len(set(groups.tolist()))
     if n_groups < n_splits:
-        raise ValueError(f"{n_groups} patients cannot be split {n_splits} ways; use fewer folds or more patients")
+        raise ValueError(
+            f"{n_groups} patients cannot be split {n_splits} ways; use fewer folds or more patients"
+        )
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     rest, held = next(cv.split(np.zeros(y.size), y, groups))
     return rest, held
 
 
-def stratified_split(y: Sequence, fractions: Sequence[float] = (0.8, 0.2), groups: Sequence | None = None,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def stratified_split(
+    y: Sequence,
+    fractions: Sequence[float] = (0.8, 0.2),
+    groups: Sequence | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(train, val, test) index arrays, stratified by class; ``val`` is None for two fractions.
 
     With ``groups`` (patient ids) the split is patient-grouped (StratifiedGroupKFold:
@@ -76,7 +91,9 @@ def stratified_split(y: Sequence, fractions: Sequence[float] = (0.8, 0.2), group
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def stratified_kfold(y: Sequence, k: int = 5, groups: Sequence | None = None, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_kfold(
+    y: Sequence, k: int = 5, groups: Sequence | None = None, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, test) index pairs; patient-grouped when ``groups`` is given."""
     y = np.asarray(y)
     if groups is None:
@@ -112,8 +129,17 @@ class Split:
     def counts(self) -> pd.DataFrame:
         """Class counts per part (train/val/test) - what the notebooks print."""
         parts = {"train": self.train, "val": self.val, "test": self.test}
-        return pd.DataFrame({name: self.samples["y"].iloc[idx].value_counts().sort_index()
-                             for name, idx in parts.items() if idx is not None}).fillna(0).astype(int)
+        return (
+            pd.DataFrame(
+                {
+                    name: self.samples["y"].iloc[idx].value_counts().sort_index()
+                    for name, idx in parts.items()
+                    if idx is not None
+                }
+            )
+            .fillna(0)
+            .astype(int)
+        )
 
 
 def _table(origin: np.ndarray, y: np.ndarray, kind: str, n_original: int) -> pd.DataFrame:
@@ -162,7 +188,9 @@ def make_split(
     fractions = _check_fractions(fractions)
     unknown = [s for s in paper_order if s not in STEPS]
     if unknown or "split" not in paper_order:
-        raise ValueError(f"paper_order must contain 'split' and only {STEPS}, got {tuple(paper_order)}")
+        raise ValueError(
+            f"paper_order must contain 'split' and only {STEPS}, got {tuple(paper_order)}"
+        )
     if groups is not None and len(groups) != n:
         raise ValueError(f"{len(groups)} patient ids for {n} samples")
     if X is not None and len(X) != n:
@@ -180,18 +208,27 @@ def make_split(
         origins_before = samples["origin"].to_numpy()[rows]
         sub_y = samples["y"].to_numpy()[rows]
         sub_X = None if X_s is None else X_s[rows]
-        local, X_res = oversample(sub_y, balance, seed=seed, X=sub_X, k_neighbors=k_neighbors, fallback=smote_fallback)
-        new_local = local[rows.size:]
+        local, X_res = oversample(
+            sub_y, balance, seed=seed, X=sub_X, k_neighbors=k_neighbors, fallback=smote_fallback
+        )
+        new_local = local[rows.size :]
         kind = {"smote": "smote", "random": "oversample", "replicate": "oversample"}[balance]
-        new = pd.DataFrame({"origin": origins_before[new_local], "kind": kind, "y": sub_y[new_local]})
+        new = pd.DataFrame(
+            {"origin": origins_before[new_local], "kind": kind, "y": sub_y[new_local]}
+        )
         start = len(samples)
         samples = pd.concat([samples, new], ignore_index=True)
         if X_s is not None:
-            extra = X_res[rows.size:] if X_res is not None else sub_X[new_local]
+            extra = X_res[rows.size :] if X_res is not None else sub_X[new_local]
             X_s = np.vstack([X_s, extra])
-        method = {"smote": f"SMOTE (k={k_neighbors})", "random": "random oversampling",
-                  "replicate": "replication oversampling (paper 04)"}[balance]
-        steps.append(f"{method} on {where} ({rows.size} samples) -> {rows.size + len(new)} ({len(new)} added)")
+        method = {
+            "smote": f"SMOTE (k={k_neighbors})",
+            "random": "random oversampling",
+            "replicate": "replication oversampling (paper 04)",
+        }[balance]
+        steps.append(
+            f"{method} on {where} ({rows.size} samples) -> {rows.size + len(new)} ({len(new)} added)"
+        )
         return np.concatenate([rows, np.arange(start, len(samples))])
 
     def do_augment(rows: np.ndarray, where: str) -> np.ndarray:
@@ -199,13 +236,20 @@ def make_split(
         if augment_copies < 1:
             return rows
         rep = np.repeat(rows, augment_copies)
-        new = pd.DataFrame({"origin": samples["origin"].to_numpy()[rep], "kind": "augment",
-                            "y": samples["y"].to_numpy()[rep]})
+        new = pd.DataFrame(
+            {
+                "origin": samples["origin"].to_numpy()[rep],
+                "kind": "augment",
+                "y": samples["y"].to_numpy()[rep],
+            }
+        )
         start = len(samples)
         samples = pd.concat([samples, new], ignore_index=True)
         if X_s is not None:
             X_s = np.vstack([X_s, X_s[rep]])
-        steps.append(f"{augment_copies} augmented copies of each sample of {where} -> {rows.size + len(new)}")
+        steps.append(
+            f"{augment_copies} augmented copies of each sample of {where} -> {rows.size + len(new)}"
+        )
         return np.concatenate([rows, np.arange(start, len(samples))])
 
     rows = np.arange(n)
@@ -224,8 +268,11 @@ def make_split(
     tr, va, te = stratified_split(y_rows, fractions, g_rows, seed)
     train, val, test = rows[tr], None if va is None else rows[va], rows[te]
     level = "patient-grouped" if use_groups else "image-level (sample-level)"
-    steps.append(f"stratified {level} split {_ratio(fractions)} -> train {train.size}, "
-                 + (f"val {val.size}, " if val is not None else "") + f"test {test.size}")
+    steps.append(
+        f"stratified {level} split {_ratio(fractions)} -> train {train.size}, "
+        + (f"val {val.size}, " if val is not None else "")
+        + f"test {test.size}"
+    )
     # what the paper (or leak_free) does after the split happens to the training set only
     after = [s for s in ("balance", "augment") if s not in before]
     if "balance" in after and balance:
@@ -233,11 +280,22 @@ def make_split(
     if "augment" in after and augment_copies:
         train = do_augment(train, "the training set only")
     fit_rows = rows if scale_all else train
-    steps.append("scalers/feature selection fitted on " + ("all samples before the split" if scale_all else "the training set only"))
+    steps.append(
+        "scalers/feature selection fitted on "
+        + ("all samples before the split" if scale_all else "the training set only")
+    )
     if protocol == "leak_free":
         steps.append("validation and test sets untouched, natural class proportions")
-    return Split(protocol, samples, np.asarray(train), None if val is None else np.asarray(val), np.asarray(test),
-                 np.asarray(fit_rows), X_s, steps)
+    return Split(
+        protocol,
+        samples,
+        np.asarray(train),
+        None if val is None else np.asarray(val),
+        np.asarray(test),
+        np.asarray(fit_rows),
+        X_s,
+        steps,
+    )
 
 
 def leak_report(split: Split, groups: Sequence | None = None) -> dict:
@@ -258,15 +316,24 @@ def leak_report(split: Split, groups: Sequence | None = None) -> dict:
     report = {
         "shared_origins": len(shared),
         "derived_in_train": int(np.isin(origin[split.train], list(test_o)).sum()),
-        "derived_kinds": split.samples.iloc[split.train][np.isin(origin[split.train], list(test_o))]["kind"]
-        .value_counts().to_dict(),
-        "synthetic_in_test": int((split.samples["kind"].to_numpy()[split.test] != "original").sum()),
+        "derived_kinds": split.samples.iloc[split.train][
+            np.isin(origin[split.train], list(test_o))
+        ]["kind"]
+        .value_counts()
+        .to_dict(),
+        "synthetic_in_test": int(
+            (split.samples["kind"].to_numpy()[split.test] != "original").sum()
+        ),
         "shared_patients": None,
-        "val_test_shared_origins": 0 if split.val is None else len(set(origin[split.val].tolist()) & test_o),
+        "val_test_shared_origins": 0
+        if split.val is None
+        else len(set(origin[split.val].tolist()) & test_o),
     }
     if groups is not None:
         groups = np.asarray(groups)
-        report["shared_patients"] = len(set(groups[origin[split.train]].tolist()) & set(groups[origin[split.test]].tolist()))
+        report["shared_patients"] = len(
+            set(groups[origin[split.train]].tolist()) & set(groups[origin[split.test]].tolist())
+        )
     return report
 
 
@@ -274,14 +341,20 @@ def describe_leaks(report: dict) -> str:
     """One line for notebooks: 'no leak found' or what leaked."""
     parts = []
     if report["shared_origins"]:
-        parts.append(f"{report['shared_origins']} original samples are on both sides (as themselves, copies or SMOTE "
-                     f"neighbours; {report['derived_in_train']} training rows: {report['derived_kinds']})")
+        parts.append(
+            f"{report['shared_origins']} original samples are on both sides (as themselves, copies or SMOTE "
+            f"neighbours; {report['derived_in_train']} training rows: {report['derived_kinds']})"
+        )
     if report["synthetic_in_test"]:
-        parts.append(f"{report['synthetic_in_test']} test rows are synthetic or duplicated, not original samples")
+        parts.append(
+            f"{report['synthetic_in_test']} test rows are synthetic or duplicated, not original samples"
+        )
     if report["shared_patients"]:
         parts.append(f"{report['shared_patients']} patients appear in both training and test")
     if report["val_test_shared_origins"]:
-        parts.append(f"{report['val_test_shared_origins']} test samples also derive validation rows")
+        parts.append(
+            f"{report['val_test_shared_origins']} test samples also derive validation rows"
+        )
     if report["shared_patients"] is None:
         parts.append("patient overlap unknown (no patient ids)")
     return "; ".join(parts) if parts else "no leak found"

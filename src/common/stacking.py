@@ -28,6 +28,7 @@ them; each setting's fused matrix is gathered for its own rows only (:func:`fuse
 PCA is fitted from a covariance matrix accumulated chunk by chunk (:func:`fit_pca`: d x d
 memory, time linear in rows); each setting's outcome is cached (:func:`fit_rows`).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,10 @@ import mmap
 import os
 import pickle
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,9 @@ def row_zscore(X: np.ndarray) -> np.ndarray:
 def fuse(blocks: Sequence[np.ndarray]) -> np.ndarray:
     """Row-z-score each network's matrix, then concatenate them (equations 5-7)."""
     if not blocks or len({b.shape[0] for b in blocks}) != 1:
-        raise ValueError(f"need one or more feature matrices with the same number of rows, got {[b.shape for b in blocks]}")
+        raise ValueError(
+            f"need one or more feature matrices with the same number of rows, got {[b.shape for b in blocks]}"
+        )
     return np.hstack([row_zscore(b) for b in blocks]).astype(np.float32)
 
 
@@ -73,11 +77,19 @@ def build_stacker(seed: int = 0, rf_trees: int = 100, inner_folds: int = 5):
     # common.linear_svm.ChunkedLinearSVC with liblinear's own method but on chunks of the rows: LinearSVC copies its
     # rows to float64 and liblinear to its own (index, value) pairs, 32 bytes per value in all (measured), about
     # 34 GB for the 142k x 7,424 rows of the settings without PCA at the paper's size; this one copies nothing
-    svm = ChunkedLinearSVC(C=1.0, random_state=seed)  # rows <= columns: LinearSVC(dual="auto")'s dual, as before
+    svm = ChunkedLinearSVC(
+        C=1.0, random_state=seed
+    )  # rows <= columns: LinearSVC(dual="auto")'s dual, as before
     return StackingClassifier(
-        estimators=[("svm", svm),
-                    ("rf", RandomForestClassifier(n_estimators=rf_trees, random_state=seed, n_jobs=-1))],
-        final_estimator=LogisticRegression(max_iter=2000), cv=inner_folds, stack_method="auto", n_jobs=1)
+        estimators=[
+            ("svm", svm),
+            ("rf", RandomForestClassifier(n_estimators=rf_trees, random_state=seed, n_jobs=-1)),
+        ],
+        final_estimator=LogisticRegression(max_iter=2000),
+        cv=inner_folds,
+        stack_method="auto",
+        n_jobs=1,
+    )
 
 
 def _pca_components(pca_variance: float | None) -> float | None:
@@ -86,7 +98,13 @@ def _pca_components(pca_variance: float | None) -> float | None:
     return pca_variance if pca_variance < 1 else None
 
 
-def fit_pca(blocks: Sequence[np.ndarray], n_components: float | int | None, *, seed: int = 0, chunk_rows: int = 4096):
+def fit_pca(
+    blocks: Sequence[np.ndarray],
+    n_components: float | int | None,
+    *,
+    seed: int = 0,
+    chunk_rows: int = 4096,
+):
     """PCA of the rows of ``blocks`` taken together, without stacking them: the eigendecomposition
     of their covariance matrix, accumulated ``chunk_rows`` rows at a time in float64.
 
@@ -109,30 +127,45 @@ def fit_pca(blocks: Sequence[np.ndarray], n_components: float | int | None, *, s
 
     blocks = [b for b in blocks if len(b)]
     if not blocks or any(b.ndim != 2 or b.shape[1] != blocks[0].shape[1] for b in blocks):
-        raise ValueError(f"need 2-D blocks of rows with the same columns, got {[b.shape for b in blocks]}")
+        raise ValueError(
+            f"need 2-D blocks of rows with the same columns, got {[b.shape for b in blocks]}"
+        )
     n, d = sum(len(b) for b in blocks), blocks[0].shape[1]
     if n < 2:
         raise ValueError("PCA needs at least 2 rows")
-    if n < d:  # fewer rows than columns (smoke, demo): the full SVD is the cheaper one, and the rows are few
+    if (
+        n < d
+    ):  # fewer rows than columns (smoke, demo): the full SVD is the cheaper one, and the rows are few
         return PCA(n_components=n_components, svd_solver="full", random_state=seed).fit(
-            np.vstack(blocks) if len(blocks) > 1 else blocks[0])
+            np.vstack(blocks) if len(blocks) > 1 else blocks[0]
+        )
     dtype = np.float32 if all(b.dtype == np.float32 for b in blocks) else np.float64
-    shift = np.asarray(blocks[0][:chunk_rows], dtype=np.float64).mean(axis=0)  # a provisional centre: small sums
+    shift = np.asarray(blocks[0][:chunk_rows], dtype=np.float64).mean(
+        axis=0
+    )  # a provisional centre: small sums
     total = np.zeros(d)
-    scatter = np.zeros((d, d), order="F")  # upper triangle of sum (x - shift)(x - shift)^T, updated in place
+    scatter = np.zeros(
+        (d, d), order="F"
+    )  # upper triangle of sum (x - shift)(x - shift)^T, updated in place
     for block in blocks:
         for start in range(0, len(block), chunk_rows):
-            chunk = np.asarray(block[start:start + chunk_rows], dtype=np.float64) - shift
+            chunk = np.asarray(block[start : start + chunk_rows], dtype=np.float64) - shift
             total += chunk.sum(axis=0)
             scatter = dsyrk(1.0, chunk.T, beta=1.0, c=scatter, trans=0, lower=0, overwrite_c=1)
             del chunk
     offset = total / n
     scatter -= n * np.outer(offset, offset)
     scatter /= n - 1  # the covariance matrix (upper triangle)
-    eigenvalues, eigenvectors = linalg.eigh(scatter, lower=False, overwrite_a=True, check_finite=False)
+    eigenvalues, eigenvectors = linalg.eigh(
+        scatter, lower=False, overwrite_a=True, check_finite=False
+    )
     del scatter
-    variance = np.clip(eigenvalues[::-1], 0.0, None)  # descending; tiny negative round-off clipped as scikit-learn does
-    _, components = svd_flip(None, np.ascontiguousarray(eigenvectors[:, ::-1].T), u_based_decision=False)
+    variance = np.clip(
+        eigenvalues[::-1], 0.0, None
+    )  # descending; tiny negative round-off clipped as scikit-learn does
+    _, components = svd_flip(
+        None, np.ascontiguousarray(eigenvectors[:, ::-1].T), u_based_decision=False
+    )
     del eigenvectors
     ratio = variance / variance.sum()
     if n_components is None:
@@ -143,27 +176,49 @@ def fit_pca(blocks: Sequence[np.ndarray], n_components: float | int | None, *, s
         k = int(n_components)
     k = min(k, n, d)
     pca = PCA(n_components=n_components, svd_solver="covariance_eigh", random_state=seed)
-    pca.n_features_in_, pca._fit_svd_solver, pca.n_samples_, pca.n_components_ = d, "covariance_eigh", n, k
+    pca.n_features_in_, pca._fit_svd_solver, pca.n_samples_, pca.n_components_ = (
+        d,
+        "covariance_eigh",
+        n,
+        k,
+    )
     pca.mean_ = (shift + offset).astype(dtype)
     pca.components_ = np.ascontiguousarray(components[:k], dtype=dtype)
     pca.explained_variance_ = variance[:k].astype(dtype)
     pca.explained_variance_ratio_ = ratio[:k].astype(dtype)
     pca.singular_values_ = np.sqrt(variance[:k] * (n - 1)).astype(dtype)
-    pca.noise_variance_ = float(variance[k:min(n, d)].mean()) if k < min(n, d) else 0.0
+    pca.noise_variance_ = float(variance[k : min(n, d)].mean()) if k < min(n, d) else 0.0
     return pca
 
 
-def _stack(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, seed: int, rf_trees: int, inner_folds: int):
+def _stack(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    seed: int,
+    rf_trees: int,
+    inner_folds: int,
+):
     counts = np.bincount(np.asarray(y_train))
     folds = int(min(inner_folds, counts[counts > 0].min()))
     if folds < 2:
-        raise ValueError(f"a class has {counts[counts > 0].min()} training row(s); stacking needs at least 2 per class")
+        raise ValueError(
+            f"a class has {counts[counts > 0].min()} training row(s); stacking needs at least 2 per class"
+        )
     model = build_stacker(seed, rf_trees, folds).fit(X_train, y_train)
     return model, model.predict_proba(X_test)
 
 
-def fit_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, pca_variance: float | None,
-                pca_fit: str = "train", seed: int = 0, rf_trees: int = 100, inner_folds: int = 5) -> dict:
+def fit_predict(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    pca_variance: float | None,
+    pca_fit: str = "train",
+    seed: int = 0,
+    rf_trees: int = 100,
+    inner_folds: int = 5,
+) -> dict:
     """PCA (optional, :func:`fit_pca`) then the stacker; returns test probabilities and what was fitted.
 
     ``pca_fit``: ``train`` fits PCA on the training rows only; ``all`` on training and
@@ -175,13 +230,24 @@ def fit_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, pc
         raise ValueError(f"pca_fit must be 'train' or 'all', got {pca_fit!r}")
     pca = None
     if pca_variance:
-        pca = fit_pca([X_train, X_test] if pca_fit == "all" else [X_train], _pca_components(pca_variance), seed=seed)
+        pca = fit_pca(
+            [X_train, X_test] if pca_fit == "all" else [X_train],
+            _pca_components(pca_variance),
+            seed=seed,
+        )
         X_train, X_test = pca.transform(X_train), pca.transform(X_test)
     model, proba = _stack(X_train, y_train, X_test, seed, rf_trees, inner_folds)
-    return {"proba": proba, "n_components": None if pca is None else int(pca.n_components_), "model": model, "pca": pca}
+    return {
+        "proba": proba,
+        "n_components": None if pca is None else int(pca.n_components_),
+        "model": model,
+        "pca": pca,
+    }
 
 
-def training_rows(train: np.ndarray, y: np.ndarray, augment: bool, oversample: bool, seed: int = 0) -> np.ndarray:
+def training_rows(
+    train: np.ndarray, y: np.ndarray, augment: bool, oversample: bool, seed: int = 0
+) -> np.ndarray:
     """The training rows of one ablation setting, as (image index, copy) pairs (n, 2).
 
     Copy 0 is the image itself; copy k >= 1 its k-th augmented version. With
@@ -202,7 +268,7 @@ def training_rows(train: np.ndarray, y: np.ndarray, augment: bool, oversample: b
     for image, copy in rows:
         used[image] = max(used.get(image, 0), copy)
     out = list(map(tuple, rows))
-    for origin in origins[len(rows):]:
+    for origin in origins[len(rows) :]:
         image, copy = rows[origin]
         if augment:
             used[image] += 1
@@ -220,7 +286,13 @@ def subset_counts(available: dict[int, int], wanted: dict[int, int]) -> dict[int
 # ----------------------------------------------------------------- feature banks
 #: Paper 04's augmentation (P218-222): rotation within +/-10 degrees, horizontal and vertical flips,
 #: scaling 0.9-1.1 "along the X and Y axes" (one factor per axis).
-AUGMENTATION = dict(rotation_deg=10, flip="horizontal_and_vertical", zoom=0.1, translate=0, zoom_axes_independent=True)
+AUGMENTATION = dict(
+    rotation_deg=10,
+    flip="horizontal_and_vertical",
+    zoom=0.1,
+    translate=0,
+    zoom_axes_independent=True,
+)
 
 
 def augment_hook(copy: int, seed: int = 0):
@@ -263,8 +335,10 @@ class FeatureBank:
         at = np.minimum(np.searchsorted(held, cells), max(len(held) - 1, 0))
         if len(cells) and (not len(held) or np.any(held[at] != cells)):
             missing = cells[held[at] != cells] if len(held) else cells
-            raise KeyError(f"version {version!r} was not extracted for cells {missing[:5].tolist()}... "
-                           "(extract_bank's rows did not include them)")
+            raise KeyError(
+                f"version {version!r} was not extracted for cells {missing[:5].tolist()}... "
+                "(extract_bank's rows did not include them)"
+            )
         matrix = self.matrices[version]
         out = np.asarray(matrix[at], dtype=np.float32)
         _release_pages(matrix)
@@ -283,8 +357,17 @@ def _release_pages(matrix) -> None:
             pass
 
 
-def extract_bank(backbone, paths: Sequence[str], fingerprint: str, *, rows: np.ndarray, segment, size: int,
-                 seed: int = 0, batch_size: int = 32) -> FeatureBank:
+def extract_bank(
+    backbone,
+    paths: Sequence[str],
+    fingerprint: str,
+    *,
+    rows: np.ndarray,
+    segment,
+    size: int,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> FeatureBank:
     """The features from ``backbone`` that the (cell, copy) ``rows`` will read (:func:`training_rows`;
     the union over every training set that uses this bank), cached under the cache root and
     memory-mapped (float32): ``"original"`` (resized only, the ablation's baseline) and ``0``
@@ -297,24 +380,49 @@ def extract_bank(backbone, paths: Sequence[str], fingerprint: str, *, rows: np.n
     paths = np.asarray([str(p) for p in paths])
     described = {"segment": "hsv-default", "size": size}
     every = np.arange(len(paths))
-    versions = {"original": (every, dict(preprocessing={"size": size})),
-                0: (every, dict(segment=segment, preprocessing=described))}
+    versions = {
+        "original": (every, dict(preprocessing={"size": size})),
+        0: (every, dict(segment=segment, preprocessing=described)),
+    }
     for k in sorted(int(c) for c in np.unique(rows[:, 1]) if c > 0):
-        versions[k] = (np.unique(rows[rows[:, 1] == k, 0]), dict(
-            segment=segment, augment=augment_hook(k, seed), segment_after_augment=True,
-            preprocessing={**described, "augment": f"{sorted(AUGMENTATION.items())} copy{k} seed{seed}"}))
+        versions[k] = (
+            np.unique(rows[rows[:, 1] == k, 0]),
+            dict(
+                segment=segment,
+                augment=augment_hook(k, seed),
+                segment_after_augment=True,
+                preprocessing={
+                    **described,
+                    "augment": f"{sorted(AUGMENTATION.items())} copy{k} seed{seed}",
+                },
+            ),
+        )
     cells, matrices, keys = {}, {}, {}
     for version, (idx, kw) in versions.items():
         subset = paths[idx].tolist()
-        keys[version] = features.cache_name(backbone, subset, fingerprint, kw["preprocessing"],
-                                            segment_after_augment=kw.get("segment_after_augment", False))[0]
-        matrices[version] = features.extract_features(backbone, subset, fingerprint, batch_size=batch_size, mmap=True, **kw)
+        keys[version] = features.cache_name(
+            backbone,
+            subset,
+            fingerprint,
+            kw["preprocessing"],
+            segment_after_augment=kw.get("segment_after_augment", False),
+        )[0]
+        matrices[version] = features.extract_features(
+            backbone, subset, fingerprint, batch_size=batch_size, mmap=True, **kw
+        )
         cells[version] = idx
     return FeatureBank(cells, matrices, keys)
 
 
-def fused_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], table_rows: np.ndarray, segmented: bool, *,
-               out: np.ndarray | None = None, chunk_rows: int = 2048) -> np.ndarray:
+def fused_rows(
+    bank: Mapping[str, FeatureBank],
+    nets: Sequence[str],
+    table_rows: np.ndarray,
+    segmented: bool,
+    *,
+    out: np.ndarray | None = None,
+    chunk_rows: int = 2048,
+) -> np.ndarray:
     """The fused features (:func:`fuse`: each network's block z-scored per row, then the blocks
     concatenated, in ``nets`` order) of (cell, copy) rows (:func:`training_rows`): copy k reads
     version k of a segmented setting; an unsegmented setting reads ``"original"`` (copies are then
@@ -327,17 +435,21 @@ def fused_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], table_rows:
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32:
-        raise ValueError(f"out must be a float32 array of shape {shape}, got {out.dtype} {out.shape}")
+        raise ValueError(
+            f"out must be a float32 array of shape {shape}, got {out.dtype} {out.shape}"
+        )
     version_of = np.zeros(len(table_rows), dtype=np.int64) if not segmented else table_rows[:, 1]
     for code in np.unique(version_of):
         version = int(code) if segmented else "original"
         where = np.flatnonzero(version_of == code)
         where = where[np.argsort(table_rows[where, 0], kind="stable")]  # sequential reads
         for start in range(0, len(where), chunk_rows):
-            at = where[start:start + chunk_rows]
+            at = where[start : start + chunk_rows]
             column = 0
             for net, width in zip(nets, widths):
-                out[at, column:column + width] = row_zscore(bank[net].rows(version, table_rows[at, 0]))
+                out[at, column : column + width] = row_zscore(
+                    bank[net].rows(version, table_rows[at, 0])
+                )
                 column += width
     return out
 
@@ -363,11 +475,27 @@ def validate_every_callback(val_feed, every: int = 30):
     return ValidateEvery()
 
 
-def fine_tune_extractor(name: str, layer: str, train: tuple[Sequence[str], np.ndarray],
-                        val: tuple[Sequence[str], np.ndarray], num_classes: int, *, image_size: int, pretrained: str,
-                        epochs: int, batch_size: int, learning_rate: float, segment, data_key: dict, seed: int = 0,
-                        validate_every: int = 30, validation_cells: int = 1000, label: str = "",
-                        paper: str = "04_patel_aml", isolate: bool = False):
+def fine_tune_extractor(
+    name: str,
+    layer: str,
+    train: tuple[Sequence[str], np.ndarray],
+    val: tuple[Sequence[str], np.ndarray],
+    num_classes: int,
+    *,
+    image_size: int,
+    pretrained: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    segment,
+    data_key: dict,
+    seed: int = 0,
+    validate_every: int = 30,
+    validation_cells: int = 1000,
+    label: str = "",
+    paper: str = "04_patel_aml",
+    isolate: bool = False,
+):
     """Fine-tune backbone ``name`` as the paper trains its three CNNs, then return it as a
     feature extractor at ``layer`` (a :class:`~common.backbones.Backbone` whose weights id
     names the stored network) and the training history.
@@ -392,43 +520,106 @@ def fine_tune_extractor(name: str, layer: str, train: tuple[Sequence[str], np.nd
 
     val_paths, val_y = np.asarray(val[0]), np.asarray(val[1])
     if len(val_y) > validation_cells:
-        pick = np.sort(np.random.default_rng(seed).choice(len(val_y), validation_cells, replace=False))
+        pick = np.sort(
+            np.random.default_rng(seed).choice(len(val_y), validation_cells, replace=False)
+        )
         val_paths, val_y = val_paths[pick], val_y[pick]
     built: dict = {}
 
     def build():
         keras.utils.set_random_seed(seed)
-        built["backbone"] = build_backbone(name, input_size=image_size, pretrained=pretrained, layer=layer, seed=seed)
-        return fine_tune_model(built["backbone"], num_classes, trainable_layers=None, optimizer="adam",
-                               learning_rate=learning_rate)
+        built["backbone"] = build_backbone(
+            name, input_size=image_size, pretrained=pretrained, layer=layer, seed=seed
+        )
+        return fine_tune_model(
+            built["backbone"],
+            num_classes,
+            trainable_layers=None,
+            optimizer="adam",
+            learning_rate=learning_rate,
+        )
 
     def feed(paths, labels, copy, shuffle):
-        return ImageBatches(paths, labels, batch_size=batch_size, image_size=(image_size, image_size), segment=segment,
-                            augment=augment_hook(copy, seed), preprocess=built["backbone"].preprocess, shuffle=shuffle,
-                            seed=seed, segment_after_augment=True)
+        return ImageBatches(
+            paths,
+            labels,
+            batch_size=batch_size,
+            image_size=(image_size, image_size),
+            segment=segment,
+            augment=augment_hook(copy, seed),
+            preprocess=built["backbone"].preprocess,
+            shuffle=shuffle,
+            seed=seed,
+            segment_after_augment=True,
+        )
 
     def fit(model, callbacks):
         check = validate_every_callback(feed(val_paths, val_y, 999, False), validate_every)
-        history = model.fit(feed(train[0], train[1], 1, True), epochs=epochs, verbose=0,
-                            callbacks=[*callbacks, check, EpochLog(f"fine-tune {label or name}")]).history
-        return {**history, "validation_every_steps": [r[0] for r in check.records],
-                "validation_loss": [r[1] for r in check.records], "validation_accuracy": [r[2] for r in check.records]}
+        history = model.fit(
+            feed(train[0], train[1], 1, True),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[*callbacks, check, EpochLog(f"fine-tune {label or name}")],
+        ).history
+        return {
+            **history,
+            "validation_every_steps": [r[0] for r in check.records],
+            "validation_loss": [r[1] for r in check.records],
+            "validation_accuracy": [r[2] for r in check.records],
+        }
 
-    key = {"layer": layer, "image_size": image_size, "pretrained": str(pretrained), "epochs": epochs,
-           "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, "validate_every": validate_every,
-           "validation_cells": validation_cells, "augmentation": sorted(AUGMENTATION.items()), "data": data_key,
-           "code": modelstore.code_version(sys.modules[__name__], build_backbone, fine_tune_model)}
+    key = {
+        "layer": layer,
+        "image_size": image_size,
+        "pretrained": str(pretrained),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "validate_every": validate_every,
+        "validation_cells": validation_cells,
+        "augmentation": sorted(AUGMENTATION.items()),
+        "data": data_key,
+        "code": modelstore.code_version(sys.modules[__name__], build_backbone, fine_tune_model),
+    }
     stored = modelstore.entry(paper, f"{name}-{label}" if label else name, key)
     if isolate and not stored.complete():
-        call_in_child(_fine_tune_and_store, name, layer, train, val, num_classes, image_size=image_size,
-                      pretrained=pretrained, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                      segment=segment, data_key=data_key, seed=seed, validate_every=validate_every,
-                      validation_cells=validation_cells, label=label, paper=paper)
+        call_in_child(
+            _fine_tune_and_store,
+            name,
+            layer,
+            train,
+            val,
+            num_classes,
+            image_size=image_size,
+            pretrained=pretrained,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            segment=segment,
+            data_key=data_key,
+            seed=seed,
+            validate_every=validate_every,
+            validation_cells=validation_cells,
+            label=label,
+            paper=paper,
+        )
     model, _, history, _ = modelstore.train_or_load(
-        stored, build=build, fit=fit, outputs=lambda m: {"val": m.predict(feed(val_paths, None, 999, False), verbose=0)})
+        stored,
+        build=build,
+        fit=fit,
+        outputs=lambda m: {"val": m.predict(feed(val_paths, None, 999, False), verbose=0)},
+    )
     base = built["backbone"]
     extractor = keras.Model(model.input, base.model.output, name=f"{name}_{base.layer}_finetuned")
-    return Backbone(name, extractor, base.preprocess, base.input_size, f"finetuned:{stored.dir.name}", base.layer), history
+    return Backbone(
+        name,
+        extractor,
+        base.preprocess,
+        base.input_size,
+        f"finetuned:{stored.dir.name}",
+        base.layer,
+    ), history
 
 
 def _fine_tune_and_store(*args, **kwargs) -> None:
@@ -437,11 +628,27 @@ def _fine_tune_and_store(*args, **kwargs) -> None:
 
 
 # ------------------------------------------------------- one setting, cached
-def fit_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], train_rows: np.ndarray, y: np.ndarray,
-             test_cells: np.ndarray, *, segmented: bool, pca_variance: float | None, pca_fit: str = "train",
-             seed: int = 0, rf_trees: int = 100, inner_folds: int = 5, keep_model: bool = False, label: str = "setting",
-             cache: bool = True, chunk_rows: int = 2048, scratch_rows: int = 20_000, paper: str = "04_patel_aml",
-             log: Callable[[str], None] = print) -> dict:
+def fit_rows(
+    bank: Mapping[str, FeatureBank],
+    nets: Sequence[str],
+    train_rows: np.ndarray,
+    y: np.ndarray,
+    test_cells: np.ndarray,
+    *,
+    segmented: bool,
+    pca_variance: float | None,
+    pca_fit: str = "train",
+    seed: int = 0,
+    rf_trees: int = 100,
+    inner_folds: int = 5,
+    keep_model: bool = False,
+    label: str = "setting",
+    cache: bool = True,
+    chunk_rows: int = 2048,
+    scratch_rows: int = 20_000,
+    paper: str = "04_patel_aml",
+    log: Callable[[str], None] = print,
+) -> dict:
     """One setting of the stacking stage: the fused features (:func:`fused_rows`) of the (cell,
     copy) ``train_rows`` and of the ``test_cells`` (copy 0), :func:`fit_pca` on the rows
     ``pca_fit`` names, then the stacker, as :func:`fit_predict`. The fused matrices are freed once
@@ -471,15 +678,26 @@ def fit_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], train_rows: n
         import sklearn
 
         read = sorted({0, *map(int, np.unique(train_rows[:, 1]))}) if segmented else ["original"]
-        key = {"bank": {net: {str(v): bank[net].keys[v] for v in read} for net in nets}, "networks": list(nets),
-               "rows": modelstore.indices_digest(train_rows, test_cells), "labels": modelstore.indices_digest(y_train),
-               "segmented": bool(segmented), "pca_variance": pca_variance, "pca_fit": pca_fit, "rf_trees": rf_trees,
-               "seed": seed, "inner_folds": inner_folds, "sklearn": sklearn.__version__,
-               "code": modelstore.code_version(sys.modules[__name__])}
+        key = {
+            "bank": {net: {str(v): bank[net].keys[v] for v in read} for net in nets},
+            "networks": list(nets),
+            "rows": modelstore.indices_digest(train_rows, test_cells),
+            "labels": modelstore.indices_digest(y_train),
+            "segmented": bool(segmented),
+            "pca_variance": pca_variance,
+            "pca_fit": pca_fit,
+            "rf_trees": rf_trees,
+            "seed": seed,
+            "inner_folds": inner_folds,
+            "sklearn": sklearn.__version__,
+            "code": modelstore.code_version(sys.modules[__name__]),
+        }
         stored = modelstore.entry(paper, label, key, root=cache_root() / "stacking")
         hit = _load_setting(stored.dir, stored.key, keep_model)
         if hit is not None:
-            log(f"{label}: reusing the stacking result in {stored.dir} (same features, rows, settings and code)")
+            log(
+                f"{label}: reusing the stacking result in {stored.dir} (same features, rows, settings and code)"
+            )
             return hit
     scratch = None
     if not pca_variance and len(train_rows) > scratch_rows:
@@ -489,25 +707,46 @@ def fit_rows(bank: Mapping[str, FeatureBank], nets: Sequence[str], train_rows: n
         folder = cache_root() / "stacking" / "scratch"
         folder.mkdir(parents=True, exist_ok=True)
         scratch = folder / f"{label}-{os.getpid()}.npy"
-        out = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
-                                        shape=(len(train_rows), sum(bank[net].width for net in nets)))
+        out = np.lib.format.open_memmap(
+            scratch,
+            mode="w+",
+            dtype=np.float32,
+            shape=(len(train_rows), sum(bank[net].width for net in nets)),
+        )
     else:
         out = None
     try:
         X_train = fused_rows(bank, nets, train_rows, segmented, out=out, chunk_rows=chunk_rows)
-        X_test = fused_rows(bank, nets, np.stack([test_cells, np.zeros_like(test_cells)], axis=1), segmented,
-                            chunk_rows=chunk_rows)
+        X_test = fused_rows(
+            bank,
+            nets,
+            np.stack([test_cells, np.zeros_like(test_cells)], axis=1),
+            segmented,
+            chunk_rows=chunk_rows,
+        )
         pca = None
         if pca_variance:
-            pca = fit_pca([X_train, X_test] if pca_fit == "all" else [X_train], _pca_components(pca_variance), seed=seed)
-            X_train, X_test = pca.transform(X_train), pca.transform(X_test)  # the fused matrices are freed here
+            pca = fit_pca(
+                [X_train, X_test] if pca_fit == "all" else [X_train],
+                _pca_components(pca_variance),
+                seed=seed,
+            )
+            X_train, X_test = (
+                pca.transform(X_train),
+                pca.transform(X_test),
+            )  # the fused matrices are freed here
         model, proba = _stack(X_train, y_train, X_test, seed, rf_trees, inner_folds)
         del X_train, X_test, out
     finally:
         if scratch is not None:
             scratch.unlink(missing_ok=True)
-    result = {"proba": proba, "n_components": None if pca is None else int(pca.n_components_),
-              "model": model if keep_model else None, "pca": pca if keep_model else None, "reused": False}
+    result = {
+        "proba": proba,
+        "n_components": None if pca is None else int(pca.n_components_),
+        "model": model if keep_model else None,
+        "pca": pca if keep_model else None,
+        "reused": False,
+    }
     if stored is not None:
         _save_setting(stored.dir, stored.key, result, keep_model)
     return result
@@ -525,12 +764,24 @@ def _save_setting(folder: Path, key: dict, result: dict, keep_model: bool) -> No
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "key.json").unlink(missing_ok=True)
-    _atomic(folder / "outputs.npz", lambda fh: np.savez(fh, proba=result["proba"],
-                                                         n_components=-1 if result["n_components"] is None
-                                                         else result["n_components"]))
+    _atomic(
+        folder / "outputs.npz",
+        lambda fh: np.savez(
+            fh,
+            proba=result["proba"],
+            n_components=-1 if result["n_components"] is None else result["n_components"],
+        ),
+    )
     if keep_model:
-        _atomic(folder / "model.joblib", lambda fh: joblib.dump({"model": result["model"], "pca": result["pca"]}, fh))
-    _atomic(folder / "key.json", lambda fh: fh.write(json.dumps(key, indent=1, sort_keys=True)), mode="w")
+        _atomic(
+            folder / "model.joblib",
+            lambda fh: joblib.dump({"model": result["model"], "pca": result["pca"]}, fh),
+        )
+    _atomic(
+        folder / "key.json",
+        lambda fh: fh.write(json.dumps(key, indent=1, sort_keys=True)),
+        mode="w",
+    )
 
 
 def _load_setting(folder: Path, key: dict, keep_model: bool) -> dict | None:
@@ -541,7 +792,14 @@ def _load_setting(folder: Path, key: dict, keep_model: bool) -> dict | None:
             return None
         with np.load(folder / "outputs.npz") as npz:
             proba, n_components = npz["proba"], int(npz["n_components"])
-        fitted = joblib.load(folder / "model.joblib") if keep_model else {"model": None, "pca": None}
+        fitted = (
+            joblib.load(folder / "model.joblib") if keep_model else {"model": None, "pca": None}
+        )
     except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError):
         return None
-    return {"proba": proba, "n_components": None if n_components < 0 else n_components, **fitted, "reused": True}
+    return {
+        "proba": proba,
+        "n_components": None if n_components < 0 else n_components,
+        **fitted,
+        "reused": True,
+    }

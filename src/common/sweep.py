@@ -25,6 +25,7 @@ folder beside the executed notebook, and the other runs go on.
 ``collected.md`` (mean, sd, 95% t-interval over seeds, per setting) and plots the
 chosen metric against each varied parameter; it lists failed and missing runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,10 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +92,13 @@ def notebook_parameters(path: Path) -> list[str]:
             tree = ast.parse(source)
             names = []
             for node in tree.body:
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+                targets = (
+                    node.targets
+                    if isinstance(node, ast.Assign)
+                    else [node.target]
+                    if isinstance(node, ast.AnnAssign)
+                    else []
+                )
                 names += [t.id for t in targets if isinstance(t, ast.Name)]
             return names
     raise ValueError(f"{path} has no cell tagged 'parameters'; papermill cannot set its parameters")
@@ -111,7 +119,9 @@ def setting_id(setting: Mapping[str, Any]) -> str:
         return "default"
     text = "_".join(f"{key}-{_slug(setting[key])}" for key in sorted(setting))
     if len(text) > 60:
-        digest = hashlib.sha1(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        digest = hashlib.sha1(
+            json.dumps(setting, sort_keys=True, default=str).encode()
+        ).hexdigest()[:8]
         text = f"{text[:50]}~{digest}"
     return text
 
@@ -132,12 +142,18 @@ def load_spec(path: Path | str) -> Sweep:
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(SPEC_KEYS)}")
     if "notebook" not in doc:
-        raise ValueError(f"{path}: 'notebook' is missing (the notebook to run, e.g. notebooks/01_kandi_microarray_hybrid.ipynb)")
+        raise ValueError(
+            f"{path}: 'notebook' is missing (the notebook to run, e.g. notebooks/01_kandi_microarray_hybrid.ipynb)"
+        )
     notebook = Path(doc["notebook"])
-    candidates = [notebook] if notebook.is_absolute() else [repo_root() / notebook, path.parent / notebook]
+    candidates = (
+        [notebook] if notebook.is_absolute() else [repo_root() / notebook, path.parent / notebook]
+    )
     notebook = next((c for c in candidates if c.is_file()), None)
     if notebook is None:
-        raise FileNotFoundError(f"{path}: notebook {doc['notebook']!r} not found (looked in {', '.join(map(str, candidates))})")
+        raise FileNotFoundError(
+            f"{path}: notebook {doc['notebook']!r} not found (looked in {', '.join(map(str, candidates))})"
+        )
     from common.notebooks import notebook_meta
     from common.runs import PROFILE_NAMES
 
@@ -152,26 +168,38 @@ def load_spec(path: Path | str) -> Sweep:
             raise ValueError(f"{path}: {what} must be a mapping of parameter names to values")
     _as_list(settings, "settings", path)
     if not all(isinstance(s, dict) for s in settings):
-        raise ValueError(f"{path}: every entry of settings must be a mapping of parameter names to values")
+        raise ValueError(
+            f"{path}: every entry of settings must be a mapping of parameter names to values"
+        )
     for key, values in grid.items():
         _as_list(values, f"grid.{key}", path)
     seeds = _as_list(doc.get("seeds", [0]), "seeds", path)
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(
+        set(seeds)
+    ) != len(seeds):
         raise ValueError(f"{path}: seeds must be distinct non-negative integers, got {seeds}")
 
     names = set(notebook_parameters(notebook))
     used = set(fixed) | set(grid) | {k for s in settings for k in s}
     reserved = sorted(used & RESERVED)
     if reserved:
-        raise ValueError(f"{path}: {reserved} are set by the sweep itself (use 'profile:' and 'seeds:'), not in fixed/grid/settings")
+        raise ValueError(
+            f"{path}: {reserved} are set by the sweep itself (use 'profile:' and 'seeds:'), not in fixed/grid/settings"
+        )
     unknown = sorted(used - names)
     if unknown:
-        raise ValueError(f"{path}: {notebook.name} has no parameter(s) {unknown}; its parameters are {sorted(names - RESERVED)}")
+        raise ValueError(
+            f"{path}: {notebook.name} has no parameter(s) {unknown}; its parameters are {sorted(names - RESERVED)}"
+        )
     overlap = sorted(set(fixed) & (set(grid) | {k for s in settings for k in s}))
     if overlap:
-        raise ValueError(f"{path}: {overlap} are both fixed and varied; keep each parameter in one place")
+        raise ValueError(
+            f"{path}: {overlap} are both fixed and varied; keep each parameter in one place"
+        )
 
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    combos = (
+        [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    )
     expanded = [{**combo, **extra} for combo in combos for extra in settings]
     varied = sorted({k for s in expanded for k in s})
     runs, seen = [], set()
@@ -181,11 +209,26 @@ def load_spec(path: Path | str) -> Sweep:
             raise ValueError(f"{path}: setting {setting} appears twice; remove the duplicate")
         seen.add(sid)
         for seed in seeds:
-            runs.append(PlannedRun(id=f"{sid}__seed-{seed}", setting_id=sid, setting=dict(setting), seed=int(seed),
-                                   parameters={**fixed, **setting, "seed": int(seed)}))
+            runs.append(
+                PlannedRun(
+                    id=f"{sid}__seed-{seed}",
+                    setting_id=sid,
+                    setting=dict(setting),
+                    seed=int(seed),
+                    parameters={**fixed, **setting, "seed": int(seed)},
+                )
+            )
     metric = {"metric": "accuracy", "class": "overall", **(doc.get("metric") or {})}
-    return Sweep(name=str(doc.get("name") or path.stem), notebook=notebook, paper=notebook_meta(notebook)["paper"],
-                 profile=profile, fixed=dict(fixed), varied=varied, runs=runs, metric=metric)
+    return Sweep(
+        name=str(doc.get("name") or path.stem),
+        notebook=notebook,
+        paper=notebook_meta(notebook)["paper"],
+        profile=profile,
+        fixed=dict(fixed),
+        varied=varied,
+        runs=runs,
+        metric=metric,
+    )
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -217,13 +260,25 @@ def plan_table(sweep: Sweep, results: Path | None = None) -> pd.DataFrame:
     """One row per planned run: id, shard-independent index, seed, setting, state."""
     rows = []
     for k, run in enumerate(sweep.runs, start=1):
-        rows.append({"#": k, "id": run.id, "seed": run.seed, **run.setting,
-                     "state": run_state(sweep.run_dir(run, results))})
+        rows.append(
+            {
+                "#": k,
+                "id": run.id,
+                "seed": run.seed,
+                **run.setting,
+                "state": run_state(sweep.run_dir(run, results)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def execute(sweep: Sweep, shard: tuple[int, int] = (1, 1), results: Path | None = None, retry_failed: bool = False,
-            progress: bool = False) -> dict[str, list[str]]:
+def execute(
+    sweep: Sweep,
+    shard: tuple[int, int] = (1, 1),
+    results: Path | None = None,
+    retry_failed: bool = False,
+    progress: bool = False,
+) -> dict[str, list[str]]:
     """Run this shard's share of the sweep; return run ids by outcome.
 
     Complete runs are skipped; failed runs are skipped unless ``retry_failed``.
@@ -231,10 +286,24 @@ def execute(sweep: Sweep, shard: tuple[int, int] = (1, 1), results: Path | None 
     from common.notebooks import run_notebook
 
     root = sweep.root(results)
-    atomic_write_text(root / "sweep.json", json.dumps(
-        {"name": sweep.name, "notebook": str(sweep.notebook), "paper": sweep.paper, "profile": sweep.profile,
-         "fixed": sweep.fixed, "varied": sweep.varied, "metric": sweep.metric,
-         "runs": [{"id": r.id, "seed": r.seed, "setting": r.setting} for r in sweep.runs]}, indent=2, default=str) + "\n")
+    atomic_write_text(
+        root / "sweep.json",
+        json.dumps(
+            {
+                "name": sweep.name,
+                "notebook": str(sweep.notebook),
+                "paper": sweep.paper,
+                "profile": sweep.profile,
+                "fixed": sweep.fixed,
+                "varied": sweep.varied,
+                "metric": sweep.metric,
+                "runs": [{"id": r.id, "seed": r.seed, "setting": r.setting} for r in sweep.runs],
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n",
+    )
     outcome: dict[str, list[str]] = {"skipped": [], "completed": [], "failed": []}
     mine = shard_runs(sweep.runs, shard)
     for k, run in enumerate(mine, start=1):
@@ -248,15 +317,32 @@ def execute(sweep: Sweep, shard: tuple[int, int] = (1, 1), results: Path | None 
         print(f"[{k}/{len(mine)}] {run.id}: running ...", flush=True)
         start = time.time()
         try:
-            run_notebook(sweep.notebook, root, profile=sweep.profile, run=run.id, parameters=run.parameters,
-                         progress=progress)
+            run_notebook(
+                sweep.notebook,
+                root,
+                profile=sweep.profile,
+                run=run.id,
+                parameters=run.parameters,
+                progress=progress,
+            )
             if not (run_dir / "run.json").is_file():
                 raise RuntimeError("the notebook finished without writing run.json")
         except Exception as exc:  # recorded, and the other runs go on
             error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-            atomic_write_text(run_dir / FAILURE_FILE, json.dumps(
-                {"id": run.id, "error": error, "traceback": traceback.format_exc()[-4000:],
-                 "executed_notebook": sweep.notebook.name, "seconds": round(time.time() - start, 1)}, indent=2) + "\n")
+            atomic_write_text(
+                run_dir / FAILURE_FILE,
+                json.dumps(
+                    {
+                        "id": run.id,
+                        "error": error,
+                        "traceback": traceback.format_exc()[-4000:],
+                        "executed_notebook": sweep.notebook.name,
+                        "seconds": round(time.time() - start, 1),
+                    },
+                    indent=2,
+                )
+                + "\n",
+            )
             print(f"    failed after {time.time() - start:.0f} s: {error}", flush=True)
             outcome["failed"].append(run.id)
             continue
@@ -299,21 +385,44 @@ def collect(sweep: Sweep, results: Path | None = None) -> dict[str, Any]:
             missing.append(run.id)
             continue
         metrics = read_metrics(run_dir)
-        per_run.append(metrics.assign(run=run.id, setting=run.setting_id, seed=run.seed,
-                                      **{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in run.setting.items()}))
+        per_run.append(
+            metrics.assign(
+                run=run.id,
+                setting=run.setting_id,
+                seed=run.seed,
+                **{
+                    k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                    for k, v in run.setting.items()
+                },
+            )
+        )
     if not per_run:
-        raise ValueError(f"no run of sweep {sweep.name!r} is complete under {root}; run `python -m common.sweep run` first")
+        raise ValueError(
+            f"no run of sweep {sweep.name!r} is complete under {root}; run `python -m common.sweep run` first"
+        )
     runs = pd.concat(per_run, ignore_index=True)
     keys = ["setting", *sweep.varied, "protocol", "model", "class", "metric"]
     rows = []
     for key, group in runs.groupby(keys, sort=False, dropna=False):
         mean, sd, low, high = _t_interval(group["value"].to_numpy(dtype=float))
-        rows.append({**dict(zip(keys, key)), "n_seeds": int(group["value"].notna().sum()), "mean": mean, "sd": sd,
-                     "ci_low": low, "ci_high": high})
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "n_seeds": int(group["value"].notna().sum()),
+                "mean": mean,
+                "sd": sd,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
     table = pd.DataFrame(rows)
-    files = [atomic_write_text(root / "collected.csv", table.to_csv(index=False)),
-             atomic_write_text(root / "runs.csv", runs.to_csv(index=False))]
-    files.append(atomic_write_text(root / "collected.md", collected_markdown(sweep, table, failed, missing)))
+    files = [
+        atomic_write_text(root / "collected.csv", table.to_csv(index=False)),
+        atomic_write_text(root / "runs.csv", runs.to_csv(index=False)),
+    ]
+    files.append(
+        atomic_write_text(root / "collected.md", collected_markdown(sweep, table, failed, missing))
+    )
     plot = plot_sweep(sweep, table, root / "collected.png")
     if plot is not None:
         files.append(plot)
@@ -325,24 +434,44 @@ def chosen_rows(sweep: Sweep, table: pd.DataFrame) -> pd.DataFrame:
     mask = pd.Series(True, index=table.index)
     for key, value in sweep.metric.items():
         if key not in table:
-            raise ValueError(f"metric selection key {key!r} is not a column of the metrics (use metric, model, class, protocol)")
+            raise ValueError(
+                f"metric selection key {key!r} is not a column of the metrics (use metric, model, class, protocol)"
+            )
         mask &= table[key].astype(str) == str(value)
     return table[mask]
 
 
-def collected_markdown(sweep: Sweep, table: pd.DataFrame, failed: Mapping[str, str], missing: Sequence[str]) -> str:
+def collected_markdown(
+    sweep: Sweep, table: pd.DataFrame, failed: Mapping[str, str], missing: Sequence[str]
+) -> str:
     shown = chosen_rows(sweep, table)
-    lines = [f"# Sweep {sweep.name}: {sweep.notebook.name}, profile {sweep.profile}", "",
-             f"{len(sweep.runs)} planned runs; {len(sweep.runs) - len(failed) - len(missing)} complete, "
-             f"{len(failed)} failed, {len(missing)} not run yet. Fixed: {sweep.fixed or 'nothing'}. "
-             f"Mean, sd and 95% t-interval over seeds per setting.", "",
-             f"## {', '.join(f'{k} = {v}' for k, v in sweep.metric.items())}", "",
-             shown.drop(columns=["setting"]).to_markdown(index=False, floatfmt=".4g") if len(shown) else "(no row matches the metric selection)", ""]
+    lines = [
+        f"# Sweep {sweep.name}: {sweep.notebook.name}, profile {sweep.profile}",
+        "",
+        f"{len(sweep.runs)} planned runs; {len(sweep.runs) - len(failed) - len(missing)} complete, "
+        f"{len(failed)} failed, {len(missing)} not run yet. Fixed: {sweep.fixed or 'nothing'}. "
+        f"Mean, sd and 95% t-interval over seeds per setting.",
+        "",
+        f"## {', '.join(f'{k} = {v}' for k, v in sweep.metric.items())}",
+        "",
+        shown.drop(columns=["setting"]).to_markdown(index=False, floatfmt=".4g")
+        if len(shown)
+        else "(no row matches the metric selection)",
+        "",
+    ]
     if failed:
-        lines += ["## Failed runs", "", *[f"- `{rid}`: {error}" for rid, error in failed.items()], ""]
+        lines += [
+            "## Failed runs",
+            "",
+            *[f"- `{rid}`: {error}" for rid, error in failed.items()],
+            "",
+        ]
     if missing:
         lines += ["## Not run yet", "", *[f"- `{rid}`" for rid in missing], ""]
-    lines += ["Every metric of every setting is in `collected.csv`; each run's own rows in `runs.csv`.", ""]
+    lines += [
+        "Every metric of every setting is in `collected.csv`; each run's own rows in `runs.csv`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -358,13 +487,26 @@ def plot_sweep(sweep: Sweep, table: pd.DataFrame, target: Path) -> Path | None:
     shown = chosen_rows(sweep, table)
     if shown.empty:
         return None
-    fig, axes = plt.subplots(1, len(sweep.varied), figsize=(5 * len(sweep.varied), 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(sweep.varied), figsize=(5 * len(sweep.varied), 4), squeeze=False
+    )
     for ax, param in zip(axes[0], sweep.varied):
         for protocol, part in shown.groupby("protocol"):
-            part = part.groupby(param, dropna=False).agg(mean=("mean", "mean"), low=("ci_low", "min"), high=("ci_high", "max")).reset_index()
+            part = (
+                part.groupby(param, dropna=False)
+                .agg(mean=("mean", "mean"), low=("ci_low", "min"), high=("ci_high", "max"))
+                .reset_index()
+            )
             x = [str(v) for v in part[param]]
             err = np.vstack([part["mean"] - part["low"], part["high"] - part["mean"]])
-            ax.errorbar(x, part["mean"], yerr=np.where(np.isfinite(err), err, 0), marker="o", capsize=4, label=protocol)
+            ax.errorbar(
+                x,
+                part["mean"],
+                yerr=np.where(np.isfinite(err), err, 0),
+                marker="o",
+                capsize=4,
+                label=protocol,
+            )
         ax.set_xlabel(param)
         ax.set_ylabel(sweep.metric.get("metric", "value"))
         ax.legend(title="protocol")
@@ -379,35 +521,57 @@ def plot_sweep(sweep: Sweep, table: pd.DataFrame, target: Path) -> Path | None:
 
 def _sweep_source(sweep: Sweep, root: Path) -> str | None:
     """The data source of the sweep's runs ('synthetic' stamps the plot), from their run.json."""
-    sources = {json.loads(p.read_text()).get("data", {}).get("source") for p in root.glob(f"{sweep.paper}/*/run.json")}
+    sources = {
+        json.loads(p.read_text()).get("data", {}).get("source")
+        for p in root.glob(f"{sweep.paper}/*/run.json")
+    }
     return "synthetic" if "synthetic" in sources else next(iter(sources), None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.sweep", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m common.sweep",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("plan", "print the expanded runs with their ids and states"),
-                       ("run", "execute this shard's runs, skipping complete ones"),
-                       ("collect", "merge completed runs into tables and a plot")):
+    for name, text in (
+        ("plan", "print the expanded runs with their ids and states"),
+        ("run", "execute this shard's runs, skipping complete ones"),
+        ("collect", "merge completed runs into tables and a plot"),
+    ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("spec", type=Path)
-        cmd.add_argument("--results", type=Path, default=None, help="results root (default $REPRO_RESULTS_DIR or results/)")
+        cmd.add_argument(
+            "--results",
+            type=Path,
+            default=None,
+            help="results root (default $REPRO_RESULTS_DIR or results/)",
+        )
         if name == "run":
-            cmd.add_argument("--shard", default=None, help="i/n: run runs i, i+n, ... of the plan (1-based)")
+            cmd.add_argument(
+                "--shard", default=None, help="i/n: run runs i, i+n, ... of the plan (1-based)"
+            )
             cmd.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     args = parser.parse_args(argv)
     try:
         sweep = load_spec(args.spec)
         if args.command == "plan":
             table = plan_table(sweep, args.results)
-            print(f"sweep {sweep.name}: {len(table)} runs of {sweep.notebook.name} (profile {sweep.profile}) "
-                  f"under {sweep.root(args.results)}")
+            print(
+                f"sweep {sweep.name}: {len(table)} runs of {sweep.notebook.name} (profile {sweep.profile}) "
+                f"under {sweep.root(args.results)}"
+            )
             print(table.to_string(index=False))
             return 0
         if args.command == "run":
-            outcome = execute(sweep, parse_shard(args.shard), args.results, retry_failed=args.retry_failed)
-            print(f"completed {len(outcome['completed'])}, skipped {len(outcome['skipped'])}, failed {len(outcome['failed'])}")
+            outcome = execute(
+                sweep, parse_shard(args.shard), args.results, retry_failed=args.retry_failed
+            )
+            print(
+                f"completed {len(outcome['completed'])}, skipped {len(outcome['skipped'])}, failed {len(outcome['failed'])}"
+            )
             return 1 if outcome["failed"] else 0
         result = collect(sweep, args.results)
     except (ValueError, FileNotFoundError) as exc:
@@ -416,7 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in result["files"]:
         print(f"wrote {path}")
     if result["failed"]:
-        print(f"{len(result['failed'])} failed run(s): " + "; ".join(f"{k}: {v}" for k, v in result["failed"].items()))
+        print(
+            f"{len(result['failed'])} failed run(s): "
+            + "; ".join(f"{k}: {v}" for k, v in result["failed"].items())
+        )
     if result["missing"]:
         print(f"{len(result['missing'])} run(s) not run yet: {', '.join(result['missing'])}")
     return 0

@@ -4,6 +4,7 @@ Usage: python grad_cam_worker.py OUT.npy
 Weights and inputs come from NumPy with fixed seeds, so every backend sees the same
 model and images; the test compares the saved heatmaps.
 """
+
 import sys
 
 import keras

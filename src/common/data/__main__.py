@@ -2,6 +2,7 @@
 
 Bad input ends with exit code 2 and one line ``error: ...`` on stderr, never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,29 +43,53 @@ def inspect_dataset(name: str, root: Path | None, check: bool) -> dict:
         else:
             bad = check_images(ds.paths[:20])
             if bad:
-                raise DataError(bad[0].replace("; re-download or delete it", "; run inspect with --check-images to list every bad file"))
+                raise DataError(
+                    bad[0].replace(
+                        "; re-download or delete it",
+                        "; run inspect with --check-images to list every bad file",
+                    )
+                )
         sizes = image_sizes(ds.paths)
-    return {"dataset": name, "n_samples": len(ds), "classes": ds.class_counts(), "n_patients": ds.n_patients,
-            "problems": problems, "_extra": {"source": ds.source, "fingerprint": ds.fingerprint,
-                                             "image_sizes": sizes, "root": str(ds.root), "info": ds.info,
-                                             "n_features": None if ds.X is None else int(ds.X.shape[1])}}
+    return {
+        "dataset": name,
+        "n_samples": len(ds),
+        "classes": ds.class_counts(),
+        "n_patients": ds.n_patients,
+        "problems": problems,
+        "_extra": {
+            "source": ds.source,
+            "fingerprint": ds.fingerprint,
+            "image_sizes": sizes,
+            "root": str(ds.root),
+            "info": ds.info,
+            "n_features": None if ds.X is None else int(ds.X.shape[1]),
+        },
+    }
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    report = inspect_dataset(args.dataset, Path(args.root) if args.root else None, args.check_images)
+    report = inspect_dataset(
+        args.dataset, Path(args.root) if args.root else None, args.check_images
+    )
     extra = report.pop("_extra")
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"dataset:    {report['dataset']} ({extra['source']}, fingerprint {extra['fingerprint']})")
+    print(
+        f"dataset:    {report['dataset']} ({extra['source']}, fingerprint {extra['fingerprint']})"
+    )
     found = "given with --root" if args.root else "found under the data root " + str(data_root())
     print(f"root:       {extra['root']} ({found})")
     print(f"n_samples:  {report['n_samples']}")
-    print(f"n_patients: {report['n_patients'] if report['n_patients'] is not None else 'none recorded in this layout'}")
+    print(
+        f"n_patients: {report['n_patients'] if report['n_patients'] is not None else 'none recorded in this layout'}"
+    )
     if extra["n_features"] is not None:
         print(f"n_features: {extra['n_features']}")
     if extra["image_sizes"]:
-        print(f"image size(s) (first 20 files): {', '.join(f'{w}x{h}' for w, h in extra['image_sizes'])}")
+        print(
+            f"image size(s) (first 20 files): {', '.join(f'{w}x{h}' for w, h in extra['image_sizes'])}"
+        )
     print("classes:")
     for label, count in report["classes"].items():
         print(f"  {label}: {count}")
@@ -82,7 +107,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
             kwargs["size"] = args.size
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     out = synth(args.dataset, Path(args.out), **kwargs)
-    print(f"wrote a synthetic {args.dataset} tree to {out} (inspect it with: python -m common.data inspect {args.dataset} --root {out})")
+    print(
+        f"wrote a synthetic {args.dataset} tree to {out} (inspect it with: python -m common.data inspect {args.dataset} --root {out})"
+    )
     return 0
 
 
@@ -94,16 +121,20 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         root = Path(args.root) if args.root else default_root(args.dataset)
         fetch_debian(root)
         ds = load(args.dataset, root)
-        print(f"fetched {args.dataset} into {root}{'' if args.root or base == data_root() else ' (the data root is read-only)'}: "
-              f"{len(ds)} samples, {ds.X.shape[1]} features")
+        print(
+            f"fetched {args.dataset} into {root}{'' if args.root or base == data_root() else ' (the data root is read-only)'}: "
+            f"{len(ds)} samples, {ds.X.shape[1]} features"
+        )
         return 0
     root = Path(args.root) if args.root else base / "raw" / args.dataset
     if info.fetch.startswith("kaggle:"):
         handle = info.fetch.removeprefix("kaggle:")
         outcome = fetch_kaggle(handle, root)
         if outcome.path is not None:
-            print(f"downloaded {args.dataset} ({handle}) into {outcome.path}; check it with: "
-                  f"python -m common.data inspect {args.dataset} --root {outcome.path}")
+            print(
+                f"downloaded {args.dataset} ({handle}) into {outcome.path}; check it with: "
+                f"python -m common.data inspect {args.dataset} --root {outcome.path}"
+            )
             return 0
         print(outcome.message)
         steps = f"download Kaggle dataset {handle} (kaggle.com/datasets/{handle}) and unzip it into {root}"
@@ -127,13 +158,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         report = audit_profiles(ds)
     else:
-        from common.data.audit import DEFAULT_THRESHOLD, FRAMED_THRESHOLD, audit_images, save_contact_sheet
+        from common.data.audit import (
+            DEFAULT_THRESHOLD,
+            FRAMED_THRESHOLD,
+            audit_images,
+            save_contact_sheet,
+        )
 
         report = audit_images(
-            ds, threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
-            framed_threshold=FRAMED_THRESHOLD if args.framed_threshold is None else args.framed_threshold,
-            progress=sys.stderr.isatty())
-        target = Path(args.figure) if args.figure else results_root() / "audit" / ds.name / "near_duplicates.png"
+            ds,
+            threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+            framed_threshold=FRAMED_THRESHOLD
+            if args.framed_threshold is None
+            else args.framed_threshold,
+            progress=sys.stderr.isatty(),
+        )
+        target = (
+            Path(args.figure)
+            if args.figure
+            else results_root() / "audit" / ds.name / "near_duplicates.png"
+        )
         figure = save_contact_sheet(ds, report, target)
     print(report["summary"])
     for item in report.get("unreadable", []):
@@ -149,14 +193,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m common.data", description="List, inspect, synthesise, fetch and audit the datasets.")
+    p = argparse.ArgumentParser(
+        prog="python -m common.data",
+        description="List, inspect, synthesise, fetch and audit the datasets.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the datasets, their source, licence, layout and local presence").set_defaults(func=cmd_list)
+    sub.add_parser(
+        "list", help="the datasets, their source, licence, layout and local presence"
+    ).set_defaults(func=cmd_list)
     ins = sub.add_parser("inspect", help="read a dataset with its real loader and summarise it")
     ins.add_argument("dataset", choices=list(DATASETS))
-    ins.add_argument("--root", help="dataset root (default: <data root>/raw/<dataset>, else the one folder under the data root with its layout)")
+    ins.add_argument(
+        "--root",
+        help="dataset root (default: <data root>/raw/<dataset>, else the one folder under the data root with its layout)",
+    )
     ins.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    ins.add_argument("--check-images", action="store_true", help="decode every image and list the bad ones")
+    ins.add_argument(
+        "--check-images", action="store_true", help="decode every image and list the bad ones"
+    )
     ins.set_defaults(func=cmd_inspect)
     syn = sub.add_parser("synth", help="write a synthetic twin in the real layout")
     syn.add_argument("dataset", choices=sorted(WRITERS))
@@ -167,20 +221,46 @@ def parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--difficulty", type=float, default=None)
     syn.set_defaults(func=cmd_synth)
-    fet = sub.add_parser("fetch", help="download a dataset (Debian route for bioc_all/golub; instructions otherwise)")
+    fet = sub.add_parser(
+        "fetch", help="download a dataset (Debian route for bioc_all/golub; instructions otherwise)"
+    )
     fet.add_argument("dataset", choices=list(DATASETS))
-    fet.add_argument("--root", help="where to put it (default: <data root>/raw/<dataset>, or <cache root>/raw/<dataset> when the data root is read-only)")
+    fet.add_argument(
+        "--root",
+        help="where to put it (default: <data root>/raw/<dataset>, or <cache root>/raw/<dataset> when the data root is read-only)",
+    )
     fet.set_defaults(func=cmd_fetch)
-    aud = sub.add_parser("audit", help="near-duplicate images (perceptual hashes) or duplicate profiles (microarrays)")
-    aud.add_argument("dataset", help=f"dataset id: {', '.join(DATASETS)}")  # checked in cmd_audit: one-line error
+    aud = sub.add_parser(
+        "audit",
+        help="near-duplicate images (perceptual hashes) or duplicate profiles (microarrays)",
+    )
+    aud.add_argument(
+        "dataset", help=f"dataset id: {', '.join(DATASETS)}"
+    )  # checked in cmd_audit: one-line error
     aud.add_argument("--root", help="dataset root (default: as for inspect)")
-    aud.add_argument("--json", metavar="OUT",
-                     help="write the full report (groups, pairs, unreadable files) to this JSON file")
-    aud.add_argument("--figure", metavar="PNG", help="contact sheet of the largest groups "
-                     "(default: <results root>/audit/<dataset>/near_duplicates.png; none when there are no groups)")
-    aud.add_argument("--threshold", type=int, default=None,
-                     help="largest Hamming distance of a pair (default: documented in common.data.audit)")
-    aud.add_argument("--framed-threshold", type=int, default=None, help="the same for images on a dark background")
+    aud.add_argument(
+        "--json",
+        metavar="OUT",
+        help="write the full report (groups, pairs, unreadable files) to this JSON file",
+    )
+    aud.add_argument(
+        "--figure",
+        metavar="PNG",
+        help="contact sheet of the largest groups "
+        "(default: <results root>/audit/<dataset>/near_duplicates.png; none when there are no groups)",
+    )
+    aud.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        help="largest Hamming distance of a pair (default: documented in common.data.audit)",
+    )
+    aud.add_argument(
+        "--framed-threshold",
+        type=int,
+        default=None,
+        help="the same for images on a dark background",
+    )
     aud.set_defaults(func=cmd_audit)
     return p
 
@@ -193,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # permissions, missing files found late
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
+        print(
+            f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and its permissions",
+            file=sys.stderr,
+        )
         return 2
 
 

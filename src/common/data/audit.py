@@ -68,14 +68,16 @@ Cache: hashes are kept under ``<cache root>/audit/`` in a file named by the data
 id, its :attr:`~common.data.core.Dataset.fingerprint` and the method, and looked up by
 path, so a rerun (or a subset of the same dataset) hashes nothing again.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,9 +86,16 @@ from PIL import Image
 from common.data.core import DataError, Dataset
 
 #: The eight symmetries of the square, as PIL transposes (None = the image itself).
-DIHEDRAL = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_90,
-            Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270, Image.Transpose.TRANSPOSE,
-            Image.Transpose.TRANSVERSE)
+DIHEDRAL = (
+    None,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
 #: Hashes concatenated into one signature, and the side of the square they are computed on.
 HASH_TYPES = ("phash", "dhash")
 HASH_SIZE = 16
@@ -152,16 +161,30 @@ def image_signatures(path: str | Path) -> tuple[np.ndarray, bool]:
     for scale in CROP_SCALES:
         width, height = gray.size
         margin_x, margin_y = width * (1 - scale) / 2, height * (1 - scale) / 2
-        part = gray if scale == 1.0 or framed else gray.crop((round(margin_x), round(margin_y),
-                                                              round(width - margin_x), round(height - margin_y)))
+        part = (
+            gray
+            if scale == 1.0 or framed
+            else gray.crop(
+                (
+                    round(margin_x),
+                    round(margin_y),
+                    round(width - margin_x),
+                    round(height - margin_y),
+                )
+            )
+        )
         small = part.resize((side, side), Image.Resampling.LANCZOS)
         for op in DIHEDRAL:
             variant = small if op is None else small.transpose(op)
-            rows.append(np.concatenate([pack_bits(f(variant, hash_size=HASH_SIZE).hash) for f in functions]))
+            rows.append(
+                np.concatenate([pack_bits(f(variant, hash_size=HASH_SIZE).hash) for f in functions])
+            )
     return np.stack(rows), framed
 
 
-def hash_images(paths: Sequence[str], *, progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def hash_images(
+    paths: Sequence[str], *, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Signatures of many images: (n, variants, words) uint64, ``framed`` (n,) bool, and one
     error string per image (``""`` when it was read; unreadable images get zero rows and the reason)."""
     from tqdm import tqdm
@@ -187,8 +210,9 @@ def cache_file(ds: Dataset, cache_dir: Path | str | None = None) -> Path:
     return folder / f"{ds.name}-{ds.fingerprint}-{METHOD}.npz"
 
 
-def cached_signatures(ds: Dataset, *, cache_dir: Path | str | None = None,
-                      progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+def cached_signatures(
+    ds: Dataset, *, cache_dir: Path | str | None = None, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """:func:`hash_images` over ``ds.paths``, reusing the cache file of this dataset and method.
 
     Images already in the cache (looked up by path) are not read again; new ones are
@@ -196,35 +220,55 @@ def cached_signatures(ds: Dataset, *, cache_dir: Path | str | None = None,
     ``{"path", "reused", "hashed"}``.
     """
     if ds.paths is None:
-        raise DataError(f"{ds.name} has no images to hash (a feature matrix: use the profile audit)")
+        raise DataError(
+            f"{ds.name} has no images to hash (a feature matrix: use the profile audit)"
+        )
     path = cache_file(ds, cache_dir)
     paths = [str(p) for p in ds.paths]
     known: dict[str, tuple[np.ndarray, bool, str]] = {}
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stored:
-                known = {p: (s, bool(f), str(e)) for p, s, f, e in zip(
-                    stored["paths"].tolist(), stored["signatures"], stored["framed"], stored["errors"].tolist())}
+                known = {
+                    p: (s, bool(f), str(e))
+                    for p, s, f, e in zip(
+                        stored["paths"].tolist(),
+                        stored["signatures"],
+                        stored["framed"],
+                        stored["errors"].tolist(),
+                    )
+                }
         except (OSError, ValueError, KeyError):  # a damaged cache is rebuilt, never trusted
             known = {}
     missing = [p for p in paths if p not in known]
     if missing:
         fresh, fresh_framed, fresh_errors = hash_images(missing, progress=progress)
-        known.update({p: (s, bool(f), e) for p, s, f, e in zip(missing, fresh, fresh_framed, fresh_errors)})
+        known.update(
+            {p: (s, bool(f), e) for p, s, f, e in zip(missing, fresh, fresh_framed, fresh_errors)}
+        )
         _write_cache(path, known)
     signatures = np.stack([known[p][0] for p in paths]).astype(np.uint64)
     framed = np.array([known[p][1] for p in paths], bool)
     errors = [known[p][2] for p in paths]
-    return signatures, framed, errors, {"path": str(path), "reused": len(paths) - len(missing), "hashed": len(missing)}
+    return (
+        signatures,
+        framed,
+        errors,
+        {"path": str(path), "reused": len(paths) - len(missing), "hashed": len(missing)},
+    )
 
 
 def _write_cache(path: Path, known: dict[str, tuple[np.ndarray, bool, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted(known)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, paths=np.array(keys, dtype=str), signatures=np.stack([known[k][0] for k in keys]),
-             framed=np.array([known[k][1] for k in keys], bool),
-             errors=np.array([known[k][2] for k in keys], dtype=str))
+    np.savez(
+        tmp,
+        paths=np.array(keys, dtype=str),
+        signatures=np.stack([known[k][0] for k in keys]),
+        framed=np.array([known[k][1] for k in keys], bool),
+        errors=np.array([known[k][2] for k in keys], dtype=str),
+    )
     os.replace(tmp, path)
 
 
@@ -234,7 +278,11 @@ def popcount(words: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):  # NumPy >= 2.0
         return np.bitwise_count(words)
     table = np.array([bin(i).count("1") for i in range(256)], np.uint8)
-    return table[np.ascontiguousarray(words).view(np.uint8)].reshape(*words.shape, 8).sum(-1, dtype=np.uint8)
+    return (
+        table[np.ascontiguousarray(words).view(np.uint8)]
+        .reshape(*words.shape, 8)
+        .sum(-1, dtype=np.uint8)
+    )
 
 
 def _min_distance(plain: np.ndarray, variants: np.ndarray) -> np.ndarray:
@@ -249,9 +297,16 @@ def _min_distance(plain: np.ndarray, variants: np.ndarray) -> np.ndarray:
     return best
 
 
-def near_duplicate_pairs(signatures: np.ndarray, *, threshold: int = DEFAULT_THRESHOLD,
-                         framed: np.ndarray | None = None, framed_threshold: int = FRAMED_THRESHOLD,
-                         valid: np.ndarray | None = None, chunk: int = 256, tile: int = 2048) -> np.ndarray:
+def near_duplicate_pairs(
+    signatures: np.ndarray,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    framed: np.ndarray | None = None,
+    framed_threshold: int = FRAMED_THRESHOLD,
+    valid: np.ndarray | None = None,
+    chunk: int = 256,
+    tile: int = 2048,
+) -> np.ndarray:
     """Every near-duplicate pair (i < j): (m, 3) int64 rows ``[i, j, distance]``.
 
     ``signatures``: (n, variants, words) uint64 from :func:`hash_images`. The distance
@@ -268,7 +323,7 @@ def near_duplicate_pairs(signatures: np.ndarray, *, threshold: int = DEFAULT_THR
     valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
     framed = np.zeros(n, bool) if framed is None else np.asarray(framed, bool)
     loosest = max(threshold, framed_threshold)
-    crops = signatures[:, len(DIHEDRAL):]  # the crop variants (empty when CROP_SCALES is (1.0,))
+    crops = signatures[:, len(DIHEDRAL) :]  # the crop variants (empty when CROP_SCALES is (1.0,))
     found = []
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
@@ -276,7 +331,9 @@ def near_duplicate_pairs(signatures: np.ndarray, *, threshold: int = DEFAULT_THR
             right = min(n, left + tile)
             best = _min_distance(signatures[start:stop, 0], signatures[left:right])
             if crops.shape[1]:
-                np.minimum(best, _min_distance(signatures[left:right, 0], crops[start:stop]).T, out=best)
+                np.minimum(
+                    best, _min_distance(signatures[left:right, 0], crops[start:stop]).T, out=best
+                )
             i, j = np.nonzero(best <= loosest)
             dist = best[i, j]
             i, j = i + start, j + left
@@ -313,13 +370,19 @@ def duplicate_groups(n: int, pairs: np.ndarray) -> list[list[int]]:
 
 def _as_groups(groups_or_pairs: Any) -> list[list[int]]:
     """Groups from either groups (lists of indices) or an (m, 2) / (m, 3) pair array."""
-    if isinstance(groups_or_pairs, np.ndarray) and groups_or_pairs.ndim == 2 and groups_or_pairs.shape[1] in (2, 3):
+    if (
+        isinstance(groups_or_pairs, np.ndarray)
+        and groups_or_pairs.ndim == 2
+        and groups_or_pairs.shape[1] in (2, 3)
+    ):
         pairs = groups_or_pairs[:, :2].astype(np.int64)
         return duplicate_groups(int(pairs.max()) + 1 if len(pairs) else 0, pairs)
     return [sorted(int(i) for i in g) for g in groups_or_pairs if len(g) > 1]
 
 
-def cross_split_duplicates(groups_or_pairs: Any, train_idx: Iterable[int], test_idx: Iterable[int]) -> dict:
+def cross_split_duplicates(
+    groups_or_pairs: Any, train_idx: Iterable[int], test_idx: Iterable[int]
+) -> dict:
     """How many test images have a near-duplicate in the training set.
 
     ``groups_or_pairs``: the audit's ``groups`` (lists of sample indices; every two members
@@ -334,8 +397,13 @@ def cross_split_duplicates(groups_or_pairs: Any, train_idx: Iterable[int], test_
     for group in _as_groups(groups_or_pairs):
         pairs += [[a, b] for a in group if a in in_train for b in group if b in in_test and b != a]
     hit = sorted({b for _, b in pairs})
-    return {"n_test": len(in_test), "n_test_with_train_duplicate": len(hit),
-            "share": len(hit) / len(in_test) if in_test else 0.0, "test_indices": hit, "pairs": sorted(pairs)}
+    return {
+        "n_test": len(in_test),
+        "n_test_with_train_duplicate": len(hit),
+        "share": len(hit) / len(in_test) if in_test else 0.0,
+        "test_indices": hit,
+        "pairs": sorted(pairs),
+    }
 
 
 def pseudo_patients(n: int, groups: Any, patients: Sequence | None = None) -> np.ndarray:
@@ -379,7 +447,9 @@ def _copy_name(dataset: str, original: Path, k: int) -> str:
     return f"{original.stem}-copy{k}{original.suffix}"
 
 
-def transform_copy(img: Image.Image, kind: str, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+def transform_copy(
+    img: Image.Image, kind: str, rng: np.random.Generator
+) -> tuple[Image.Image, dict]:
     """One planted copy of ``img``: ``resize`` (x0.5-0.8 or x1.25-1.5), ``jpeg`` (quality 40-75),
     ``hflip`` / ``vflip``, ``crop`` (2-5% off each side, drawn per side, kept at the cropped
     size), or ``combined`` (crop, a flip, resize and JPEG in turn). Returns the copy and its parameters."""
@@ -396,11 +466,18 @@ def transform_copy(img: Image.Image, kind: str, rng: np.random.Generator) -> tup
         buffer.seek(0)
         return Image.open(buffer).convert("RGB"), {"quality": quality}
     if kind in ("hflip", "vflip"):
-        flip = Image.Transpose.FLIP_LEFT_RIGHT if kind == "hflip" else Image.Transpose.FLIP_TOP_BOTTOM
+        flip = (
+            Image.Transpose.FLIP_LEFT_RIGHT if kind == "hflip" else Image.Transpose.FLIP_TOP_BOTTOM
+        )
         return img.transpose(flip), {}
     if kind == "crop":
         left, top, right, bottom = (float(v) for v in rng.uniform(0.02, 0.05, 4))
-        box = (round(left * width), round(top * height), width - round(right * width), height - round(bottom * height))
+        box = (
+            round(left * width),
+            round(top * height),
+            width - round(right * width),
+            height - round(bottom * height),
+        )
         return img.crop(box), {"crop_ltrb": [round(v, 3) for v in (left, top, right, bottom)]}
     if kind == "combined":
         params: dict = {}
@@ -413,13 +490,26 @@ def transform_copy(img: Image.Image, kind: str, rng: np.random.Generator) -> tup
 
 def _save_like(img: Image.Image, path: Path) -> None:
     """Save in the format the suffix names (JPEG at the synthetic twins' quality, 92)."""
-    formats = {".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+    formats = {
+        ".bmp": "BMP",
+        ".jpg": "JPEG",
+        ".jpeg": "JPEG",
+        ".png": "PNG",
+        ".tif": "TIFF",
+        ".tiff": "TIFF",
+    }
     fmt = formats[path.suffix.lower()]
     img.save(path, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
 
 
-def plant_duplicates(ds: Dataset, *, fraction: float = 0.1, kinds: Sequence[str] = PLANT_KINDS, seed: int = 0,
-                     eligible: np.ndarray | None = None) -> pd.DataFrame:
+def plant_duplicates(
+    ds: Dataset,
+    *,
+    fraction: float = 0.1,
+    kinds: Sequence[str] = PLANT_KINDS,
+    seed: int = 0,
+    eligible: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Add a transformed copy of a seeded random ``fraction`` of a synthetic twin's images, in its layout.
 
     Each chosen image gets one copy, written beside it under a name its loader accepts;
@@ -430,12 +520,16 @@ def plant_duplicates(ds: Dataset, *, fraction: float = 0.1, kinds: Sequence[str]
     Reload the dataset afterwards. Only synthetic twins are written (real data is read, never written).
     """
     if ds.source != "synthetic" or ds.paths is None:
-        raise DataError(f"planting duplicates needs a synthetic image twin; {ds.name} at {ds.root} is {ds.source}")
+        raise DataError(
+            f"planting duplicates needs a synthetic image twin; {ds.name} at {ds.root} is {ds.source}"
+        )
     if eligible is None and "split" in ds.meta:
         eligible = (ds.meta["split"] == "train").to_numpy()
     candidates = np.arange(len(ds)) if eligible is None else np.flatnonzero(eligible)
     rng = np.random.default_rng([seed, 77])
-    chosen = np.sort(rng.choice(candidates, max(1, round(fraction * len(candidates))), replace=False))
+    chosen = np.sort(
+        rng.choice(candidates, max(1, round(fraction * len(candidates))), replace=False)
+    )
     rows = []
     for k, index in enumerate(chosen):
         original = Path(ds.paths[index])
@@ -446,8 +540,14 @@ def plant_duplicates(ds: Dataset, *, fraction: float = 0.1, kinds: Sequence[str]
         if target.exists():
             raise DataError(f"{target} exists already; plant duplicates into a fresh twin")
         _save_like(copy, target)
-        rows.append({"original": str(original.relative_to(ds.root)), "copy": str(target.relative_to(ds.root)),
-                     "kind": kind, "params": json.dumps(params)})
+        rows.append(
+            {
+                "original": str(original.relative_to(ds.root)),
+                "copy": str(target.relative_to(ds.root)),
+                "kind": kind,
+                "params": json.dumps(params),
+            }
+        )
     table = pd.DataFrame(rows)
     table.to_json(Path(ds.root) / PLANTED_FILE, orient="records", indent=1)
     return table
@@ -457,11 +557,15 @@ def read_planted(ds: Dataset) -> pd.DataFrame:
     """The table :func:`plant_duplicates` wrote for this twin (``original``, ``copy``, ``kind``, ``params``)."""
     path = Path(ds.root) / PLANTED_FILE
     if not path.is_file():
-        raise DataError(f"{path} not found; plant duplicates first (common.data.audit.plant_duplicates)")
+        raise DataError(
+            f"{path} not found; plant duplicates first (common.data.audit.plant_duplicates)"
+        )
     return pd.read_json(path, orient="records")
 
 
-def planted_families(ds: Dataset, planted: pd.DataFrame | None = None) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+def planted_families(
+    ds: Dataset, planted: pd.DataFrame | None = None
+) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     """Family of every image ((n,) int, see :func:`score_planted`) and the planted pairs ``(i, j, kind)``, i < j."""
     import hashlib
 
@@ -482,8 +586,13 @@ def planted_families(ds: Dataset, planted: pd.DataFrame | None = None) -> tuple[
     return family[family], truth  # a copy of a generator duplicate joins that duplicate's family
 
 
-def score_planted(ds: Dataset, pairs: np.ndarray, planted: pd.DataFrame | None = None, *,
-                  families: tuple[np.ndarray, list] | None = None) -> dict:
+def score_planted(
+    ds: Dataset,
+    pairs: np.ndarray,
+    planted: pd.DataFrame | None = None,
+    *,
+    families: tuple[np.ndarray, list] | None = None,
+) -> dict:
     """Recall and false-pair rate of reported ``pairs`` ((m, >=2) indices into ``ds``) on a planted twin.
 
     Definitions. Images are in one *family* when one is a planted copy of the other, or
@@ -496,22 +605,38 @@ def score_planted(ds: Dataset, pairs: np.ndarray, planted: pd.DataFrame | None =
     :func:`planted_families`, to score many thresholds without reading the files again.
     """
     family, truth = planted_families(ds, planted) if families is None else families
-    reported = {(int(min(a, b)), int(max(a, b))) for a, b in np.asarray(pairs)[:, :2]} if len(pairs) else set()
+    reported = (
+        {(int(min(a, b)), int(max(a, b))) for a, b in np.asarray(pairs)[:, :2]}
+        if len(pairs)
+        else set()
+    )
     found = [(i, j) in reported for i, j, _ in truth]
     false = [p for p in reported if family[p[0]] != family[p[1]]]
     kinds = sorted({k for _, _, k in truth})
     return {
-        "n_planted": len(truth), "n_found": int(sum(found)), "recall": float(np.mean(found)) if truth else float("nan"),
-        "n_reported": len(reported), "n_false": len(false),
+        "n_planted": len(truth),
+        "n_found": int(sum(found)),
+        "recall": float(np.mean(found)) if truth else float("nan"),
+        "n_reported": len(reported),
+        "n_false": len(false),
         "false_pair_rate": len(false) / len(reported) if reported else 0.0,
-        "recall_by_kind": {k: float(np.mean([f for f, (_, _, kk) in zip(found, truth) if kk == k])) for k in kinds},
+        "recall_by_kind": {
+            k: float(np.mean([f for f, (_, _, kk) in zip(found, truth) if kk == k])) for k in kinds
+        },
         "false_pairs": sorted(false)[:20],
     }
 
 
 # ---------------------------------------------------------------------------- audit
-def audit_images(ds: Dataset, *, threshold: int = DEFAULT_THRESHOLD, framed_threshold: int = FRAMED_THRESHOLD,
-                 cache_dir: Path | str | None = None, n_largest: int = 10, progress: bool = True) -> dict:
+def audit_images(
+    ds: Dataset,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    framed_threshold: int = FRAMED_THRESHOLD,
+    cache_dir: Path | str | None = None,
+    n_largest: int = 10,
+    progress: bool = True,
+) -> dict:
     """Near-duplicate audit of an image dataset; a JSON-able dict.
 
     Keys: ``dataset``, ``source``, ``root``, ``fingerprint``, ``n_images``,
@@ -528,31 +653,57 @@ def audit_images(ds: Dataset, *, threshold: int = DEFAULT_THRESHOLD, framed_thre
     if ds.paths is None:
         raise DataError(f"{ds.name} holds a feature matrix, not images; audit its profiles instead")
     started = time.perf_counter()
-    signatures, framed, errors, cache = cached_signatures(ds, cache_dir=cache_dir, progress=progress)
+    signatures, framed, errors, cache = cached_signatures(
+        ds, cache_dir=cache_dir, progress=progress
+    )
     hashed = time.perf_counter()
     valid = np.array([not e for e in errors])
     unreadable = [{"path": str(p), "reason": e} for p, e in zip(ds.paths, errors) if e]
     if not valid.any():
-        raise DataError(f"none of the {len(ds)} images under {ds.root} can be read (first: {unreadable[0]['path']}: "
-                        f"{unreadable[0]['reason']}); re-download the dataset")
-    pairs = near_duplicate_pairs(signatures, threshold=threshold, framed=framed, framed_threshold=framed_threshold,
-                                 valid=valid)
+        raise DataError(
+            f"none of the {len(ds)} images under {ds.root} can be read (first: {unreadable[0]['path']}: "
+            f"{unreadable[0]['reason']}); re-download the dataset"
+        )
+    pairs = near_duplicate_pairs(
+        signatures,
+        threshold=threshold,
+        framed=framed,
+        framed_threshold=framed_threshold,
+        valid=valid,
+    )
     groups = duplicate_groups(len(ds), pairs)
     sizes = pd.Series([len(g) for g in groups], dtype=int).value_counts().sort_index()
     in_groups = int(sum(len(g) for g in groups))
     result = {
-        "dataset": ds.name, "source": ds.source, "root": str(ds.root), "fingerprint": ds.fingerprint,
-        "n_images": len(ds), "n_readable": int(valid.sum()),
-        "method": {"hash": "+".join(f"{h}{HASH_SIZE}" for h in HASH_TYPES), "bits": HASH_BITS,
-                   "variants": f"8 flips/rotations x central crops {list(CROP_SCALES)}; dark borders trimmed "
-                               f"(gray < {DARK_LEVEL})", "library": f"imagehash {version('imagehash')}",
-                   "n_framed": int(framed[valid].sum())},
-        "threshold": int(threshold), "framed_threshold": int(framed_threshold),
-        "n_pairs": int(len(pairs)), "n_groups": len(groups), "n_images_in_groups": in_groups,
+        "dataset": ds.name,
+        "source": ds.source,
+        "root": str(ds.root),
+        "fingerprint": ds.fingerprint,
+        "n_images": len(ds),
+        "n_readable": int(valid.sum()),
+        "method": {
+            "hash": "+".join(f"{h}{HASH_SIZE}" for h in HASH_TYPES),
+            "bits": HASH_BITS,
+            "variants": f"8 flips/rotations x central crops {list(CROP_SCALES)}; dark borders trimmed "
+            f"(gray < {DARK_LEVEL})",
+            "library": f"imagehash {version('imagehash')}",
+            "n_framed": int(framed[valid].sum()),
+        },
+        "threshold": int(threshold),
+        "framed_threshold": int(framed_threshold),
+        "n_pairs": int(len(pairs)),
+        "n_groups": len(groups),
+        "n_images_in_groups": in_groups,
         "group_sizes": {str(k): int(v) for k, v in sizes.items()},
         "largest_groups": [[str(ds.sample_ids[i]) for i in g] for g in groups[:n_largest]],
-        "groups": groups, "pairs": pairs.tolist(), "unreadable": unreadable, "cache": cache,
-        "seconds": {"hashing": round(hashed - started, 2), "pairs": round(time.perf_counter() - hashed, 2)},
+        "groups": groups,
+        "pairs": pairs.tolist(),
+        "unreadable": unreadable,
+        "cache": cache,
+        "seconds": {
+            "hashing": round(hashed - started, 2),
+            "pairs": round(time.perf_counter() - hashed, 2),
+        },
     }
     result["summary"] = summary_line(result)
     return result
@@ -562,15 +713,24 @@ def summary_line(result: dict) -> str:
     """One line: dataset, source, images, groups, images in groups, largest group, unreadable, method."""
     largest = len(result["groups"][0]) if result["groups"] else 0
     share = result["n_images_in_groups"] / max(1, result["n_readable"])
-    return (f"{result['dataset']} ({result['source']}): {result['n_images']:,} images, {result['n_groups']:,} "
-            f"near-duplicate group(s) holding {result['n_images_in_groups']:,} ({share:.1%}), largest {largest}; "
-            f"{len(result['unreadable'])} unreadable; {result['method']['hash']} over flips/rotations/crops, "
-            f"distance <= {result['threshold']} of {result['method']['bits']} bits "
-            f"(<= {result['framed_threshold']} on dark backgrounds)")
+    return (
+        f"{result['dataset']} ({result['source']}): {result['n_images']:,} images, {result['n_groups']:,} "
+        f"near-duplicate group(s) holding {result['n_images_in_groups']:,} ({share:.1%}), largest {largest}; "
+        f"{len(result['unreadable'])} unreadable; {result['method']['hash']} over flips/rotations/crops, "
+        f"distance <= {result['threshold']} of {result['method']['bits']} bits "
+        f"(<= {result['framed_threshold']} on dark backgrounds)"
+    )
 
 
-def contact_sheet(ds: Dataset, groups: Sequence[Sequence[int]], *, n_groups: int = 8, per_group: int = 6,
-                  max_columns: int = 8, thumbnail: int = 128):
+def contact_sheet(
+    ds: Dataset,
+    groups: Sequence[Sequence[int]],
+    *,
+    n_groups: int = 8,
+    per_group: int = 6,
+    max_columns: int = 8,
+    thumbnail: int = 128,
+):
     """A figure of the ``n_groups`` largest groups (up to ``per_group`` images each), side by side
     when they are small (at most ``max_columns`` images a row), each image captioned with its
     group, file name and label; marked "synthetic data" when ``ds.source`` is synthetic."""
@@ -585,7 +745,9 @@ def contact_sheet(ds: Dataset, groups: Sequence[Sequence[int]], *, n_groups: int
     width = max(len(g) for g in shown)
     blocks = max(1, max_columns // width)  # groups per row
     nrows = int(np.ceil(len(shown) / blocks))
-    fig, axes = plt.subplots(nrows, blocks * width, figsize=(1.7 * blocks * width, 1.95 * nrows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, blocks * width, figsize=(1.7 * blocks * width, 1.95 * nrows + 0.6), squeeze=False
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for k, group in enumerate(shown):
@@ -597,9 +759,18 @@ def contact_sheet(ds: Dataset, groups: Sequence[Sequence[int]], *, n_groups: int
                     img.thumbnail((thumbnail, thumbnail))
                     ax.imshow(np.asarray(img))
             except Exception as exc:  # an image that broke after hashing: say so in its cell
-                ax.text(0.5, 0.5, f"unreadable\n{type(exc).__name__}", ha="center", va="center", fontsize=7)
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"unreadable\n{type(exc).__name__}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                )
             head = f"group {k + 1} ({len(groups[k])})" if col == 0 else ""
-            ax.set_title(f"{head}\n{Path(ds.paths[index]).name[-26:]}\n{ds.labels[index]}", fontsize=6)
+            ax.set_title(
+                f"{head}\n{Path(ds.paths[index]).name[-26:]}\n{ds.labels[index]}", fontsize=6
+            )
     label = " (synthetic data)" if ds.source == "synthetic" else ""
     fig.suptitle(f"Largest near-duplicate groups: {ds.name}{label}", fontsize=10)
     fig.tight_layout()

@@ -1,10 +1,12 @@
 """The record every loader returns, the one error type, and fingerprints."""
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,41 +69,81 @@ class Dataset:
         values, counts = np.unique(self.labels, return_counts=True)
         return {str(v): int(c) for v, c in zip(values, counts)}
 
-    def subset(self, mask: np.ndarray) -> "Dataset":
+    def subset(self, mask: np.ndarray) -> Dataset:
         """The samples where ``mask`` is True (classes keep their encoding)."""
         mask = np.asarray(mask)
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
         return Dataset(
-            name=self.name, root=self.root, sample_ids=self.sample_ids[mask], labels=self.labels[mask],
-            classes=self.classes, y=self.y[mask], patients=pick(self.patients), paths=pick(self.paths),
-            X=pick(self.X), feature_names=self.feature_names, meta=self.meta[mask].reset_index(drop=True),
-            source=self.source, fingerprint=self.fingerprint, info=dict(self.info), problems=list(self.problems),
+            name=self.name,
+            root=self.root,
+            sample_ids=self.sample_ids[mask],
+            labels=self.labels[mask],
+            classes=self.classes,
+            y=self.y[mask],
+            patients=pick(self.patients),
+            paths=pick(self.paths),
+            X=pick(self.X),
+            feature_names=self.feature_names,
+            meta=self.meta[mask].reset_index(drop=True),
+            source=self.source,
+            fingerprint=self.fingerprint,
+            info=dict(self.info),
+            problems=list(self.problems),
         )
 
 
 def build_dataset(
-    name: str, root: Path, sample_ids: Iterable, labels: Iterable, *, patients: Iterable | None = None,
-    paths: Iterable | None = None, X: np.ndarray | None = None, feature_names: Iterable | None = None,
-    meta: pd.DataFrame | None = None, source: str | None = None, fingerprint: str | None = None,
-    info: dict | None = None, problems: list[str] | None = None, classes: list[str] | None = None,
+    name: str,
+    root: Path,
+    sample_ids: Iterable,
+    labels: Iterable,
+    *,
+    patients: Iterable | None = None,
+    paths: Iterable | None = None,
+    X: np.ndarray | None = None,
+    feature_names: Iterable | None = None,
+    meta: pd.DataFrame | None = None,
+    source: str | None = None,
+    fingerprint: str | None = None,
+    info: dict | None = None,
+    problems: list[str] | None = None,
+    classes: list[str] | None = None,
 ) -> Dataset:
     """Assemble a :class:`Dataset`, encoding labels and computing the fingerprint."""
     sample_ids = np.asarray(list(sample_ids), dtype=str)
     labels = np.asarray(list(labels), dtype=str)
     if sample_ids.size == 0:
-        raise DataError(f"no samples found under {root}; check the path and the expected layout (python -m common.data list)")
+        raise DataError(
+            f"no samples found under {root}; check the path and the expected layout (python -m common.data list)"
+        )
     classes = sorted(set(labels.tolist())) if classes is None else list(classes)
     lookup = {c: i for i, c in enumerate(classes)}
     y = np.array([lookup[v] for v in labels.tolist()], dtype=np.int64)
     paths_arr = None if paths is None else np.asarray(list(paths), dtype=str)
     if fingerprint is None:
-        fingerprint = files_fingerprint(root, paths_arr) if paths_arr is not None else matrix_fingerprint(X, labels)
+        fingerprint = (
+            files_fingerprint(root, paths_arr)
+            if paths_arr is not None
+            else matrix_fingerprint(X, labels)
+        )
     return Dataset(
-        name=name, root=Path(root), sample_ids=sample_ids, labels=labels, classes=classes, y=y,
-        patients=None if patients is None else np.asarray(list(patients), dtype=str), paths=paths_arr,
-        X=X, feature_names=None if feature_names is None else np.asarray(list(feature_names), dtype=str),
-        meta=(meta if meta is not None else pd.DataFrame(index=range(len(sample_ids)))).reset_index(drop=True),
-        source=source or detect_source(Path(root)), fingerprint=fingerprint, info=info or {}, problems=problems or [],
+        name=name,
+        root=Path(root),
+        sample_ids=sample_ids,
+        labels=labels,
+        classes=classes,
+        y=y,
+        patients=None if patients is None else np.asarray(list(patients), dtype=str),
+        paths=paths_arr,
+        X=X,
+        feature_names=None if feature_names is None else np.asarray(list(feature_names), dtype=str),
+        meta=(meta if meta is not None else pd.DataFrame(index=range(len(sample_ids)))).reset_index(
+            drop=True
+        ),
+        source=source or detect_source(Path(root)),
+        fingerprint=fingerprint,
+        info=info or {},
+        problems=problems or [],
     )
 
 
@@ -157,7 +199,9 @@ def check_images(paths: Iterable[str | Path]) -> list[str]:
             with Image.open(p) as img:
                 img.load()
         except Exception as exc:  # PIL raises many types for broken files
-            problems.append(f"unreadable image {p} ({type(exc).__name__}); re-download or delete it")
+            problems.append(
+                f"unreadable image {p} ({type(exc).__name__}); re-download or delete it"
+            )
     return problems
 
 

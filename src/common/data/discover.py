@@ -9,11 +9,12 @@ matches the dataset (the same folder names the loaders check). Two matches are a
 error that names both and how to pick one. The cache root is never searched: the
 synthetic twins cached there must not pass for the real dataset.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from common.data.core import DataError
 
@@ -66,11 +67,16 @@ def matches_cumida(folder: Path) -> bool:
 
 
 MATCHERS: dict[str, Callable[[Path], bool]] = {
-    "cnmc": matches_cnmc, "aria_all": matches_aria_all, "aml_mll": matches_aml_mll, "cumida": matches_cumida,
+    "cnmc": matches_cnmc,
+    "aria_all": matches_aria_all,
+    "aml_mll": matches_aml_mll,
+    "cumida": matches_cumida,
 }
 
 
-def search(name: str, base: Path, *, max_depth: int = MAX_DEPTH, exclude: tuple[Path, ...] = ()) -> list[Path]:
+def search(
+    name: str, base: Path, *, max_depth: int = MAX_DEPTH, exclude: tuple[Path, ...] = ()
+) -> list[Path]:
     """Every folder under ``base`` (``base`` itself included, ``max_depth`` levels down)
     whose layout matches dataset ``name``; a match is not searched further."""
     matcher = MATCHERS[name]
@@ -86,8 +92,11 @@ def search(name: str, base: Path, *, max_depth: int = MAX_DEPTH, exclude: tuple[
                 found.append(folder)
                 continue
             if depth < max_depth:
-                following += [folder / d for d in sorted(_subdirs(folder))
-                              if not d.startswith(".") and d.lower() not in SKIP]
+                following += [
+                    folder / d
+                    for d in sorted(_subdirs(folder))
+                    if not d.startswith(".") and d.lower() not in SKIP
+                ]
         level = following
     return found
 
@@ -101,16 +110,24 @@ def find_root(name: str) -> Path:
     if conventional.is_dir():
         return conventional
     if name not in MATCHERS:
-        raise DataError(f"{conventional} does not exist; put the {name} dataset there or pass its folder as root")
+        raise DataError(
+            f"{conventional} does not exist; put the {name} dataset there or pass its folder as root"
+        )
     if not base.is_dir():
-        raise DataError(f"data root {base} does not exist; set REPRO_DATA_DIR to the folder holding the {name} dataset, "
-                        f"or pass its folder as root")
+        raise DataError(
+            f"data root {base} does not exist; set REPRO_DATA_DIR to the folder holding the {name} dataset, "
+            f"or pass its folder as root"
+        )
     found = search(name, base, exclude=(cache_root(),))
     if not found:
-        raise DataError(f"no folder under {base} (searched {MAX_DEPTH} levels deep) has the {name} layout; put the dataset at "
-                        f"{conventional} or pass its folder as root (python -m common.data list shows each layout)")
+        raise DataError(
+            f"no folder under {base} (searched {MAX_DEPTH} levels deep) has the {name} layout; put the dataset at "
+            f"{conventional} or pass its folder as root (python -m common.data list shows each layout)"
+        )
     if len(found) > 1:
-        raise DataError(f"two folders under {base} have the {name} layout: {found[0]} and {found[1]}"
-                        f"{f' (and {len(found) - 2} more)' if len(found) > 2 else ''}; pick one with data_root=<folder> "
-                        f"(papermill: -p data_root <folder>; CLI: --root <folder>)")
+        raise DataError(
+            f"two folders under {base} have the {name} layout: {found[0]} and {found[1]}"
+            f"{f' (and {len(found) - 2} more)' if len(found) > 2 else ''}; pick one with data_root=<folder> "
+            f"(papermill: -p data_root <folder>; CLI: --root <folder>)"
+        )
     return found[0]

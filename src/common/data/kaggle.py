@@ -7,6 +7,7 @@ one line saying what to do. Inside a Kaggle notebook, attaching the dataset
 ("Add Input") is quicker than downloading it: it is then found under
 ``/kaggle/input`` without configuration (see :mod:`common.data.discover`).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,17 +43,26 @@ def fetch_kaggle(handle: str, dest: Path) -> FetchOutcome:
     dest = Path(dest)
     source = kaggle_credentials()
     if source is None:
-        return FetchOutcome(None, f"no Kaggle credentials: create an API token at kaggle.com/settings and save it as "
-                                  f"~/.kaggle/kaggle.json (or set KAGGLE_USERNAME and KAGGLE_KEY), then rerun; "
-                                  f"on Kaggle itself, attach {handle} with 'Add Input' instead")
+        return FetchOutcome(
+            None,
+            f"no Kaggle credentials: create an API token at kaggle.com/settings and save it as "
+            f"~/.kaggle/kaggle.json (or set KAGGLE_USERNAME and KAGGLE_KEY), then rerun; "
+            f"on Kaggle itself, attach {handle} with 'Add Input' instead",
+        )
     try:
         import kagglehub
     except ImportError:
-        return FetchOutcome(None, "kagglehub is not installed: pip install kagglehub (make setup installs it), then rerun")
+        return FetchOutcome(
+            None,
+            "kagglehub is not installed: pip install kagglehub (make setup installs it), then rerun",
+        )
     try:
         path = kagglehub.dataset_download(handle, output_dir=str(dest))
     except Exception as exc:  # network, credentials, licence consent: kagglehub raises many types
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return FetchOutcome(None, f"kagglehub could not download {handle} with credentials from {source}: {reason}; "
-                                  f"check the token and that you accepted the dataset's terms on its Kaggle page")
+        return FetchOutcome(
+            None,
+            f"kagglehub could not download {handle} with credentials from {source}: {reason}; "
+            f"check the token and that you accepted the dataset's terms on its Kaggle page",
+        )
     return FetchOutcome(Path(path), f"downloaded {handle} with credentials from {source}")

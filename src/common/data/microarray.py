@@ -38,14 +38,16 @@ ALL and golub ship as R data files in Debian's ``r-bioc-all`` and
 ``r-bioc-multtest``; :func:`fetch_debian` unpacks them with ``apt-get download``
 and ``dpkg -x`` (no R needed) and the PyPI package ``rdata`` parses them.
 """
+
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,8 +93,10 @@ def guess_platform(probe_ids: Iterable[str]) -> str:
         return "Agilent"
     if numbers.size < 0.5 * len(ids):
         return "unknown"
-    share = {name: float(np.mean((numbers >= lo) & (numbers <= hi))) for name, (lo, hi) in
-             (("A", U133A_RANGE), ("B", U133B_RANGE), ("new", PLUS2_NEW_RANGE))}
+    share = {
+        name: float(np.mean((numbers >= lo) & (numbers <= hi)))
+        for name, (lo, hi) in (("A", U133A_RANGE), ("B", U133B_RANGE), ("new", PLUS2_NEW_RANGE))
+    }
     if share["new"] > 0.05 and share["A"] > 0.2 and share["B"] > 0.2:
         return "HG-U133 Plus 2"
     if share["A"] > 0.8:
@@ -108,24 +112,35 @@ def read_cumida_csv(path: Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path} as CSV ({type(exc).__name__}); re-download the series from CuMiDa") from None
+        raise DataError(
+            f"cannot read {path} as CSV ({type(exc).__name__}); re-download the series from CuMiDa"
+        ) from None
     missing = [c for c in ("samples", "type") if c not in table.columns]
     if missing:
-        raise DataError(f"{path} lacks column(s) {missing}; a CuMiDa CSV starts with 'samples,type,<probe ids>'")
+        raise DataError(
+            f"{path} lacks column(s) {missing}; a CuMiDa CSV starts with 'samples,type,<probe ids>'"
+        )
     if table.shape[0] == 0 or table.shape[1] < 3:
         raise DataError(f"{path} has no samples or no probe columns; re-download the series")
     values = table.iloc[:, 2:]
-    if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in values.dtypes):  # some column parsed as text
+    if not all(
+        pd.api.types.is_numeric_dtype(dtype) for dtype in values.dtypes
+    ):  # some column parsed as text
         values = values.apply(pd.to_numeric, errors="coerce")
     n_nan = int(values.isna().to_numpy().sum())
     if n_nan or table["type"].isna().any():
         where = "labels" if table["type"].isna().any() else f"{n_nan} expression value(s)"
-        raise DataError(f"{path} has missing or non-numeric {where}; drop or impute them before loading")
+        raise DataError(
+            f"{path} has missing or non-numeric {where}; drop or impute them before loading"
+        )
     return pd.concat([table[["samples", "type"]].astype(str), values], axis=1)
 
 
-def plan_compatible_merge(probe_sets: Mapping[str, Sequence[str]], sizes: Mapping[str, int],
-                          min_overlap: float = MIN_OVERLAP) -> tuple[list[str], list[str], dict[str, int]]:
+def plan_compatible_merge(
+    probe_sets: Mapping[str, Sequence[str]],
+    sizes: Mapping[str, int],
+    min_overlap: float = MIN_OVERLAP,
+) -> tuple[list[str], list[str], dict[str, int]]:
     """Which series merge on shared probe ids: ``(merged series, shared ids, left out)``.
 
     Series are taken largest first (``sizes``: samples per series; ties by name); a
@@ -156,6 +171,7 @@ def _plain_sample_id(sample: str) -> str:
 def _row_correlations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Pearson correlation of every row of ``first`` with every row of ``second``,
     after standardizing each column within its own table (removes chip-wide scale)."""
+
     def standardize(values: np.ndarray) -> np.ndarray:
         values = (values - values.mean(axis=0)) / values.std(axis=0)
         values = values - values.mean(axis=1, keepdims=True)
@@ -165,7 +181,9 @@ def _row_correlations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return standardize(first[:, keep]) @ standardize(second[:, keep]).T
 
 
-def match_chip_samples(first: pd.DataFrame, second: pd.DataFrame, names: tuple[str, str]) -> tuple[np.ndarray, str]:
+def match_chip_samples(
+    first: pd.DataFrame, second: pd.DataFrame, names: tuple[str, str]
+) -> tuple[np.ndarray, str]:
     """Pair the samples of two chips of one series (same patients on two arrays).
 
     Returns ``order`` (for row i of ``first``, the row of ``second`` of the same
@@ -174,33 +192,50 @@ def match_chip_samples(first: pd.DataFrame, second: pd.DataFrame, names: tuple[s
     one-to-one by the highest total correlation over the probe ids both chips carry
     (the AFFX controls on HG-U133A/B), each probe standardized within its chip.
     """
-    ids_a, ids_b = [_plain_sample_id(s) for s in first["samples"]], [_plain_sample_id(s) for s in second["samples"]]
+    ids_a, ids_b = (
+        [_plain_sample_id(s) for s in first["samples"]],
+        [_plain_sample_id(s) for s in second["samples"]],
+    )
     labels_a, labels_b = first["type"].to_numpy(dtype=str), second["type"].to_numpy(dtype=str)
-    counts_a, counts_b = pd.Series(labels_a).value_counts().to_dict(), pd.Series(labels_b).value_counts().to_dict()
+    counts_a, counts_b = (
+        pd.Series(labels_a).value_counts().to_dict(),
+        pd.Series(labels_b).value_counts().to_dict(),
+    )
     if counts_a != counts_b:
-        raise DataError(f"{names[0]} and {names[1]} should hold the same patients but their labels differ "
-                        f"({counts_a} vs {counts_b}); load one of the two chips only (series=...)")
+        raise DataError(
+            f"{names[0]} and {names[1]} should hold the same patients but their labels differ "
+            f"({counts_a} vs {counts_b}); load one of the two chips only (series=...)"
+        )
     if len(set(ids_a)) == len(ids_a) and set(ids_a) == set(ids_b):
         where = {s: i for i, s in enumerate(ids_b)}
         order = np.array([where[s] for s in ids_a])
         if (labels_a != labels_b[order]).any():
-            raise DataError(f"{names[0]} and {names[1]} give one sample id two labels; check the files")
+            raise DataError(
+                f"{names[0]} and {names[1]} give one sample id two labels; check the files"
+            )
         return order, "by sample id"
     in_second = set(second.columns[2:])
     shared = [p for p in first.columns[2:] if p in in_second]
     if len(shared) < 3:
-        raise DataError(f"cannot pair the samples of {names[0]} and {names[1]}: their sample ids differ and they share "
-                        f"{len(shared)} probe id(s); load one of the two chips only (series=...)")
+        raise DataError(
+            f"cannot pair the samples of {names[0]} and {names[1]}: their sample ids differ and they share "
+            f"{len(shared)} probe id(s); load one of the two chips only (series=...)"
+        )
     from scipy.optimize import linear_sum_assignment
 
-    corr = _row_correlations(first[shared].to_numpy(dtype=float), second[shared].to_numpy(dtype=float))
+    corr = _row_correlations(
+        first[shared].to_numpy(dtype=float), second[shared].to_numpy(dtype=float)
+    )
     order, matched = np.full(len(first), -1), []
     for label in sorted(counts_a):
         rows_a, rows_b = np.flatnonzero(labels_a == label), np.flatnonzero(labels_b == label)
         pick_a, pick_b = linear_sum_assignment(-corr[np.ix_(rows_a, rows_b)])
         order[rows_a[pick_a]] = rows_b[pick_b]
         matched.extend(corr[rows_a[pick_a], rows_b[pick_b]])
-    return order, f"by profile correlation over {len(shared)} shared probe ids (median r = {np.median(matched):.2f})"
+    return (
+        order,
+        f"by profile correlation over {len(shared)} shared probe ids (median r = {np.median(matched):.2f})",
+    )
 
 
 def cumida_patients(tables: Mapping[str, pd.DataFrame]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -210,7 +245,10 @@ def cumida_patients(tables: Mapping[str, pd.DataFrame]) -> tuple[dict[str, np.nd
     patients on two chips: paired samples share ``<study>/<sample of the first chip>``;
     every other sample is ``<series>/<sample>``.
     """
-    patients = {name: np.array([f"{name}/{_plain_sample_id(s)}" for s in t["samples"]]) for name, t in tables.items()}
+    patients = {
+        name: np.array([f"{name}/{_plain_sample_id(s)}" for s in t["samples"]])
+        for name, t in tables.items()
+    }
     lines = []
     studies: dict[str, list[str]] = {}
     for name in sorted(tables):
@@ -218,12 +256,16 @@ def cumida_patients(tables: Mapping[str, pd.DataFrame]) -> tuple[dict[str, np.nd
     for study, chips in studies.items():
         for other in chips[1:]:
             order, how = match_chip_samples(tables[chips[0]], tables[other], (chips[0], other))
-            shared_ids = np.array([f"{study}/{_plain_sample_id(s)}" for s in tables[chips[0]]["samples"]])
+            shared_ids = np.array(
+                [f"{study}/{_plain_sample_id(s)}" for s in tables[chips[0]]["samples"]]
+            )
             patients[chips[0]] = shared_ids
             patients[other] = np.empty(len(order), dtype=object)
             patients[other][order] = shared_ids
             patients[other] = patients[other].astype(str)
-            lines.append(f"{chips[0]} and {other}: the same {len(order)} patients on two chips, paired {how}")
+            lines.append(
+                f"{chips[0]} and {other}: the same {len(order)} patients on two chips, paired {how}"
+            )
     return patients, lines
 
 
@@ -232,15 +274,18 @@ def _merge_positional(tables: Mapping[str, pd.DataFrame], width: int) -> tuple[l
     short = {name: t.shape[1] - 2 for name, t in tables.items() if t.shape[1] - 2 < width}
     if short:
         name, count = next(iter(short.items()))
-        raise DataError(f"series {name} has {count} probe columns, fewer than width={width}; "
-                        f"leave it out (series=...) or lower width")
-    columns = [list(t.columns[2:2 + width]) for t in tables.values()]
+        raise DataError(
+            f"series {name} has {count} probe columns, fewer than width={width}; "
+            f"leave it out (series=...) or lower width"
+        )
+    columns = [list(t.columns[2 : 2 + width]) for t in tables.values()]
     same = float(np.mean([len(set(ids)) == 1 for ids in zip(*columns)]))
     return [f"position_{j + 1}" for j in range(width)], same
 
 
-def comparable_series(tables: Mapping[str, pd.DataFrame], merged: Sequence[str], *,
-                      width: int | None) -> list[list[str]]:
+def comparable_series(
+    tables: Mapping[str, pd.DataFrame], merged: Sequence[str], *, width: int | None
+) -> list[list[str]]:
     """Groups of merged series whose merged columns hold the same probe ids, so that their
     profiles can be compared feature by feature: all of them for the ``compatible`` merge
     (``width`` None: one shared id list); under ``paper_width`` the series whose first ``width``
@@ -249,18 +294,32 @@ def comparable_series(tables: Mapping[str, pd.DataFrame], merged: Sequence[str],
         return [list(merged)]
     groups: dict[tuple, list[str]] = {}
     for name in merged:
-        groups.setdefault(tuple(tables[name].columns[2:2 + width]), []).append(name)
+        groups.setdefault(tuple(tables[name].columns[2 : 2 + width]), []).append(name)
     return list(groups.values())
 
 
-def _series_table(tables: Mapping[str, pd.DataFrame], merged: Sequence[str], shared: Mapping[str, int]) -> list[dict]:
+def _series_table(
+    tables: Mapping[str, pd.DataFrame], merged: Sequence[str], shared: Mapping[str, int]
+) -> list[dict]:
     """One row per loaded series (the paper's Table 2 plus platform and merge facts)."""
-    return [{"series": name, "study": study_name(name), "platform (guessed from ids)": guess_platform(t.columns[2:]),
-             "classes": int(t["type"].nunique()), "samples": int(len(t)), "probes": int(t.shape[1] - 2),
-             "shared with merge": int(shared[name]), "merged": name in merged} for name, t in tables.items()]
+    return [
+        {
+            "series": name,
+            "study": study_name(name),
+            "platform (guessed from ids)": guess_platform(t.columns[2:]),
+            "classes": int(t["type"].nunique()),
+            "samples": int(len(t)),
+            "probes": int(t.shape[1] - 2),
+            "shared with merge": int(shared[name]),
+            "merged": name in merged,
+        }
+        for name, t in tables.items()
+    ]
 
 
-def _cumida_files(root: Path | Sequence[Path], series: Iterable[str] | None) -> tuple[list[Path], Path]:
+def _cumida_files(
+    root: Path | Sequence[Path], series: Iterable[str] | None
+) -> tuple[list[Path], Path]:
     if isinstance(root, (str, Path)):
         root = Path(root)
         fix = "put the Leukemia_*.csv files there (see data/README.md)"
@@ -277,12 +336,21 @@ def _cumida_files(root: Path | Sequence[Path], series: Iterable[str] | None) -> 
             available = [series_name(f) for f in files]
             raise DataError(f"series {sorted(unknown)} not found in {base}; available: {available}")
     if not files:
-        raise DataError(f"no {CUMIDA_PATTERN} files in {base}; download the CuMiDa leukemia series there")
+        raise DataError(
+            f"no {CUMIDA_PATTERN} files in {base}; download the CuMiDa leukemia series there"
+        )
     return files, base
 
 
-def load_cumida(root: Path | Sequence[Path], series: Iterable[str] | None = None, *, merge: str = "compatible",
-                min_features: int = 1, min_overlap: float = MIN_OVERLAP, width: int = PAPER_WIDTH) -> Dataset:
+def load_cumida(
+    root: Path | Sequence[Path],
+    series: Iterable[str] | None = None,
+    *,
+    merge: str = "compatible",
+    min_features: int = 1,
+    min_overlap: float = MIN_OVERLAP,
+    width: int = PAPER_WIDTH,
+) -> Dataset:
     """Read one or more CuMiDa series and merge them (rules in the module docstring).
 
     ``root`` is a folder of ``Leukemia_*.csv`` files or a list of CSV paths;
@@ -305,44 +373,77 @@ def load_cumida(root: Path | Sequence[Path], series: Iterable[str] | None = None
     compatible, shared_ids, left_out = plan_compatible_merge(probe_sets, sizes, min_overlap)
     if merge == "compatible" and series is not None and left_out:
         name, count = next(iter(left_out.items()))
-        raise DataError(f"series {name} shares {count} of its {len(probe_sets[name])} probe ids with {compatible} "
-                        f"(a different platform); leave it out of series=... or use merge='paper_width'")
+        raise DataError(
+            f"series {name} shares {count} of its {len(probe_sets[name])} probe ids with {compatible} "
+            f"(a different platform); leave it out of series=... or use merge='paper_width'"
+        )
     if merge == "compatible":
         merged = [name for name in tables if name in compatible]
         probes, same = shared_ids, None
         shared = {name: left_out.get(name, len(shared_ids)) for name in tables}
-        rule = (f"compatible: probe ids shared by {len(merged)} series of compatible platforms (largest first; "
-                f"a series joins when it shares at least {min_overlap:.0%} of the smaller probe set)")
+        rule = (
+            f"compatible: probe ids shared by {len(merged)} series of compatible platforms (largest first; "
+            f"a series joins when it shares at least {min_overlap:.0%} of the smaller probe set)"
+        )
     else:
         merged = list(tables)
         probes, same = _merge_positional(tables, width)
         shared = {name: width for name in tables}
         rule = f"paper_width: the first {width} probe columns of every series, stacked by position (probe ids ignored)"
     if len(probes) < min_features:
-        raise DataError(f"merging series {merged} keeps {len(probes)} features, fewer than min_features="
-                        f"{min_features}; load fewer or compatible series (series=...) or lower min_features")
+        raise DataError(
+            f"merging series {merged} keeps {len(probes)} features, fewer than min_features="
+            f"{min_features}; load fewer or compatible series (series=...) or lower min_features"
+        )
     kept = {name: tables[name] for name in merged}
     patients, pairing = cumida_patients(kept)
-    X = np.vstack([(t[probes] if merge == "compatible" else t.iloc[:, 2:2 + width]).to_numpy(dtype=np.float64)
-                   for t in kept.values()])
-    meta = pd.concat([pd.DataFrame({"series": name, "study": study_name(name), "samples": t["samples"]})
-                      for name, t in kept.items()], ignore_index=True)
+    X = np.vstack(
+        [
+            (t[probes] if merge == "compatible" else t.iloc[:, 2 : 2 + width]).to_numpy(
+                dtype=np.float64
+            )
+            for t in kept.values()
+        ]
+    )
+    meta = pd.concat(
+        [
+            pd.DataFrame({"series": name, "study": study_name(name), "samples": t["samples"]})
+            for name, t in kept.items()
+        ],
+        ignore_index=True,
+    )
     labels = np.concatenate([t["type"].to_numpy(dtype=str) for t in kept.values()])
     info = {
-        "merge": merge, "merge_rule": rule, "n_features": len(probes), "min_features": min_features,
-        "series_merged": merged, "left_out": {} if merge == "paper_width" else left_out,
+        "merge": merge,
+        "merge_rule": rule,
+        "n_features": len(probes),
+        "min_features": min_features,
+        "series_merged": merged,
+        "left_out": {} if merge == "paper_width" else left_out,
         "compatible": {"series": compatible, "left_out": left_out, "n_features": len(shared_ids)},
         "probes_per_series": {name: len(p) for name, p in probe_sets.items()},
         "labels_by_series": {name: sorted(set(t["type"])) for name, t in tables.items()},
         "series_table": _series_table(tables, merged, shared),
-        "comparable_series": comparable_series(tables, merged, width=None if merge == "compatible" else width),
-        "patients_rule": "; ".join(pairing) or "one sample per patient (no two merged series are chips of one GEO series)",
+        "comparable_series": comparable_series(
+            tables, merged, width=None if merge == "compatible" else width
+        ),
+        "patients_rule": "; ".join(pairing)
+        or "one sample per patient (no two merged series are chips of one GEO series)",
     }
     if same is not None:
         info["same_probe_fraction"] = same
     patient_ids = np.concatenate(list(patients.values()))
-    return build_dataset("cumida", base, meta["samples"], labels, patients=patient_ids, X=X, feature_names=probes,
-                         meta=meta.assign(patient=patient_ids), info=info)
+    return build_dataset(
+        "cumida",
+        base,
+        meta["samples"],
+        labels,
+        patients=patient_ids,
+        X=X,
+        feature_names=probes,
+        meta=meta.assign(patient=patient_ids),
+        info=info,
+    )
 
 
 # ------------------------------------------------------------ Debian R data files
@@ -364,19 +465,29 @@ def fetch_debian(dest: Path, packages: Sequence[str] = DEBIAN_PACKAGES) -> Path:
                 f"and `dpkg -x <file.deb> {dest}` for each file, or copy ALL.rda and golub.RData under {dest}"
             )
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(["apt-get", "download", *packages], cwd=tmp, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["apt-get", "download", *packages], cwd=tmp, capture_output=True, text=True
+        )
         if proc.returncode != 0:
             update = subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
-            proc = subprocess.run(["apt-get", "download", *packages], cwd=tmp, capture_output=True, text=True)
+            proc = subprocess.run(
+                ["apt-get", "download", *packages], cwd=tmp, capture_output=True, text=True
+            )
             if proc.returncode != 0:
                 reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-                hint = "" if update.returncode == 0 else " (apt-get update failed too: run it as root)"
-                raise DataError(f"apt-get download {' '.join(packages)} failed: {reason}{hint}; run `sudo apt-get update` and retry")
+                hint = (
+                    "" if update.returncode == 0 else " (apt-get update failed too: run it as root)"
+                )
+                raise DataError(
+                    f"apt-get download {' '.join(packages)} failed: {reason}{hint}; run `sudo apt-get update` and retry"
+                )
         debs = sorted(Path(tmp).glob("*.deb"))
         staging = Path(tempfile.mkdtemp(dir=dest.parent if dest.parent.exists() else None))
         try:
             for deb in debs:
-                subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True, capture_output=True)
+                subprocess.run(
+                    ["dpkg", "-x", str(deb), str(staging)], check=True, capture_output=True
+                )
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.exists():
                 shutil.rmtree(dest)
@@ -390,7 +501,9 @@ def fetch_debian(dest: Path, packages: Sequence[str] = DEBIAN_PACKAGES) -> Path:
 def _find(root: Path, suffix: str, dataset: str) -> Path:
     hits = sorted(Path(root).glob(f"**/{suffix}")) if Path(root).is_dir() else []
     if not hits:
-        raise DataError(f"{suffix} not found under {root}; run `python -m common.data fetch {dataset}` (or `make data`)")
+        raise DataError(
+            f"{suffix} not found under {root}; run `python -m common.data fetch {dataset}` (or `make data`)"
+        )
     return hits[0]
 
 
@@ -411,7 +524,9 @@ def _r_nodes(obj: Any) -> Iterable[Any]:
         elif hasattr(value, "info"):
             stack.append(value)
         elif value is not None and not isinstance(value, (np.ndarray, bytes, str, int, float)):
-            stack.extend(getattr(value, a, None) for a in ("enclosure", "frame", "hash_table", "attributes"))
+            stack.extend(
+                getattr(value, a, None) for a in ("enclosure", "frame", "hash_table", "attributes")
+            )
         stack.extend([node.attributes, node.tag, getattr(node, "referenced_object", None)])
 
 
@@ -423,7 +538,12 @@ def _r_symbol(node: Any) -> str | None:
         tag = tag.referenced_object
     if tag is not None and hasattr(tag, "info") and tag.info.type == T.SYM:
         tag = tag.value
-    if tag is not None and hasattr(tag, "info") and tag.info.type == T.CHAR and tag.value is not None:
+    if (
+        tag is not None
+        and hasattr(tag, "info")
+        and tag.info.type == T.CHAR
+        and tag.value is not None
+    ):
         return tag.value.decode("utf-8", errors="replace")
     return None
 
@@ -440,7 +560,9 @@ def _r_attributes(node: Any) -> dict[str, Any]:
 
 
 def _r_strings(node: Any) -> list[str | None]:
-    return [None if c.value is None else c.value.decode("utf-8", errors="replace") for c in node.value]
+    return [
+        None if c.value is None else c.value.decode("utf-8", errors="replace") for c in node.value
+    ]
 
 
 def _r_column(node: Any) -> np.ndarray:
@@ -450,10 +572,18 @@ def _r_column(node: Any) -> np.ndarray:
     attrs = _r_attributes(node)
     if node.info.type == T.STR:
         return np.array(_r_strings(node), dtype=object)
-    values = np.ma.filled(np.ma.asarray(node.value).astype(float), np.nan) if np.ma.isMaskedArray(node.value) else np.asarray(node.value)
+    values = (
+        np.ma.filled(np.ma.asarray(node.value).astype(float), np.nan)
+        if np.ma.isMaskedArray(node.value)
+        else np.asarray(node.value)
+    )
     if "levels" in attrs:
         levels = _r_strings(attrs["levels"])
-        codes = np.ma.filled(np.ma.asarray(node.value), 0) if np.ma.isMaskedArray(node.value) else np.asarray(node.value)
+        codes = (
+            np.ma.filled(np.ma.asarray(node.value), 0)
+            if np.ma.isMaskedArray(node.value)
+            else np.asarray(node.value)
+        )
         return np.array([levels[int(c) - 1] if c > 0 else None for c in codes], dtype=object)
     return values
 
@@ -468,7 +598,9 @@ def _parse_rda(path: Path) -> Any:
         try:
             return rdata.parser.parse_file(path)
         except Exception as exc:
-            raise DataError(f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m common.data fetch`") from None
+            raise DataError(
+                f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m common.data fetch`"
+            ) from None
 
 
 def read_bioc_all_file(path: Path) -> tuple[np.ndarray, list[str], list[str], pd.DataFrame]:
@@ -492,7 +624,9 @@ def read_bioc_all_file(path: Path) -> tuple[np.ndarray, list[str], list[str], pd
             if names is not None and {"BT", "mol.biol"} <= set(_r_strings(names)):
                 pheno = node
     if matrix is None or pheno is None:
-        raise DataError(f"{path} holds no {ALL_SHAPE[0]} x {ALL_SHAPE[1]} expression matrix with BT/mol.biol phenotypes; is it Bioconductor's ALL?")
+        raise DataError(
+            f"{path} holds no {ALL_SHAPE[0]} x {ALL_SHAPE[1]} expression matrix with BT/mol.biol phenotypes; is it Bioconductor's ALL?"
+        )
     X = np.asarray(matrix.value, dtype=np.float64).reshape(ALL_SHAPE, order="F").T
     dimnames = _r_attributes(matrix)["dimnames"]
     probes, samples = (_r_strings(v) for v in dimnames.value)
@@ -500,7 +634,9 @@ def read_bioc_all_file(path: Path) -> tuple[np.ndarray, list[str], list[str], pd
     table = pd.DataFrame({name: _r_column(col) for name, col in zip(columns, pheno.value)})
     row_names = _r_attributes(pheno).get("row.names")
     if row_names is not None and row_names.info.type == T.STR and _r_strings(row_names) != samples:
-        raise DataError(f"{path}: phenotype rows and expression columns are in different orders; the file is not as expected")
+        raise DataError(
+            f"{path}: phenotype rows and expression columns are in different orders; the file is not as expected"
+        )
     return X, probes, samples, table
 
 
@@ -516,13 +652,24 @@ def load_bioc_all(root: Path, label: str = "BT") -> Dataset:
     X, probes, samples, pheno = read_bioc_all_file(path)
     pheno = pheno.assign(lineage=pheno["BT"].str[0])
     if label not in pheno.columns:
-        raise DataError(f"label {label!r} is not a phenotype column of ALL; choose one of BT, mol.biol, lineage, ...")
+        raise DataError(
+            f"label {label!r} is not a phenotype column of ALL; choose one of BT, mol.biol, lineage, ..."
+        )
     missing = pheno[label].isna()
     if missing.any():
-        raise DataError(f"{int(missing.sum())} ALL samples have no {label!r}; choose another label column")
+        raise DataError(
+            f"{int(missing.sum())} ALL samples have no {label!r}; choose another label column"
+        )
     return build_dataset(
-        "bioc_all", Path(root), samples, pheno[label].astype(str), patients=pheno["cod"].astype(str), X=X,
-        feature_names=probes, meta=pheno.assign(sample=samples), source="embedded-real",
+        "bioc_all",
+        Path(root),
+        samples,
+        pheno[label].astype(str),
+        patients=pheno["cod"].astype(str),
+        X=X,
+        feature_names=probes,
+        meta=pheno.assign(sample=samples),
+        source="embedded-real",
         info={"file": str(path), "label_column": label, "platform": "HG-U95Av2"},
     )
 
@@ -539,13 +686,23 @@ def load_golub(root: Path) -> Dataset:
         try:
             data = rdata.read_rda(path)
         except Exception as exc:
-            raise DataError(f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m common.data fetch golub`") from None
+            raise DataError(
+                f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m common.data fetch golub`"
+            ) from None
     X = np.asarray(data["golub"], dtype=np.float64).T
     codes = np.asarray(data["golub.cl"]).astype(int)
-    gnames = np.asarray(data["golub.gnames"], dtype=object).reshape(3, -1).T  # index, accession, description
+    gnames = (
+        np.asarray(data["golub.gnames"], dtype=object).reshape(3, -1).T
+    )  # index, accession, description
     labels = np.where(codes == 0, "ALL", "AML")
     return build_dataset(
-        "golub", Path(root), [f"golub_{i + 1:02d}" for i in range(len(labels))], labels, X=X,
-        feature_names=[str(g) for g in gnames[:, 2]], meta=pd.DataFrame({"golub_cl": codes}),
-        source="embedded-real", info={"file": str(path), "genes": "Dudoit et al. (2002) preprocessing, 3,051 genes"},
+        "golub",
+        Path(root),
+        [f"golub_{i + 1:02d}" for i in range(len(labels))],
+        labels,
+        X=X,
+        feature_names=[str(g) for g in gnames[:, 2]],
+        meta=pd.DataFrame({"golub_cl": codes}),
+        source="embedded-real",
+        info={"file": str(path), "genes": "Dudoit et al. (2002) preprocessing, 3,051 genes"},
     )

@@ -52,10 +52,12 @@ technical-replicate noise (0.87 at sd 0.4). A patient sampled twice at different
 (diagnosis and relapse) is a different RNA and correlates less: the audit is not meant to
 find that, nor pairs across platforms whose merged columns hold different probes.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,8 +99,14 @@ def _unit_rows(values: np.ndarray) -> np.ndarray:
     return np.divide(values, norm, out=np.zeros_like(values), where=norm > 0)
 
 
-def profile_matrix(X: np.ndarray, *, method: str = DEFAULT_METHOD, series: Sequence[str] | None = None,
-                   n_features: int = N_FEATURES, center: str = "series") -> np.ndarray:
+def profile_matrix(
+    X: np.ndarray,
+    *,
+    method: str = DEFAULT_METHOD,
+    series: Sequence[str] | None = None,
+    n_features: int = N_FEATURES,
+    center: str = "series",
+) -> np.ndarray:
     """(n, k) unit rows whose dot products are the audit's correlations.
 
     ``X`` (n, d) the samples of one block; ``series`` (n,) their series (default: one);
@@ -106,7 +114,9 @@ def profile_matrix(X: np.ndarray, *, method: str = DEFAULT_METHOD, series: Seque
     ``MIN_SERIES_TO_CENTER`` samples, the others with the block mean) or ``block``.
     """
     if method not in METHODS:
-        raise DataError(f"unknown profile correlation {method!r}; choose one of {', '.join(METHODS)}")
+        raise DataError(
+            f"unknown profile correlation {method!r}; choose one of {', '.join(METHODS)}"
+        )
     if center not in ("series", "block"):
         raise DataError(f"center must be 'series' or 'block', got {center!r}")
     values = rankdata(X, axis=1) if method == "rank" else np.asarray(X, dtype=np.float64)
@@ -125,12 +135,20 @@ def profile_matrix(X: np.ndarray, *, method: str = DEFAULT_METHOD, series: Seque
 
 
 # ------------------------------------------------------------------------- pairs
-def correlated_pairs(ds: Dataset, *, threshold: float = DEFAULT_THRESHOLD, method: str = DEFAULT_METHOD,
-                     n_features: int = N_FEATURES, center: str = "series") -> tuple[list[Pair], np.ndarray]:
+def correlated_pairs(
+    ds: Dataset,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    method: str = DEFAULT_METHOD,
+    n_features: int = N_FEATURES,
+    center: str = "series",
+) -> tuple[list[Pair], np.ndarray]:
     """Pairs ``(i, j, r)`` (i < j, same block) with correlation ``r >= threshold``, and every
     sample's highest correlation with another sample of its block (NaN when it has none)."""
     if ds.X is None:
-        raise DataError(f"{ds.name} has no expression matrix; the profile audit is for microarray sets")
+        raise DataError(
+            f"{ds.name} has no expression matrix; the profile audit is for microarray sets"
+        )
     blocks, series = comparable_blocks(ds), _series_of(ds)
     pairs: list[tuple[int, int, float]] = []
     nearest = np.full(len(ds), np.nan)
@@ -138,7 +156,9 @@ def correlated_pairs(ds: Dataset, *, threshold: float = DEFAULT_THRESHOLD, metho
         rows = np.flatnonzero(blocks == block)
         if rows.size < 2:
             continue
-        unit = profile_matrix(ds.X[rows], method=method, series=series[rows], n_features=n_features, center=center)
+        unit = profile_matrix(
+            ds.X[rows], method=method, series=series[rows], n_features=n_features, center=center
+        )
         corr = unit @ unit.T
         np.fill_diagonal(corr, -np.inf)
         nearest[rows] = corr.max(axis=1)
@@ -155,8 +175,13 @@ def same_id_pairs(ds: Dataset) -> list[tuple[int, int]]:
     by_id: dict[str, list[int]] = {}
     for i, sample in enumerate(ds.sample_ids):
         by_id.setdefault(_plain_sample_id(sample), []).append(i)
-    return [(a, b) for rows in by_id.values() for k, a in enumerate(rows) for b in rows[k + 1:]
-            if series[a] != series[b]]
+    return [
+        (a, b)
+        for rows in by_id.values()
+        for k, a in enumerate(rows)
+        for b in rows[k + 1 :]
+        if series[a] != series[b]
+    ]
 
 
 def connected_groups(n: int, pairs: Iterable[Sequence[int]]) -> list[list[int]]:
@@ -211,7 +236,9 @@ def _chip_pairs(ds: Dataset) -> list[list[str]]:
     """Sample ids of each patient the loader gave samples in two or more series."""
     if ds.patients is None:
         return []
-    table = pd.DataFrame({"patient": ds.patients, "series": _series_of(ds), "sample": ds.sample_ids})
+    table = pd.DataFrame(
+        {"patient": ds.patients, "series": _series_of(ds), "sample": ds.sample_ids}
+    )
     spread = table.groupby("patient")["series"].nunique()
     return [table.loc[table["patient"] == p, "sample"].tolist() for p in spread.index[spread > 1]]
 
@@ -219,25 +246,39 @@ def _chip_pairs(ds: Dataset) -> list[list[str]]:
 def _pair_record(ds: Dataset, i: int, j: int, r: float | None, reason: str) -> dict[str, Any]:
     series = _series_of(ds)
     same = ds.patients is not None and ds.patients[i] == ds.patients[j]
-    return {"samples": [str(ds.sample_ids[i]), str(ds.sample_ids[j])], "index": [i, j],
-            "series": [str(series[i]), str(series[j])], "labels": [str(ds.labels[i]), str(ds.labels[j])],
-            "correlation": None if r is None else round(r, 4), "reason": reason, "already_same_patient": bool(same)}
+    return {
+        "samples": [str(ds.sample_ids[i]), str(ds.sample_ids[j])],
+        "index": [i, j],
+        "series": [str(series[i]), str(series[j])],
+        "labels": [str(ds.labels[i]), str(ds.labels[j])],
+        "correlation": None if r is None else round(r, 4),
+        "reason": reason,
+        "already_same_patient": bool(same),
+    }
 
 
 def _summary(ds: Dataset, result: dict[str, Any]) -> str:
     new = [p for p in result["pairs"] if not p["already_same_patient"]]
     highest = result["highest_correlation"]
-    text = (f"{ds.name} ({ds.source}): {result['n_samples']} samples in {result['n_blocks']} comparable block(s), "
-            f"{result['method']} correlation >= {result['threshold']}: {len(result['pairs'])} pair(s) "
-            f"({len(new)} not already one patient) in {len(result['groups'])} group(s); highest correlation "
-            f"{'n/a' if highest is None else f'{highest:.2f}'}")
+    text = (
+        f"{ds.name} ({ds.source}): {result['n_samples']} samples in {result['n_blocks']} comparable block(s), "
+        f"{result['method']} correlation >= {result['threshold']}: {len(result['pairs'])} pair(s) "
+        f"({len(new)} not already one patient) in {len(result['groups'])} group(s); highest correlation "
+        f"{'n/a' if highest is None else f'{highest:.2f}'}"
+    )
     if result["chip_pairs"]:
         text += f"; {len(result['chip_pairs'])} patients already matched across chips/series by the loader"
     return text
 
 
-def audit_profiles(ds: Dataset, *, threshold: float = DEFAULT_THRESHOLD, method: str = DEFAULT_METHOD,
-                   n_features: int = N_FEATURES, center: str = "series") -> dict[str, Any]:
+def audit_profiles(
+    ds: Dataset,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    method: str = DEFAULT_METHOD,
+    n_features: int = N_FEATURES,
+    center: str = "series",
+) -> dict[str, Any]:
     """The duplicate-profile audit of a microarray :class:`Dataset`, as a JSON-able dict.
 
     Keys: ``dataset``, ``source``, ``n_samples``, ``method``, ``threshold``, ``n_features``,
@@ -250,32 +291,65 @@ def audit_profiles(ds: Dataset, *, threshold: float = DEFAULT_THRESHOLD, method:
     """
     if not -1 <= threshold <= 1:
         raise DataError(f"threshold must be a correlation in [-1, 1], got {threshold}")
-    pairs, nearest = correlated_pairs(ds, threshold=threshold, method=method, n_features=n_features, center=center)
+    pairs, nearest = correlated_pairs(
+        ds, threshold=threshold, method=method, n_features=n_features, center=center
+    )
     records = [_pair_record(ds, i, j, r, "correlation") for i, j, r in pairs]
     found = {(i, j) for i, j, _ in pairs}
-    records += [_pair_record(ds, i, j, None, "same sample id") for i, j in same_id_pairs(ds) if (i, j) not in found]
+    records += [
+        _pair_record(ds, i, j, None, "same sample id")
+        for i, j in same_id_pairs(ds)
+        if (i, j) not in found
+    ]
     groups = connected_groups(len(ds), [p["index"] for p in records])
     series = _series_of(ds)
     seen = nearest[np.isfinite(nearest)]
     result: dict[str, Any] = {
-        "dataset": ds.name, "source": ds.source, "n_samples": len(ds), "method": method, "threshold": threshold,
-        "n_features": n_features, "center": center, "n_blocks": int(np.unique(comparable_blocks(ds)).size),
+        "dataset": ds.name,
+        "source": ds.source,
+        "n_samples": len(ds),
+        "method": method,
+        "threshold": threshold,
+        "n_features": n_features,
+        "center": center,
+        "n_blocks": int(np.unique(comparable_blocks(ds)).size),
         "pairs": records,
-        "groups": [{"index": rows, "samples": ds.sample_ids[rows].tolist(), "series": series[rows].tolist(),
-                    "labels": ds.labels[rows].tolist()} for rows in groups],
-        "chip_pairs": _chip_pairs(ds), "patients_rule": ds.info.get("patients_rule"),
+        "groups": [
+            {
+                "index": rows,
+                "samples": ds.sample_ids[rows].tolist(),
+                "series": series[rows].tolist(),
+                "labels": ds.labels[rows].tolist(),
+            }
+            for rows in groups
+        ],
+        "chip_pairs": _chip_pairs(ds),
+        "patients_rule": ds.info.get("patients_rule"),
         "highest_correlation": round(float(seen.max()), 4) if seen.size else None,
-        "nearest_quantiles": ({q: round(float(np.quantile(seen, v)), 4) for q, v in (("median", 0.5), ("q99", 0.99),
-                                                                                      ("max", 1.0))}
-                              if seen.size else {}),
+        "nearest_quantiles": (
+            {
+                q: round(float(np.quantile(seen, v)), 4)
+                for q, v in (("median", 0.5), ("q99", 0.99), ("max", 1.0))
+            }
+            if seen.size
+            else {}
+        ),
     }
     result["summary"] = _summary(ds, result)
     return result
 
 
 # ------------------------------------------------------------------- measurement
-def plant_duplicates(ds: Dataset, *, n: int, noise: float = 0.3, scale: float = 1.1, shift: float = 0.5,
-                     batch_sd: float = 0.0, seed: int = 0) -> tuple[Dataset, list[tuple[int, int]]]:
+def plant_duplicates(
+    ds: Dataset,
+    *,
+    n: int,
+    noise: float = 0.3,
+    scale: float = 1.1,
+    shift: float = 0.5,
+    batch_sd: float = 0.0,
+    seed: int = 0,
+) -> tuple[Dataset, list[tuple[int, int]]]:
     """``ds`` plus ``n`` re-deposited copies (``scale`` x value + ``shift`` + Gaussian noise of sd
     ``noise``), each in another series of the same comparable block when there is one; and the
     planted ``(original, copy)`` index pairs. ``batch_sd`` > 0 first gives every series its own
@@ -283,7 +357,9 @@ def plant_duplicates(ds: Dataset, *, n: int, noise: float = 0.3, scale: float = 
     the audit (recall, false pairs), not for analysis."""
     rng = np.random.default_rng(seed)
     if ds.X is None or not 0 < n <= len(ds):
-        raise DataError(f"plant_duplicates needs an expression matrix and 0 < n <= {len(ds)}, got n={n}")
+        raise DataError(
+            f"plant_duplicates needs an expression matrix and 0 < n <= {len(ds)}, got n={n}"
+        )
     series, blocks = _series_of(ds), comparable_blocks(ds)
     names = sorted(set(series.tolist()))
     offsets = {s: rng.normal(0, batch_sd, ds.X.shape[1]) if batch_sd > 0 else 0.0 for s in names}
@@ -294,7 +370,9 @@ def plant_duplicates(ds: Dataset, *, n: int, noise: float = 0.3, scale: float = 
         others = sorted({s for s, b in zip(series, blocks) if b == blocks[i] and s != series[i]})
         target = others[rng.integers(len(others))] if others else series[i]
         targets.append(target)
-    copies = scale * (ds.X[sources] + np.vstack([np.broadcast_to(offsets[t], ds.X.shape[1]) for t in targets]))
+    copies = scale * (
+        ds.X[sources] + np.vstack([np.broadcast_to(offsets[t], ds.X.shape[1]) for t in targets])
+    )
     copies = copies + shift + rng.normal(0, noise, copies.shape)
     ids = [f"planted_{k}_{ds.sample_ids[i]}" for k, i in enumerate(sources)]
     new_patients = [f"planted_{k}" for k in range(n)]
@@ -303,10 +381,16 @@ def plant_duplicates(ds: Dataset, *, n: int, noise: float = 0.3, scale: float = 
         if column in meta:
             meta[column] = values
     patients = None if ds.patients is None else np.concatenate([ds.patients, new_patients])
-    out = replace(ds, sample_ids=np.concatenate([ds.sample_ids, ids]),
-                  labels=np.concatenate([ds.labels, ds.labels[sources]]), y=np.concatenate([ds.y, ds.y[sources]]),
-                  patients=patients, X=np.vstack([X, copies]), meta=pd.concat([ds.meta, meta], ignore_index=True),
-                  info=dict(ds.info))
+    out = replace(
+        ds,
+        sample_ids=np.concatenate([ds.sample_ids, ids]),
+        labels=np.concatenate([ds.labels, ds.labels[sources]]),
+        y=np.concatenate([ds.y, ds.y[sources]]),
+        patients=patients,
+        X=np.vstack([X, copies]),
+        meta=pd.concat([ds.meta, meta], ignore_index=True),
+        info=dict(ds.info),
+    )
     return out, [(int(i), len(ds) + k) for k, i in enumerate(sources)]
 
 
@@ -314,11 +398,22 @@ def planted_recall(audit: dict[str, Any], planted: Sequence[tuple[int, int]]) ->
     """How many planted pairs the audit reports, and how many reported pairs were not planted."""
     reported = {tuple(sorted(p["index"])) for p in audit["pairs"] if p["reason"] == "correlation"}
     truth = {tuple(sorted(p)) for p in planted}
-    return {"planted": len(truth), "found": len(truth & reported), "false_pairs": len(reported - truth)}
+    return {
+        "planted": len(truth),
+        "found": len(truth & reported),
+        "false_pairs": len(reported - truth),
+    }
 
 
-def planted_table(ds: Dataset, *, noises: Sequence[float] = (0.2, 0.3, 0.4, 0.5), n: int = 20, batch_sd: float = 0.0,
-                  seed: int = 0, **audit_kw: Any) -> pd.DataFrame:
+def planted_table(
+    ds: Dataset,
+    *,
+    noises: Sequence[float] = (0.2, 0.3, 0.4, 0.5),
+    n: int = 20,
+    batch_sd: float = 0.0,
+    seed: int = 0,
+    **audit_kw: Any,
+) -> pd.DataFrame:
     """Recall of :func:`plant_duplicates` copies at each noise level: one row per level with
     ``found``, ``planted``, ``false_pairs``, ``across_series`` (copies in another series than their
     original) and ``lowest`` (the lowest correlation of a planted pair). The docstring's numbers."""
@@ -326,9 +421,18 @@ def planted_table(ds: Dataset, *, noises: Sequence[float] = (0.2, 0.3, 0.4, 0.5)
     for noise in noises:
         planted_ds, planted = plant_duplicates(ds, n=n, noise=noise, batch_sd=batch_sd, seed=seed)
         series = _series_of(planted_ds)
-        every = {(i, j): r for i, j, r in correlated_pairs(planted_ds, **{**audit_kw, "threshold": -1.0})[0]}
+        every = {
+            (i, j): r
+            for i, j, r in correlated_pairs(planted_ds, **{**audit_kw, "threshold": -1.0})[0]
+        }
         recall = planted_recall(audit_profiles(planted_ds, **audit_kw), planted)
-        rows.append({"noise": noise, "batch_sd": batch_sd, **recall,
-                     "across_series": int(sum(series[a] != series[b] for a, b in planted)),
-                     "lowest": round(min(every[tuple(sorted(p))] for p in planted), 3)})
+        rows.append(
+            {
+                "noise": noise,
+                "batch_sd": batch_sd,
+                **recall,
+                "across_series": int(sum(series[a] != series[b] for a, b in planted)),
+                "lowest": round(min(every[tuple(sorted(p))] for p in planted), 3),
+            }
+        )
     return pd.DataFrame(rows)

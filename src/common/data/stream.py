@@ -4,11 +4,12 @@ Only one batch of pixels is in memory at a time (per worker): the dataset holds
 file paths and labels, and ``__getitem__`` decodes, resizes, optionally segments,
 augments and preprocesses the files of one batch.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -33,7 +34,9 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path} ({type(exc).__name__}); re-download it or remove it from the list") from None
+        raise DataError(
+            f"cannot read image {path} ({type(exc).__name__}); re-download it or remove it from the list"
+        ) from None
 
 
 def load_image_or_skip(path: str | Path, size: tuple[int, int]) -> np.ndarray | None:
@@ -74,10 +77,18 @@ class ImageBatches(keras.utils.PyDataset):
     """
 
     def __init__(
-        self, paths: Sequence[str], labels: Sequence[int] | None = None, batch_size: int = 32,
-        image_size: tuple[int, int] = (224, 224), segment: ImageHook | None = None,
-        augment: BatchHook | None = None, preprocess: BatchHook | None = None,
-        shuffle: bool = False, seed: int = 0, segment_after_augment: bool = False, **kwargs,
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int] | None = None,
+        batch_size: int = 32,
+        image_size: tuple[int, int] = (224, 224),
+        segment: ImageHook | None = None,
+        augment: BatchHook | None = None,
+        preprocess: BatchHook | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        segment_after_augment: bool = False,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.segment_after_augment = bool(segment_after_augment)
@@ -105,7 +116,7 @@ class ImageBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
-        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         images, kept = [], []
         for i in idx:
             img = load_image_or_skip(self.paths[i], self.image_size)
@@ -117,14 +128,20 @@ class ImageBatches(keras.utils.PyDataset):
                 img = self.segment(img)
             images.append(img)
             kept.append(i)
-        if not images:  # every image of a training batch unreadable: one black image keeps the step valid
+        if (
+            not images
+        ):  # every image of a training batch unreadable: one black image keeps the step valid
             images, kept = [np.zeros((*self.image_size, 3), dtype=np.uint8)], [idx[0]]
         idx = np.asarray(kept)
         batch = np.stack(images).astype(np.float32)
         if self.augment is not None:
             batch = np.asarray(self.augment(batch), dtype=np.float32)
-        if self.segment is not None and self.segment_after_augment:  # paper 04's order: augment, then segment
-            batch = np.stack([self.segment(np.clip(img, 0, 255).astype(np.uint8)) for img in batch]).astype(np.float32)
+        if (
+            self.segment is not None and self.segment_after_augment
+        ):  # paper 04's order: augment, then segment
+            batch = np.stack(
+                [self.segment(np.clip(img, 0, 255).astype(np.uint8)) for img in batch]
+            ).astype(np.float32)
         if self.preprocess is not None:
             batch = np.asarray(self.preprocess(batch), dtype=np.float32)
         if self.labels is None:
@@ -136,10 +153,15 @@ class ImageBatches(keras.utils.PyDataset):
         self.order = self._order()
 
 
-
-def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | Path,
-                      transform: Callable[[np.ndarray], np.ndarray], size: tuple[int, int], *,
-                      info: bool = False) -> tuple[list[str], int]:
+def write_transformed(
+    paths: Sequence[str | Path],
+    root: str | Path,
+    out: str | Path,
+    transform: Callable[[np.ndarray], np.ndarray],
+    size: tuple[int, int],
+    *,
+    info: bool = False,
+) -> tuple[list[str], int]:
     """Resize each image to ``size``, apply ``transform`` and save it as PNG under ``out``
     at its path relative to ``root``; files already there are reused, not recomputed.
 
@@ -165,10 +187,14 @@ def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | 
         try:
             rel = path.relative_to(root)
         except ValueError:
-            raise DataError(f"{path} is not under the dataset root {root}; pass the root the paths were listed from") from None
+            raise DataError(
+                f"{path} is not under the dataset root {root}; pass the root the paths were listed from"
+            ) from None
         target = (out / rel).with_suffix(".png")
         if not (target.is_file() and (not info or target.with_suffix(".json").is_file())):
-            image = load_image_or_skip(path, size)  # unreadable: named, counted, kept as a black image
+            image = load_image_or_skip(
+                path, size
+            )  # unreadable: named, counted, kept as a black image
             facts = {"unreadable": True}
             if image is None:
                 result = np.zeros((*size, 3), np.uint8)
@@ -178,7 +204,9 @@ def write_transformed(paths: Sequence[str | Path], root: str | Path, out: str | 
                 result = transform(image)
             result = np.asarray(result)
             if result.dtype != np.uint8 or result.shape != (*size, 3):
-                raise DataError(f"transform returned {result.dtype} {result.shape} for {path}; expected uint8 {(*size, 3)}")
+                raise DataError(
+                    f"transform returned {result.dtype} {result.shape} for {path}; expected uint8 {(*size, 3)}"
+                )
             target.parent.mkdir(parents=True, exist_ok=True)
             if info:
                 tmp_info = target.with_name(f".{target.stem}.json.tmp")
@@ -203,6 +231,7 @@ def read_info(paths: Sequence[str | Path]) -> list[dict]:
         try:
             facts.append(json.loads(sidecar.read_text()))
         except (OSError, ValueError):
-            raise DataError(f"{sidecar} is missing or unreadable; rerun write_transformed(..., info=True) to recompute it") from None
+            raise DataError(
+                f"{sidecar} is missing or unreadable; rerun write_transformed(..., info=True) to recompute it"
+            ) from None
     return facts
-

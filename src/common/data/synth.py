@@ -15,14 +15,15 @@ apart, 1 makes them identical (chance accuracy).
 
 Same arguments, same bytes: every random draw comes from ``seed``.
 """
+
 from __future__ import annotations
 
 import shutil
 import string
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -32,39 +33,78 @@ from scipy import ndimage
 from common.data.core import SYNTHETIC_MARKER, DataError
 from common.data.images import AML_CLASSES, ARIA_CLASSES, CNMC_DIR, CNMC_PRELIM_CSV, CNMC_PRELIM_DIR
 
-TRUTH_FILE = "SYNTHETIC_TRUTH.csv"  # generator's ground truth (patient per image); loaders never read it
+TRUTH_FILE = (
+    "SYNTHETIC_TRUTH.csv"  # generator's ground truth (patient per image); loaders never read it
+)
 
 
 @dataclass(frozen=True)
 class Morphology:
     """Class-dependent cell appearance (all relative, unitless)."""
 
-    cell_radius: float = 0.30   # cell radius / image size
-    nc_ratio: float = 0.70      # nucleus radius / cell radius
+    cell_radius: float = 0.30  # cell radius / image size
+    nc_ratio: float = 0.70  # nucleus radius / cell radius
     irregularity: float = 0.05  # amplitude of nuclear contour harmonics
-    chromatin: float = 0.30     # chromatin texture contrast
-    nucleoli: float = 0.0       # mean number of nucleoli
-    granules: float = 0.0       # mean number of cytoplasmic granules
-    auer_rod: float = 0.0       # probability of an Auer-rod-like streak
+    chromatin: float = 0.30  # chromatin texture contrast
+    nucleoli: float = 0.0  # mean number of nucleoli
+    granules: float = 0.0  # mean number of cytoplasmic granules
+    auer_rod: float = 0.0  # probability of an Auer-rod-like streak
 
 
 MORPHOLOGY = {
     "cnmc": {
-        "all": Morphology(cell_radius=0.26, nc_ratio=0.86, irregularity=0.10, chromatin=0.18, nucleoli=2.0),
-        "hem": Morphology(cell_radius=0.22, nc_ratio=0.72, irregularity=0.03, chromatin=0.45, nucleoli=0.2),
+        "all": Morphology(
+            cell_radius=0.26, nc_ratio=0.86, irregularity=0.10, chromatin=0.18, nucleoli=2.0
+        ),
+        "hem": Morphology(
+            cell_radius=0.22, nc_ratio=0.72, irregularity=0.03, chromatin=0.45, nucleoli=0.2
+        ),
     },
     "aria_all": {
-        "Benign": Morphology(cell_radius=0.20, nc_ratio=0.70, irregularity=0.03, chromatin=0.45, granules=3),
-        "Early": Morphology(cell_radius=0.23, nc_ratio=0.84, irregularity=0.07, chromatin=0.30, nucleoli=1.0),
-        "Pre": Morphology(cell_radius=0.25, nc_ratio=0.80, irregularity=0.12, chromatin=0.22, nucleoli=2.0),
-        "Pro": Morphology(cell_radius=0.27, nc_ratio=0.90, irregularity=0.18, chromatin=0.15, nucleoli=3.0),
+        "Benign": Morphology(
+            cell_radius=0.20, nc_ratio=0.70, irregularity=0.03, chromatin=0.45, granules=3
+        ),
+        "Early": Morphology(
+            cell_radius=0.23, nc_ratio=0.84, irregularity=0.07, chromatin=0.30, nucleoli=1.0
+        ),
+        "Pre": Morphology(
+            cell_radius=0.25, nc_ratio=0.80, irregularity=0.12, chromatin=0.22, nucleoli=2.0
+        ),
+        "Pro": Morphology(
+            cell_radius=0.27, nc_ratio=0.90, irregularity=0.18, chromatin=0.15, nucleoli=3.0
+        ),
     },
     "aml_mll": {
-        "control": Morphology(cell_radius=0.24, nc_ratio=0.50, irregularity=0.25, chromatin=0.50, granules=25),
-        "CBFB_MYH11": Morphology(cell_radius=0.30, nc_ratio=0.68, irregularity=0.10, chromatin=0.25, granules=30, nucleoli=1),
-        "NPM1": Morphology(cell_radius=0.28, nc_ratio=0.78, irregularity=0.20, chromatin=0.20, nucleoli=2.5),
-        "PML_RARA": Morphology(cell_radius=0.30, nc_ratio=0.62, irregularity=0.15, chromatin=0.25, granules=45, auer_rod=0.8),
-        "RUNX1_RUNX1T1": Morphology(cell_radius=0.29, nc_ratio=0.72, irregularity=0.08, chromatin=0.30, granules=10, nucleoli=1.5),
+        "control": Morphology(
+            cell_radius=0.24, nc_ratio=0.50, irregularity=0.25, chromatin=0.50, granules=25
+        ),
+        "CBFB_MYH11": Morphology(
+            cell_radius=0.30,
+            nc_ratio=0.68,
+            irregularity=0.10,
+            chromatin=0.25,
+            granules=30,
+            nucleoli=1,
+        ),
+        "NPM1": Morphology(
+            cell_radius=0.28, nc_ratio=0.78, irregularity=0.20, chromatin=0.20, nucleoli=2.5
+        ),
+        "PML_RARA": Morphology(
+            cell_radius=0.30,
+            nc_ratio=0.62,
+            irregularity=0.15,
+            chromatin=0.25,
+            granules=45,
+            auer_rod=0.8,
+        ),
+        "RUNX1_RUNX1T1": Morphology(
+            cell_radius=0.29,
+            nc_ratio=0.72,
+            irregularity=0.08,
+            chromatin=0.30,
+            granules=10,
+            nucleoli=1.5,
+        ),
     },
 }
 
@@ -80,29 +120,50 @@ class Patient:
 
 
 def make_patient(pid: str, rng: np.random.Generator) -> Patient:
-    return Patient(pid, tuple(float(g) for g in rng.normal(1.0, 0.07, 3)), float(rng.normal(0.0, 0.05)),
-                   float(rng.normal(1.0, 0.08)))
+    return Patient(
+        pid,
+        tuple(float(g) for g in rng.normal(1.0, 0.07, 3)),
+        float(rng.normal(0.0, 0.05)),
+        float(rng.normal(1.0, 0.08)),
+    )
 
 
 def blend(class_m: Morphology, mean_m: Morphology, difficulty: float) -> Morphology:
     """Pull ``class_m`` towards ``mean_m`` by ``difficulty`` in [0, 1]."""
-    return replace(class_m, **{f.name: (1 - difficulty) * getattr(class_m, f.name) + difficulty * getattr(mean_m, f.name)
-                               for f in fields(Morphology)})
+    return replace(
+        class_m,
+        **{
+            f.name: (1 - difficulty) * getattr(class_m, f.name)
+            + difficulty * getattr(mean_m, f.name)
+            for f in fields(Morphology)
+        },
+    )
 
 
 def mean_morphology(styles: dict[str, Morphology]) -> Morphology:
-    return Morphology(**{f.name: float(np.mean([getattr(m, f.name) for m in styles.values()])) for f in fields(Morphology)})
+    return Morphology(
+        **{
+            f.name: float(np.mean([getattr(m, f.name) for m in styles.values()]))
+            for f in fields(Morphology)
+        }
+    )
 
 
-def _contour(theta: np.ndarray, radius: float, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+def _contour(
+    theta: np.ndarray, radius: float, amplitude: float, rng: np.random.Generator
+) -> np.ndarray:
     """Radius at each angle: a circle with random low harmonics of total ``amplitude``."""
     r = np.ones_like(theta)
     for k in range(2, 7):
-        r += amplitude / (k - 1) * rng.normal(0, 0.8) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        r += (
+            amplitude / (k - 1) * rng.normal(0, 0.8) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        )
     return radius * r
 
 
-def render_cell(size: int, m: Morphology, patient: Patient, rng: np.random.Generator, background: str) -> tuple[np.ndarray, np.ndarray]:
+def render_cell(
+    size: int, m: Morphology, patient: Patient, rng: np.random.Generator, background: str
+) -> tuple[np.ndarray, np.ndarray]:
     """One RGB uint8 image (size, size, 3) and its cell mask (size, size) bool."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     cy, cx = size / 2 + rng.normal(0, size * 0.03, 2)
@@ -113,7 +174,9 @@ def render_cell(size: int, m: Morphology, patient: Patient, rng: np.random.Gener
     ny, nx = cy + rng.normal(0, cell_r * 0.06), cx + rng.normal(0, cell_r * 0.06)
     n_theta = np.arctan2(yy - ny, xx - nx)
     n_rho = np.hypot(yy - ny, xx - nx)
-    nucleus = (n_rho < _contour(n_theta, cell_r * min(m.nc_ratio, 0.95), m.irregularity, rng)) & cell
+    nucleus = (
+        n_rho < _contour(n_theta, cell_r * min(m.nc_ratio, 0.95), m.irregularity, rng)
+    ) & cell
 
     if background == "black":
         img = np.zeros((size, size, 3), np.float32)
@@ -171,7 +234,9 @@ def _per_class(value, label: str) -> int:
     """``value`` for one class: an int applies to every class, a mapping gives each its own."""
     if isinstance(value, Mapping):
         if label not in value:
-            raise DataError(f"no count for class {label!r} in {dict(value)}; give every class a count")
+            raise DataError(
+                f"no count for class {label!r} in {dict(value)}; give every class a count"
+            )
         return int(value[label])
     return int(value)
 
@@ -183,9 +248,13 @@ def _split_counts(total: int, parts: int) -> list[int]:
 
 def _check_sizes(n_per_class: int, patients_per_class: int, size: int) -> None:
     if n_per_class < 1 or patients_per_class < 1:
-        raise DataError(f"n_per_class ({n_per_class}) and patients_per_class ({patients_per_class}) must be at least 1")
+        raise DataError(
+            f"n_per_class ({n_per_class}) and patients_per_class ({patients_per_class}) must be at least 1"
+        )
     if patients_per_class > n_per_class:
-        raise DataError(f"patients_per_class ({patients_per_class}) exceeds n_per_class ({n_per_class}); every patient needs an image")
+        raise DataError(
+            f"patients_per_class ({patients_per_class}) exceeds n_per_class ({n_per_class}); every patient needs an image"
+        )
     if size < 16:
         raise DataError(f"size {size} is too small to draw a cell; use 16 or more")
 
@@ -198,7 +267,9 @@ class _Staging:
 
     def __enter__(self) -> Path:
         if self.out.exists() and any(self.out.iterdir()):
-            raise DataError(f"{self.out} exists and is not empty; choose a new --out folder or delete it")
+            raise DataError(
+                f"{self.out} exists and is not empty; choose a new --out folder or delete it"
+            )
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=".synth-", dir=self.out.parent))
         return self.tmp
@@ -213,8 +284,10 @@ class _Staging:
 
 
 def _marker(root: Path, dataset: str, **params) -> None:
-    lines = [f"Synthetic twin of '{dataset}' written by common.data.synth; not real data.",
-             *(f"{k}: {v}" for k, v in sorted(params.items()))]
+    lines = [
+        f"Synthetic twin of '{dataset}' written by common.data.synth; not real data.",
+        *(f"{k}: {v}" for k, v in sorted(params.items())),
+    ]
     (root / SYNTHETIC_MARKER).write_text("\n".join(lines) + "\n")
 
 
@@ -225,9 +298,16 @@ def _save(img: np.ndarray, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ writers
-def synth_cnmc(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_per_class: int | Mapping[str, int] = 6,
-               size: int = 450, seed: int = 0, difficulty: float = 0.5, *,
-               n_prelim: int | Mapping[str, int] | None = None) -> Path:
+def synth_cnmc(
+    out: Path,
+    n_per_class: int | Mapping[str, int] = 30,
+    patients_per_class: int | Mapping[str, int] = 6,
+    size: int = 450,
+    seed: int = 0,
+    difficulty: float = 0.5,
+    *,
+    n_prelim: int | Mapping[str, int] | None = None,
+) -> Path:
     """C-NMC twin: three subject-disjoint folds, a labelled prelim set (renamed files + CSV),
     and a few unlabelled final-phase images.
 
@@ -242,12 +322,21 @@ def synth_cnmc(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_pe
         base = tmp / CNMC_DIR
         prelim_rows, prelim_imgs = [], []
         for ci, label in enumerate(("all", "hem")):
-            n_class, n_patients = _per_class(n_per_class, label), _per_class(patients_per_class, label)
+            n_class, n_patients = (
+                _per_class(n_per_class, label),
+                _per_class(patients_per_class, label),
+            )
             prelim = max(1, n_class // 4) if n_prelim is None else _per_class(n_prelim, label)
-            subjects = [f"H{i + 1}" if label == "hem" else str(i + 1) for i in range(n_patients + 1)]
+            subjects = [
+                f"H{i + 1}" if label == "hem" else str(i + 1) for i in range(n_patients + 1)
+            ]
             # some healthy subjects are written lower-case, as on the real data
-            subjects = [s.lower() if label == "hem" and i % 3 == 2 else s for i, s in enumerate(subjects)]
-            counts = _split_counts(n_class, n_patients) + [prelim]  # the last subject is kept for the prelim set
+            subjects = [
+                s.lower() if label == "hem" and i % 3 == 2 else s for i, s in enumerate(subjects)
+            ]
+            counts = _split_counts(n_class, n_patients) + [
+                prelim
+            ]  # the last subject is kept for the prelim set
             for si, (subject, count) in enumerate(zip(subjects, counts)):
                 patient = make_patient(subject, np.random.default_rng([seed, 1, ci, si]))
                 for k in range(count):
@@ -271,16 +360,32 @@ def synth_cnmc(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_pe
         pd.DataFrame(csv_rows).to_csv(base / CNMC_PRELIM_CSV, index=False)
         for k in range(2):
             patient = make_patient("X", np.random.default_rng([seed, 4, k]))
-            img, _ = render_cell(size, styles["all"], patient, np.random.default_rng([seed, 5, k]), "black")
+            img, _ = render_cell(
+                size, styles["all"], patient, np.random.default_rng([seed, 5, k]), "black"
+            )
             _save(img, base / "testing_data" / "C-NMC_test_final_phase_data" / f"{k + 1}.bmp")
         pd.DataFrame(truth, columns=["path", "patient"]).to_csv(tmp / TRUTH_FILE, index=False)
-        _marker(tmp, "cnmc", n_per_class=n_per_class, patients_per_class=patients_per_class, size=size,
-                seed=seed, difficulty=difficulty, **({"n_prelim": n_prelim} if n_prelim is not None else {}))
+        _marker(
+            tmp,
+            "cnmc",
+            n_per_class=n_per_class,
+            patients_per_class=patients_per_class,
+            size=size,
+            seed=seed,
+            difficulty=difficulty,
+            **({"n_prelim": n_prelim} if n_prelim is not None else {}),
+        )
     return Path(out)
 
 
-def synth_aria_all(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_per_class: int | Mapping[str, int] = 6,
-                   size: int = 224, seed: int = 0, difficulty: float = 0.5) -> Path:
+def synth_aria_all(
+    out: Path,
+    n_per_class: int | Mapping[str, int] = 30,
+    patients_per_class: int | Mapping[str, int] = 6,
+    size: int = 224,
+    seed: int = 0,
+    difficulty: float = 0.5,
+) -> Path:
     """Aria ALL twin: ``Original/`` (smear background) and ``Segmented/`` (background black).
 
     File names carry no patient id, as on the real data; the generator's patients
@@ -294,19 +399,37 @@ def synth_aria_all(out: Path, n_per_class: int | Mapping[str, int] = 30, patient
         for ci, label in enumerate(ARIA_CLASSES):
             prefix = "WBC-Benign" if label == "Benign" else f"WBC-Malignant-{label}"
             k = 0
-            for pi, count in enumerate(_split_counts(_per_class(n_per_class, label), _per_class(patients_per_class, label))):
+            for pi, count in enumerate(
+                _split_counts(_per_class(n_per_class, label), _per_class(patients_per_class, label))
+            ):
                 patient = make_patient(f"{label}{pi}", np.random.default_rng([seed, 1, ci, pi]))
                 for _ in range(count):
                     k += 1
-                    img, mask = render_cell(size, styles[label], patient, np.random.default_rng([seed, 2, ci, pi, k]), "smear")
+                    img, mask = render_cell(
+                        size,
+                        styles[label],
+                        patient,
+                        np.random.default_rng([seed, 2, ci, pi, k]),
+                        "smear",
+                    )
                     name = f"{prefix}-{k:03d}.jpg"
                     segmented = np.where(mask[..., None], img, 0).astype(np.uint8)
                     _save(img, tmp / "Original" / label / name)
                     _save(segmented, tmp / "Segmented" / label / name)
-                    truth += [(f"Original/{label}/{name}", patient.pid), (f"Segmented/{label}/{name}", patient.pid)]
+                    truth += [
+                        (f"Original/{label}/{name}", patient.pid),
+                        (f"Segmented/{label}/{name}", patient.pid),
+                    ]
         pd.DataFrame(truth, columns=["path", "patient"]).to_csv(tmp / TRUTH_FILE, index=False)
-        _marker(tmp, "aria_all", n_per_class=n_per_class, patients_per_class=patients_per_class, size=size,
-                seed=seed, difficulty=difficulty)
+        _marker(
+            tmp,
+            "aria_all",
+            n_per_class=n_per_class,
+            patients_per_class=patients_per_class,
+            size=size,
+            seed=seed,
+            difficulty=difficulty,
+        )
     return Path(out)
 
 
@@ -319,8 +442,14 @@ def _pseudonyms(n: int, rng: np.random.Generator) -> list[str]:
     return names
 
 
-def synth_aml_mll(out: Path, n_per_class: int | Mapping[str, int] = 30, patients_per_class: int | Mapping[str, int] = 4,
-                  size: int = 144, seed: int = 0, difficulty: float = 0.5) -> Path:
+def synth_aml_mll(
+    out: Path,
+    n_per_class: int | Mapping[str, int] = 30,
+    patients_per_class: int | Mapping[str, int] = 4,
+    size: int = 144,
+    seed: int = 0,
+    difficulty: float = 0.5,
+) -> Path:
     """AML-Cytomorphology_MLL_Helmholtz twin: ``data/<class>/<patient>/*.tif`` and a metadata CSV
     (semicolon-free, comma-separated, ages with decimal commas in quotes). Counts: an int, or one per class."""
     for label in AML_CLASSES:
@@ -337,20 +466,46 @@ def synth_aml_mll(out: Path, n_per_class: int | Mapping[str, int] = 30, patients
                 prng = np.random.default_rng([seed, 1, ci, pi])
                 patient = make_patient(pid, prng)
                 for k in range(count):
-                    img, _ = render_cell(size, styles[label], patient, np.random.default_rng([seed, 2, ci, pi, k]), "smear")
+                    img, _ = render_cell(
+                        size,
+                        styles[label],
+                        patient,
+                        np.random.default_rng([seed, 2, ci, pi, k]),
+                        "smear",
+                    )
                     _save(img, tmp / "data" / label / pid / f"image_{k:04d}.tif")
-                meta.append({"patient_id": pid, "sex_1f_2m": int(prng.integers(1, 3)),
-                             "age": f"{prng.uniform(20, 80):.1f}".replace(".", ","), "bag_label": label,
-                             "instance_count": count})
+                meta.append(
+                    {
+                        "patient_id": pid,
+                        "sex_1f_2m": int(prng.integers(1, 3)),
+                        "age": f"{prng.uniform(20, 80):.1f}".replace(".", ","),
+                        "bag_label": label,
+                        "instance_count": count,
+                    }
+                )
         pd.DataFrame(meta).to_csv(tmp / "metadata.csv", index=False)
-        _marker(tmp, "aml_mll", n_per_class=n_per_class, patients_per_class=patients_per_class, size=size,
-                seed=seed, difficulty=difficulty)
+        _marker(
+            tmp,
+            "aml_mll",
+            n_per_class=n_per_class,
+            patients_per_class=patients_per_class,
+            size=size,
+            seed=seed,
+            difficulty=difficulty,
+        )
     return Path(out)
 
 
 CUMIDA_SERIES = {
-    "GSE28497": ["B-CELL_ALL", "B-CELL_ALL_ETV6-RUNX1", "B-CELL_ALL_HYPERDIP", "B-CELL_ALL_T-ALL",
-                 "B-CELL_ALL_TCF3-PBX1", "B-CELL_ALL_HYPO", "B-CELL_ALL_MLL"],
+    "GSE28497": [
+        "B-CELL_ALL",
+        "B-CELL_ALL_ETV6-RUNX1",
+        "B-CELL_ALL_HYPERDIP",
+        "B-CELL_ALL_T-ALL",
+        "B-CELL_ALL_TCF3-PBX1",
+        "B-CELL_ALL_HYPO",
+        "B-CELL_ALL_MLL",
+    ],
     "GSE22529_U133A": ["CLL", "normal"],
     "GSE63270": ["AML", "normal"],
 }
@@ -368,17 +523,41 @@ CUMIDA_PAPER_SERIES = {
 # Platform of each series (GEO: GPL96, GPL96, GPL97, GPL570, GPL571, GPL4133, GPL19197; the two
 # Agilent ones come from public code that lists the series' GEO platforms, not verified here).
 CUMIDA_PLATFORMS = {
-    "GSE28497": "HG-U133A", "GSE22529_U133A": "HG-U133A", "GSE22529_U133B": "HG-U133B",
-    "GSE63270": "HG-U133_Plus_2", "GSE14317": "HG-U133A_2",
-    "GSE33615": "Agilent-014850", "GSE71449": "Agilent-041648",
+    "GSE28497": "HG-U133A",
+    "GSE22529_U133A": "HG-U133A",
+    "GSE22529_U133B": "HG-U133B",
+    "GSE63270": "HG-U133_Plus_2",
+    "GSE14317": "HG-U133A_2",
+    "GSE33615": "Agilent-014850",
+    "GSE71449": "Agilent-041648",
 }
 # Probe sets per platform on the real files (GSE71449's count is unknown: assumed like GSE33615's).
-PLATFORM_PROBES = {"HG-U133A": 22283, "HG-U133A_2": 22277, "HG-U133B": 22645, "HG-U133_Plus_2": 54675,
-                   "Agilent-014850": 33579, "Agilent-041648": 33579}
-AFFX_CONTROLS = [f"AFFX-{name}{sep}{pos}_at" for name, sep in (
-    ("BioB", "-"), ("BioC", "-"), ("BioDn", "-"), ("CreX", "-"), ("DapX", "-"), ("LysX", "-"), ("PheX", "-"),
-    ("ThrX", "-"), ("TrpnX", "-"), ("HUMGAPDH/M33197", "_"), ("HSAC07/X00351", "_"), ("HUMISGF3A/M97935", "_"),
-) for pos in ("5", "M", "3")]
+PLATFORM_PROBES = {
+    "HG-U133A": 22283,
+    "HG-U133A_2": 22277,
+    "HG-U133B": 22645,
+    "HG-U133_Plus_2": 54675,
+    "Agilent-014850": 33579,
+    "Agilent-041648": 33579,
+}
+AFFX_CONTROLS = [
+    f"AFFX-{name}{sep}{pos}_at"
+    for name, sep in (
+        ("BioB", "-"),
+        ("BioC", "-"),
+        ("BioDn", "-"),
+        ("CreX", "-"),
+        ("DapX", "-"),
+        ("LysX", "-"),
+        ("PheX", "-"),
+        ("ThrX", "-"),
+        ("TrpnX", "-"),
+        ("HUMGAPDH/M33197", "_"),
+        ("HSAC07/X00351", "_"),
+        ("HUMISGF3A/M97935", "_"),
+    )
+    for pos in ("5", "M", "3")
+]
 
 
 def _affy_ids(first: int, last: int, count: int, suffixes: tuple[str, ...]) -> list[str]:
@@ -403,18 +582,30 @@ def cumida_platform_ids(n_probes: int, seed: int = 0) -> dict[str, dict[str, int
     n_new = round((PLATFORM_PROBES["HG-U133_Plus_2"] - 22283 - 22645 + 62) * scale)
     affx = {p: g for g, p in enumerate(AFFX_CONTROLS[:n_affx])}
     gene = n_affx
-    a = {p: gene + i for i, p in enumerate(_affy_ids(200000, 222384, n_a, ("_s_at", "_at", "_at", "_x_at")))}
+    a = {
+        p: gene + i
+        for i, p in enumerate(_affy_ids(200000, 222384, n_a, ("_s_at", "_at", "_at", "_x_at")))
+    }
     gene += n_a
     b = {p: gene + i for i, p in enumerate(_affy_ids(222385, 244889, n_b, ("_at", "_x_at", "_at")))}
     gene += n_b
-    new = {p: gene + i for i, p in enumerate(_affy_ids(1552256, 1570653, n_new, ("_a_at", "_at", "_s_at")))}
+    new = {
+        p: gene + i
+        for i, p in enumerate(_affy_ids(1552256, 1570653, n_new, ("_a_at", "_at", "_s_at")))
+    }
     genes = np.arange(n_affx, gene + n_new)
     rng = np.random.default_rng([seed, 7])
     n_agilent = min(genes.size, round(PLATFORM_PROBES["Agilent-014850"] * scale))
     agilent44 = np.sort(rng.choice(genes, n_agilent, replace=False))
     others = np.setdiff1d(genes, agilent44)
-    agilent60 = np.sort(np.concatenate([rng.choice(agilent44, int(0.8 * n_agilent), replace=False),
-                                        rng.choice(others, min(others.size, int(0.2 * n_agilent)), replace=False)]))
+    agilent60 = np.sort(
+        np.concatenate(
+            [
+                rng.choice(agilent44, int(0.8 * n_agilent), replace=False),
+                rng.choice(others, min(others.size, int(0.2 * n_agilent)), replace=False),
+            ]
+        )
+    )
     on_44k = set(agilent44.tolist())
     drop = max(1, round(6 * scale))
     return {
@@ -423,26 +614,35 @@ def cumida_platform_ids(n_probes: int, seed: int = 0) -> dict[str, dict[str, int
         "HG-U133B": {**b, **affx},
         "HG-U133_Plus_2": {**a, **b, **new, **affx},
         "Agilent-014850": {f"A_23_P{100001 + g}": int(g) for g in agilent44},
-        "Agilent-041648": {(f"A_23_P{100001 + g}" if g in on_44k else f"A_33_P{3200000 + g}"): int(g)
-                           for g in agilent60},
+        "Agilent-041648": {
+            (f"A_23_P{100001 + g}" if g in on_44k else f"A_33_P{3200000 + g}"): int(g)
+            for g in agilent60
+        },
     }
 
 
-def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_class, n_probes: int, seed: int,
-                            shift: float) -> None:
+def _write_cumida_platforms(
+    root: Path, series: dict[str, list[str]], n_per_class, n_probes: int, seed: int, shift: float
+) -> None:
     """The platform-faithful twin: every series on its real platform's probe ids (sorted, as GEO orders them);
     the chips of one series (``<GSE>_U133A``/``_U133B``) hold the same patients, rows shuffled, own GSM ids."""
     unknown = sorted(set(series) - set(CUMIDA_PLATFORMS))
     if unknown:
-        raise DataError(f"no platform known for series {unknown}; choose among {sorted(CUMIDA_PLATFORMS)}")
+        raise DataError(
+            f"no platform known for series {unknown}; choose among {sorted(CUMIDA_PLATFORMS)}"
+        )
     platforms = cumida_platform_ids(n_probes, seed)
     n_genes = 1 + max(max(ids.values()) for ids in platforms.values())
     n_affx = sum(1 for p in platforms["HG-U133A"] if p.startswith("AFFX"))
     rng = np.random.default_rng([seed, 0])
-    markers = {lab: rng.choice(np.arange(n_affx, n_genes), 20, replace=False)
-               for lab in sorted({lab for labels in series.values() for lab in labels})}
+    markers = {
+        lab: rng.choice(np.arange(n_affx, n_genes), 20, replace=False)
+        for lab in sorted({lab for labels in series.values() for lab in labels})
+    }
     affinity = rng.normal(0, 0.5, n_genes)
-    patients: dict[str, tuple[np.ndarray, list[str], list[str]]] = {}  # study -> (expression, labels, patient ids)
+    patients: dict[
+        str, tuple[np.ndarray, list[str], list[str]]
+    ] = {}  # study -> (expression, labels, patient ids)
     truth = []
     for si, (name, labels) in enumerate(series.items()):
         srng = np.random.default_rng([seed, 1, si])
@@ -450,19 +650,28 @@ def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_clas
         counts = [_series_count(n_per_class, name, lab) for lab in labels]
         row_labels_ = [lab for lab, n in zip(labels, counts) for _ in range(n)]
         if study in patients and patients[study][1] != row_labels_:
-            raise DataError(f"series {name} repeats study {study} with other labels {labels}; two chips of one "
-                            "series hold the same patients, so give them the same labels")
-        if study not in patients:  # a new study: draw its patients (gene space, AFFX controls per patient)
+            raise DataError(
+                f"series {name} repeats study {study} with other labels {labels}; two chips of one "
+                "series hold the same patients, so give them the same labels"
+            )
+        if (
+            study not in patients
+        ):  # a new study: draw its patients (gene space, AFFX controls per patient)
             prng = np.random.default_rng([seed, 2, si])
             expression = prng.normal(7.0, 1.5, (len(row_labels_), n_genes))
             expression[:, :n_affx] = prng.normal(9.0, 1.0, (len(expression), n_affx))
             for lab in labels:
                 expression[np.ix_(np.array(row_labels_) == lab, markers[lab])] += shift
-            patients[study] = (expression, row_labels_,
-                               [f"{study}-P{k + 1:03d}" for k in range(len(expression))])
+            patients[study] = (
+                expression,
+                row_labels_,
+                [f"{study}-P{k + 1:03d}" for k in range(len(expression))],
+            )
         expression, row_labels, row_patients = patients[study]
         first_chip = next(n for n in series if n.split("_", 1)[0] == study)
-        order = np.arange(len(expression)) if name == first_chip else srng.permutation(len(expression))
+        order = (
+            np.arange(len(expression)) if name == first_chip else srng.permutation(len(expression))
+        )
         ids = sorted(platforms[CUMIDA_PLATFORMS[name]])
         genes = np.array([platforms[CUMIDA_PLATFORMS[name]][p] for p in ids])
         noise = srng.normal(0, 0.25, (len(order), genes.size))
@@ -472,7 +681,10 @@ def _write_cumida_platforms(root: Path, series: dict[str, list[str]], n_per_clas
         table.insert(0, "type", [row_labels[k] for k in order])
         table.insert(0, "samples", samples)
         table.to_csv(root / f"Leukemia_{name}.csv", index=False)
-        truth += [{"series": name, "samples": s, "patient": row_patients[k]} for s, k in zip(samples, order)]
+        truth += [
+            {"series": name, "samples": s, "patient": row_patients[k]}
+            for s, k in zip(samples, order)
+        ]
     pd.DataFrame(truth).to_csv(root / TRUTH_FILE, index=False)
 
 
@@ -485,9 +697,15 @@ def _series_count(n_per_class, series: str, label: str) -> int:
     return int(n_per_class)
 
 
-def synth_cumida(out: Path, n_per_class: int | Mapping[str, int | Mapping[str, int]] = 12, n_probes: int = 400,
-                 seed: int = 0, difficulty: float = 0.5, series: dict[str, list[str]] | None = None,
-                 platform_ids: bool = False) -> Path:
+def synth_cumida(
+    out: Path,
+    n_per_class: int | Mapping[str, int | Mapping[str, int]] = 12,
+    n_probes: int = 400,
+    seed: int = 0,
+    difficulty: float = 0.5,
+    series: dict[str, list[str]] | None = None,
+    platform_ids: bool = False,
+) -> Path:
     """CuMiDa twin: one ``Leukemia_<series>.csv`` per series, with the real label strings.
 
     Default: series draw different but overlapping probe sets from one pool (about 80%
@@ -500,19 +718,36 @@ def synth_cumida(out: Path, n_per_class: int | Mapping[str, int | Mapping[str, i
     """
     if not 0.0 <= difficulty <= 1.0:
         raise DataError(f"difficulty must be in [0, 1], got {difficulty}")
-    smallest = min((_series_count(n_per_class, name, lab) for name, labels in (series or CUMIDA_SERIES).items()
-                    for lab in labels), default=0)
+    smallest = min(
+        (
+            _series_count(n_per_class, name, lab)
+            for name, labels in (series or CUMIDA_SERIES).items()
+            for lab in labels
+        ),
+        default=0,
+    )
     if smallest < 1 or n_probes < 40:
-        raise DataError(f"need n_per_class >= 1 and n_probes >= 40, got {n_per_class} and {n_probes}")
+        raise DataError(
+            f"need n_per_class >= 1 and n_probes >= 40, got {n_per_class} and {n_probes}"
+        )
     if isinstance(n_per_class, Mapping) and not platform_ids:
-        raise DataError("counts per series need platform_ids=True (the older twin takes one n_per_class)")
+        raise DataError(
+            "counts per series need platform_ids=True (the older twin takes one n_per_class)"
+        )
     series = series or CUMIDA_SERIES
     shift = 2.5 * (1 - difficulty)
     if platform_ids:
         with _Staging(out) as tmp:
             _write_cumida_platforms(tmp, series, n_per_class, n_probes, seed, shift)
-            _marker(tmp, "cumida", n_per_class=n_per_class, n_probes=n_probes, seed=seed, difficulty=difficulty,
-                    platform_ids=True)
+            _marker(
+                tmp,
+                "cumida",
+                n_per_class=n_per_class,
+                n_probes=n_probes,
+                seed=seed,
+                difficulty=difficulty,
+                platform_ids=True,
+            )
         return Path(out)
     rng = np.random.default_rng([seed, 0])
     pool = [f"{1000 + i}_at" if i % 3 else f"{1000 + i}_s_at" for i in range(n_probes)]
@@ -528,14 +763,32 @@ def synth_cumida(out: Path, n_per_class: int | Mapping[str, int | Mapping[str, i
                 base = srng.normal(7.0, 1.5, (n_per_class, n_probes)) + srng.normal(0, 0.3)
                 base[:, markers[lab]] += shift
                 for k in range(n_per_class):
-                    rows.append([f"GSM{srng.integers(100000, 999999)}.CEL.gz", lab, *np.round(base[k, order], 5)])
+                    rows.append(
+                        [
+                            f"GSM{srng.integers(100000, 999999)}.CEL.gz",
+                            lab,
+                            *np.round(base[k, order], 5),
+                        ]
+                    )
             table = pd.DataFrame(rows, columns=["samples", "type", *[pool[i] for i in order]])
             table.to_csv(tmp / f"Leukemia_{name}.csv", index=False)
-        _marker(tmp, "cumida", n_per_class=n_per_class, n_probes=n_probes, seed=seed, difficulty=difficulty)
+        _marker(
+            tmp,
+            "cumida",
+            n_per_class=n_per_class,
+            n_probes=n_probes,
+            seed=seed,
+            difficulty=difficulty,
+        )
     return Path(out)
 
 
-WRITERS = {"cnmc": synth_cnmc, "aria_all": synth_aria_all, "aml_mll": synth_aml_mll, "cumida": synth_cumida}
+WRITERS = {
+    "cnmc": synth_cnmc,
+    "aria_all": synth_aria_all,
+    "aml_mll": synth_aml_mll,
+    "cumida": synth_cumida,
+}
 
 
 def synth(dataset: str, out: Path, **kwargs) -> Path:
@@ -555,9 +808,12 @@ def cached_twin(dataset: str, root: Path | None = None, **kwargs) -> Path:
 
     from common.paths import cache_root
 
-    digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()[
+        :12
+    ]
     out = Path(root or cache_root() / "synthetic") / f"{dataset}-{digest}"
-    if (out / SYNTHETIC_MARKER).is_file():  # complete: writers move the folder into place only when done
+    if (
+        out / SYNTHETIC_MARKER
+    ).is_file():  # complete: writers move the folder into place only when done
         return out
     return synth(dataset, out, **kwargs)
-
