@@ -227,7 +227,7 @@ def test_preprocessing_is_written_once_and_reused(tmp_path):
     )
     from common import data
 
-    ds = data.load("cnmc", root)
+    ds = data.load("cnmc", root=root)
     calls = []
 
     def transform(img):
@@ -261,7 +261,7 @@ def test_preprocessing_keeps_each_images_watershed_outcome_beside_it(tmp_path):
     )
     from common import data
 
-    ds = data.load("cnmc", root)
+    ds = data.load("cnmc", root=root)
     calls = []
     hook = wiener_dhe_watershed_hook(wiener_dhe_watershed_settings())
 

@@ -19,7 +19,7 @@ def planted_aria(tmp_path_factory):
     root = synth.synth_aria_all(
         tmp_path_factory.mktemp("aria") / "aria", n_per_class=40, patients_per_class=4, seed=3
     )
-    table = audit.plant_duplicates(load("aria_all", root), fraction=0.25, seed=3)
+    table = audit.plant_duplicates(load("aria_all", root=root), fraction=0.25, seed=3)
     return root, table
 
 
@@ -33,7 +33,7 @@ def planted_cnmc(tmp_path_factory):
         size=256,
         seed=3,
     )
-    table = audit.plant_duplicates(load("cnmc", root), fraction=0.25, seed=3)
+    table = audit.plant_duplicates(load("cnmc", root=root), fraction=0.25, seed=3)
     return root, table
 
 
@@ -42,7 +42,7 @@ def test_planted_duplicates_are_found_without_false_pairs(
     name, planted_aria, planted_cnmc, tmp_path
 ):
     root, table = {"aria_all": planted_aria, "cnmc": planted_cnmc}[name]
-    ds = load(name, root)
+    ds = load(name, root=root)
     assert len(table) == 40 if name == "aria_all" else len(table) == 24
     assert set(table["kind"]) == set(audit.PLANT_KINDS)
     result = audit.audit_images(ds, cache_dir=tmp_path, progress=False)
@@ -57,7 +57,7 @@ def test_planted_duplicates_are_found_without_false_pairs(
 
 def test_score_counts_false_pairs_and_misses(planted_aria):
     root, table = planted_aria
-    ds = load("aria_all", root)
+    ds = load("aria_all", root=root)
     index = {p: i for i, p in enumerate(ds.sample_ids)}
     truth = [(index[a], index[b]) for a, b in zip(table["original"], table["copy"])]
     strangers = [(i, j) for i in range(3) for j in range(3, 6)]  # originals of different draws
@@ -90,7 +90,7 @@ def test_unreadable_image_is_listed_not_fatal(tmp_path):
     victim = sorted((root / "Original" / "Pre").glob("*.jpg"))[1]
     victim.write_bytes(victim.read_bytes()[:100])
     result = audit.audit_images(
-        load("aria_all", root), cache_dir=tmp_path / "cache", progress=False
+        load("aria_all", root=root), cache_dir=tmp_path / "cache", progress=False
     )
     assert result["n_images"] == 20 and result["n_readable"] == 19
     assert [u["path"] for u in result["unreadable"]] == [str(victim)] and result["unreadable"][0][
@@ -102,7 +102,7 @@ def test_unreadable_image_is_listed_not_fatal(tmp_path):
 
 def test_cache_is_reused(planted_aria, tmp_path, monkeypatch):
     root, _ = planted_aria
-    ds = load("aria_all", root)
+    ds = load("aria_all", root=root)
     first = audit.audit_images(ds, cache_dir=tmp_path, progress=False)
     assert first["cache"]["hashed"] == len(ds) and first["cache"]["reused"] == 0
     calls = []
@@ -134,7 +134,7 @@ def test_pseudo_patients_hand_made():
     assert labels[1] == labels[4] and labels[2] == labels[3] and labels[1] != labels[2]
     assert len(set(labels)) == 4
     patients = ["A", "A", "B", "C", "D", "E"]
-    merged = audit.pseudo_patients(6, [[1, 4], [3, 5]], patients)
+    merged = audit.pseudo_patients(6, [[1, 4], [3, 5]], patients=patients)
     assert merged.tolist() == ["A+D", "A+D", "B", "C+E", "A+D", "C+E"]
     from sklearn.model_selection import GroupKFold
 
@@ -144,14 +144,14 @@ def test_pseudo_patients_hand_made():
             "a cluster never straddles the split"
         )
     with pytest.raises(DataError, match="one id per sample"):
-        audit.pseudo_patients(6, [], ["A"])
+        audit.pseudo_patients(6, [], patients=["A"])
     with pytest.raises(DataError, match="outside"):
         audit.pseudo_patients(3, [[1, 3]])
 
 
 def test_contact_sheet_says_synthetic(planted_aria, tmp_path):
     root, _ = planted_aria
-    ds = load("aria_all", root)
+    ds = load("aria_all", root=root)
     fig = audit.contact_sheet(ds, [[0, 1], [2, 3, 4]])
     texts = [t.get_text() for t in fig.texts]
     assert "synthetic data" in texts and "synthetic" in fig._suptitle.get_text()

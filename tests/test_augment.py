@@ -42,10 +42,16 @@ def test_independent_axis_scaling_changes_the_aspect_ratio():
         return mask.any(axis=2).sum(axis=1), mask.any(axis=1).sum(axis=1)  # rows, columns covered
 
     rows, cols = extents(
-        batch_hook(build_augmenter(0, None, 0.3, 0, seed=3, zoom_axes_independent=True))(x)
+        batch_hook(
+            build_augmenter(
+                rotation_deg=0, flip=None, zoom=0.3, translate=0, seed=3, zoom_axes_independent=True
+            )
+        )(x)
     )
     assert (rows != cols).any()
-    rows, cols = extents(batch_hook(build_augmenter(0, None, 0.3, 0, seed=3))(x))
+    rows, cols = extents(
+        batch_hook(build_augmenter(rotation_deg=0, flip=None, zoom=0.3, translate=0, seed=3))(x)
+    )
     assert (np.abs(rows - cols) <= 1).all(), (
         "one factor for both axes keeps the square (1 px of resampling)"
     )

@@ -131,9 +131,9 @@ def test_weights_folder_stands_in_for_imagenet(tmp_path):
         "vgg16-32px.weights.h5",
     ]
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    from_folder = build_backbone("vgg16", 32, pretrained=tmp_path, layer="fc7")
-    same_seed = build_backbone("vgg16", 32, pretrained="none", layer="fc7", seed=3)
-    other_seed = build_backbone("vgg16", 32, pretrained="none", layer="fc7", seed=4)
+    from_folder = build_backbone("vgg16", input_size=32, pretrained=tmp_path, layer="fc7")
+    same_seed = build_backbone("vgg16", input_size=32, pretrained="none", layer="fc7", seed=3)
+    other_seed = build_backbone("vgg16", input_size=32, pretrained="none", layer="fc7", seed=4)
     assert from_folder.weights_id.startswith("file:")
     np.testing.assert_allclose(
         from_folder.model.predict(x, verbose=0), same_seed.model.predict(x, verbose=0), rtol=1e-5
@@ -142,4 +142,4 @@ def test_weights_folder_stands_in_for_imagenet(tmp_path):
         from_folder.model.predict(x, verbose=0), other_seed.model.predict(x, verbose=0)
     )
     with pytest.raises(FileNotFoundError, match="resnet50-32px.weights.h5"):
-        build_backbone("resnet50", 32, pretrained=tmp_path)
+        build_backbone("resnet50", input_size=32, pretrained=tmp_path)

@@ -76,16 +76,16 @@ def test_balance_bad_input():
 # ------------------------------------------------------------------------- splits
 def test_plain_and_grouped_splits(data):
     _, y, patients = data
-    train, val, test = stratified_split(y, (0.7, 0.15, 0.15), seed=0)
+    train, val, test = stratified_split(y, fractions=(0.7, 0.15, 0.15), seed=0)
     assert len(set(train) | set(val) | set(test)) == y.size and not set(train) & set(test)
     assert abs(test.size - 0.15 * y.size) <= 3
-    train, val, test = stratified_split(y, (0.7, 0.15, 0.15), groups=patients, seed=0)
+    train, val, test = stratified_split(y, fractions=(0.7, 0.15, 0.15), groups=patients, seed=0)
     sides = [set(patients[i]) for i in (train, val, test)]
     assert not (sides[0] & sides[2]) and not (sides[0] & sides[1]) and not (sides[1] & sides[2])
-    for tr, te in stratified_kfold(y, 4, groups=patients):
+    for tr, te in stratified_kfold(y, k=4, groups=patients):
         assert not set(patients[tr]) & set(patients[te])
     with pytest.raises(ValueError, match="summing to 1"):
-        stratified_split(y, (0.7, 0.2))
+        stratified_split(y, fractions=(0.7, 0.2))
 
 
 def test_smote_before_split_leaks_and_the_leak_check_finds_it(data):
@@ -93,7 +93,7 @@ def test_smote_before_split_leaks_and_the_leak_check_finds_it(data):
     published = make_split(
         y, "published", X=X, balance="smote", paper_order=("balance", "split"), seed=0
     )
-    report = leak_report(published, patients)
+    report = leak_report(published, groups=patients)
     assert report["shared_origins"] > 0 and report["derived_kinds"].get("smote", 0) > 0
     assert report["synthetic_in_test"] > 0 and report["shared_patients"] > 0
     assert "SMOTE (k=5) on the whole dataset" in published.describe()
@@ -126,7 +126,7 @@ def test_leak_free_reports_zero_and_keeps_test_natural(data):
         paper_order=("balance", "augment", "split"),
         seed=0,
     )
-    report = leak_report(split, patients)
+    report = leak_report(split, groups=patients)
     assert report == {
         "shared_origins": 0,
         "derived_in_train": 0,

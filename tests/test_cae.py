@@ -13,7 +13,7 @@ def conv_params(model):
 
 
 def test_cae_has_the_papers_learnables_at_450px():
-    model, encoder = cae.build_cae(450)
+    model, encoder = cae.build_cae(image_size=450)
     assert conv_params(model) == [252, 2214, 6588, 6588, 252, 30]
     assert model.count_params() == 15924
     assert encoder.output.shape[-1] == 67500, "50 x 50 x 27 code"
@@ -22,7 +22,7 @@ def test_cae_has_the_papers_learnables_at_450px():
 
 def test_image_size_must_survive_the_pooling_arithmetic():
     with pytest.raises(ValueError, match="divisible by 9"):
-        cae.build_cae(100)
+        cae.build_cae(image_size=100)
 
 
 def test_depth_to_space_matches_tensorflow():
@@ -48,7 +48,7 @@ def test_learnables_leave_out_the_batchnorm_moving_statistics():
 
 
 def test_learnables_by_layer_are_figure_3s_list():
-    model, _ = cae.build_cae(450)
+    model, _ = cae.build_cae(image_size=450)
     by_layer = cae.learnables_by_layer(model)
     assert list(by_layer) == [
         "enc_conv1",
@@ -104,7 +104,7 @@ def test_codes_round_trip_through_disk(tmp_path):
         p = tmp_path / f"{i}.png"
         Image.fromarray(np.full((18, 18, 3), 40 * i, dtype=np.uint8)).save(p)
         paths.append(str(p))
-    model, encoder = cae.build_cae(18)
+    model, encoder = cae.build_cae(image_size=18)
     batches = ImageBatches(paths, batch_size=2, image_size=(18, 18))
     codes = cae.encode_to_disk(encoder, batches, tmp_path / "codes.npy")
     assert codes.shape == (5, 2 * 2 * 27)
@@ -124,5 +124,5 @@ def test_codes_round_trip_through_disk(tmp_path):
 
 
 def test_step_decay_drops_by_the_factor_each_period():
-    schedule = cae.step_decay(1e-3, 0.1, 5)
+    schedule = cae.step_decay(initial=1e-3, factor=0.1, period=5)
     assert [schedule(e) for e in (0, 4, 5, 10)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])

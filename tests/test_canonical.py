@@ -43,7 +43,7 @@ def make_run(results, name="demo", source="synthetic", published=0.97, free=0.61
         plots.save_figure(fig, run_.dir, figure, source=source)
         plt.close(fig)
     run_.write()
-    claims.write_report(results, FIXTURE_CLAIMS)
+    claims.write_report(results=results, directory=FIXTURE_CLAIMS)
     return run_.dir
 
 
@@ -66,7 +66,7 @@ def repo(tmp_path):
 
 def refresh(results, repo, run="demo"):
     return reproduce.refresh_from(
-        results, discover(repo / "notebooks"), run, repo=repo, claims=repo / "claims"
+        results, discover(directory=repo / "notebooks"), run=run, repo=repo, claims=repo / "claims"
     )
 
 
@@ -147,10 +147,10 @@ def test_png_reencoding_is_never_larger(tmp_path):
 
 
 def test_generated_sections_say_no_run_then_show_the_canonical_run(tmp_path, repo):
-    notebooks = discover(repo / "notebooks")
-    before = canonical.demo_section(notebooks, repo, repo / "claims")
+    notebooks = discover(directory=repo / "notebooks")
+    before = canonical.demo_section(notebooks, repo=repo, claims=repo / "claims")
     assert canonical.NO_RUN in before and "97.00%" not in before
-    assert canonical.NO_RUN in canonical.figures_section(notebooks, repo)
+    assert canonical.NO_RUN in canonical.figures_section(notebooks, repo=repo)
     make_run(tmp_path / "results")
     assert refresh(tmp_path / "results", repo) == 0
     text = (repo / "README.md").read_text()
@@ -179,7 +179,7 @@ def test_generated_sections_say_no_run_then_show_the_canonical_run(tmp_path, rep
 
 
 def test_every_declared_figure_is_found_in_the_cell_that_saves_it():
-    for nb in discover(REPO / "notebooks"):
+    for nb in discover(directory=REPO / "notebooks"):
         cells = canonical.figure_cells(nb)
         for name in notebook_meta(nb)["figures"]:
             assert canonical.locate_figure(name, cells) is not None, f"{nb.name}: {name}"
@@ -194,7 +194,7 @@ def test_every_declared_figure_is_found_in_the_cell_that_saves_it():
 
 
 def test_readme_demo_table_is_generated_from_results_canonical():
-    notebooks = discover(repo_root() / "notebooks")
+    notebooks = discover(directory=repo_root() / "notebooks")
     section = canonical.section_of(
         (repo_root() / "README.md").read_text(), canonical.DEMO_START, canonical.DEMO_END
     )
@@ -204,7 +204,7 @@ def test_readme_demo_table_is_generated_from_results_canonical():
 
 
 def test_figures_readme_list_is_generated():
-    notebooks = discover(repo_root() / "notebooks")
+    notebooks = discover(directory=repo_root() / "notebooks")
     text = (repo_root() / "figures" / "README.md").read_text()
     section = canonical.section_of(text, canonical.FIGURES_START, canonical.FIGURES_END)
     assert section.strip() == canonical.figures_section(notebooks).strip(), (
@@ -231,7 +231,7 @@ def test_report_on_a_fresh_clone_shows_the_canonical_run(tmp_path, repo):
     make_run(tmp_path / "made")
     assert refresh(tmp_path / "made", repo) == 0
     results = repo / "results"  # a fresh clone: results/ holds only canonical/
-    built = report.build_report(results, FIXTURE_CLAIMS)
+    built = report.build_report(results=results, directory=FIXTURE_CLAIMS)
     text = built["markdown"].read_text()
     assert built["runs"] == 1
     assert "## 00_harness · canonical (committed, results/canonical/00_harness)" in text
@@ -246,7 +246,7 @@ def test_report_shows_a_local_demo_run_once_when_it_is_the_canonical_run(tmp_pat
     make_run(results)  # results/00_harness/demo, as make reproduce leaves it
     assert refresh(results, repo) == 0
     make_run(results, name="other", published=0.90, free=0.70)  # a different local run
-    built = report.build_report(results, FIXTURE_CLAIMS)
+    built = report.build_report(results=results, directory=FIXTURE_CLAIMS)
     text = built["markdown"].read_text()
     assert built["runs"] == 2
     assert "run `demo`" not in text, "the local demo run is the canonical run: shown once"
@@ -256,7 +256,7 @@ def test_report_shows_a_local_demo_run_once_when_it_is_the_canonical_run(tmp_pat
     meta = json.loads((results / "00_harness" / "demo" / "run.json").read_text())
     meta["started_at"] = "later"
     (results / "00_harness" / "demo" / "run.json").write_text(json.dumps(meta))
-    assert report.build_report(results, FIXTURE_CLAIMS)["runs"] == 3
+    assert report.build_report(results=results, directory=FIXTURE_CLAIMS)["runs"] == 3
 
 
 def test_make_reproduce_refreshes_the_canonical_run_after_running(

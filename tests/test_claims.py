@@ -43,7 +43,7 @@ def metric_rows():
 
 
 def test_load_normalises_metric_names_and_applies_defaults(claims_dir):
-    df = claims.load_claims("99_test", claims_dir)
+    df = claims.load_claims("99_test", directory=claims_dir)
     assert df["metric"].tolist() == ["accuracy", "sensitivity", "f1", "accuracy"]
     assert df["class"].tolist() == ["overall", "weighted", "a", "overall"]
     assert df["unit"].tolist() == ["percent", "percent", "fraction", "percent"]
@@ -51,7 +51,7 @@ def test_load_normalises_metric_names_and_applies_defaults(claims_dir):
 
 
 def test_compare_gives_deltas_in_the_claims_unit(claims_dir):
-    comparison = claims.compare(claims.load_claims("99_test", claims_dir), metric_rows())
+    comparison = claims.compare(claims.load_claims("99_test", directory=claims_dir), metric_rows())
     first = comparison.iloc[0]
     assert first["published"] == pytest.approx(7 / 8)
     assert first["delta_published"] == pytest.approx(87.5 - 96.6)  # percentage points
@@ -63,7 +63,7 @@ def test_compare_gives_deltas_in_the_claims_unit(claims_dir):
 
 
 def test_markdown_states_source_and_protocols(claims_dir):
-    comparison = claims.compare(claims.load_claims("99_test", claims_dir), metric_rows())
+    comparison = claims.compare(claims.load_claims("99_test", directory=claims_dir), metric_rows())
     md = claims.comparison_markdown(comparison, source="synthetic")
     assert md.startswith("Data source: **synthetic**") and "generated data" in md
     assert "reproduced (published)" in md and "reproduced (leak_free)" in md
@@ -74,7 +74,7 @@ def test_report_reads_runs_from_disk(tmp_path, claims_dir):
     run_dir = tmp_path / "results" / "99_test" / "demo"
     ev.write_metrics(metric_rows(), run_dir)
     (run_dir / "run.json").write_text('{"data": {"source": "embedded-real"}}')
-    written = claims.write_report(tmp_path / "results", claims_dir)
+    written = claims.write_report(results=tmp_path / "results", directory=claims_dir)
     assert written == [run_dir / "claims_vs_reproduced.md"]
     assert "Data source: **embedded-real**" in written[0].read_text()
 
@@ -99,12 +99,12 @@ def test_report_reads_runs_from_disk(tmp_path, claims_dir):
 def test_bad_claims_files(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(ValueError, match=message):
-        claims.load_claims("bad", tmp_path)
+        claims.load_claims("bad", directory=tmp_path)
 
 
 def test_missing_claims_file_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="claims/README.md"):
-        claims.load_claims("nope", tmp_path)
+        claims.load_claims("nope", directory=tmp_path)
 
 
 def test_protocol_gap_states_the_difference_from_the_rows():
@@ -147,8 +147,8 @@ def test_count_claims_compare_as_printed(tmp_path):
     (tmp_path / "p.yaml").write_text(
         "paper: p\nclaims:\n  - {table: T3, model: dataset, class: AML, metric: n_before_smote, value: 58, unit: count}\n"
     )
-    rows = measurement_rows({"n_before_smote": 60}, "published", "dataset", "AML")
-    comparison = compare(load_claims("p", tmp_path), rows)
+    rows = measurement_rows({"n_before_smote": 60}, "published", "dataset", cls="AML")
+    comparison = compare(load_claims("p", directory=tmp_path), rows)
     assert comparison["delta_published"].tolist() == [2.0]
     import re
 
@@ -158,7 +158,7 @@ def test_count_claims_compare_as_printed(tmp_path):
 def test_a_qualified_run_model_answers_its_claim_and_says_how_it_ran(claims_dir):
     rows = metric_rows()
     rows = pd.concat([rows, rows.assign(model="vit [from scratch]")], ignore_index=True)
-    comparison = claims.compare(claims.load_claims("99_test", claims_dir), rows)
+    comparison = claims.compare(claims.load_claims("99_test", directory=claims_dir), rows)
     vit = comparison.iloc[3]
     assert vit["published"] == pytest.approx(7 / 8) and vit["reproduced_as"] == "vit [from scratch]"
     assert comparison.iloc[0]["reproduced_as"] == "", "an exact match carries no qualifier"
@@ -176,7 +176,7 @@ def test_cited_claims_get_no_reproduced_value_and_no_delta(tmp_path):
           - {table: "Table 3", model: hybrid, metric: accuracy, value: 91}
     """)
     )
-    comparison = claims.compare(claims.load_claims("98_test", tmp_path), metric_rows())
+    comparison = claims.compare(claims.load_claims("98_test", directory=tmp_path), metric_rows())
     assert np.isnan(comparison.iloc[0]["published"]) and np.isnan(
         comparison.iloc[0]["delta_published"]
     )
@@ -189,7 +189,7 @@ def test_cited_claims_get_no_reproduced_value_and_no_delta(tmp_path):
         "claims:\n  - {table: T, model: m, metric: accuracy, value: 1, cited: yes please}\n"
     )
     with pytest.raises(ValueError, match="cited"):
-        claims.load_claims("97_test", tmp_path)
+        claims.load_claims("97_test", directory=tmp_path)
 
 
 # ------------------------------------------------------------------------------ verdicts
@@ -244,15 +244,26 @@ def test_a_score_is_reproduced_when_the_claim_lies_in_the_interval_edges_include
     claimed, reproduced, low, high, expected
 ):
     assert (
-        claims.verdict(one_claim(claimed), reproduced, low, high, source="real", dataset="cumida")
+        claims.verdict(
+            one_claim(claimed),
+            reproduced,
+            ci_low=low,
+            ci_high=high,
+            source="real",
+            dataset="cumida",
+        )
         == expected
     )
 
 
 def test_a_fraction_claim_is_compared_with_the_interval_as_is():
-    assert claims.verdict(one_claim(0.9, unit="fraction"), 0.91, 0.85, 0.95)[0] == "reproduced"
     assert (
-        claims.verdict(one_claim(90, unit="fraction"), 0.91, 0.85, 0.95)[0] == "not reproduced"
+        claims.verdict(one_claim(0.9, unit="fraction"), 0.91, ci_low=0.85, ci_high=0.95)[0]
+        == "reproduced"
+    )
+    assert (
+        claims.verdict(one_claim(90, unit="fraction"), 0.91, ci_low=0.85, ci_high=0.95)[0]
+        == "not reproduced"
     )  # no x100 for fractions
 
 
@@ -260,7 +271,10 @@ def test_counts_must_match_exactly_and_values_within_one_percent():
     assert claims.verdict(one_claim(58, unit="count"), 58.0) == ("reproduced", "count: exact")
     assert claims.verdict(one_claim(58, unit="count"), 59.0) == ("not reproduced", "count: exact")
     # a count's bootstrap-free row never has an interval; one given is ignored
-    assert claims.verdict(one_claim(58, unit="count"), 59.0, 50.0, 70.0)[0] == "not reproduced"
+    assert (
+        claims.verdict(one_claim(58, unit="count"), 59.0, ci_low=50.0, ci_high=70.0)[0]
+        == "not reproduced"
+    )
     assert claims.verdict(one_claim(0.5, unit="value"), 0.505) == (
         "reproduced",
         "within 1% of the claim",
@@ -280,23 +294,33 @@ def test_counts_must_match_exactly_and_values_within_one_percent():
 
 
 def test_not_comparable_says_why_in_order_cited_not_run_synthetic_stand_in():
-    verdict = claims.verdict
-    assert verdict(one_claim(90, cited=True), 0.9, 0.8, 1.0) == (
+    verdict = claims.verdict  # shorter lines below
+    assert verdict(one_claim(90, cited=True), 0.9, ci_low=0.8, ci_high=1.0) == (
         "not comparable",
         "cited from other work",
     )
     assert verdict(one_claim(90), np.nan, source="synthetic") == ("not comparable", "not run")
-    assert verdict(one_claim(90), 0.9, 0.8, 1.0, source="synthetic", dataset="bioc_all") == (
+    assert verdict(
+        one_claim(90), 0.9, ci_low=0.8, ci_high=1.0, source="synthetic", dataset="bioc_all"
+    ) == (
         "not comparable",
         "synthetic data",
     )
-    assert verdict(one_claim(90), 0.9, 0.8, 1.0, source="embedded-real", dataset="bioc_all") == (
+    assert verdict(
+        one_claim(90), 0.9, ci_low=0.8, ci_high=1.0, source="embedded-real", dataset="bioc_all"
+    ) == (
         "not comparable",
         "stand-in dataset: bioc_all, not cumida",
     )
     # where either side's data set is unknown, the run counts as on the paper's data
-    assert verdict(one_claim(90, dataset=""), 0.9, 0.8, 1.0, dataset="bioc_all")[0] == "reproduced"
-    assert verdict(one_claim(90), 0.9, 0.8, 1.0, source="real", dataset=None)[0] == "reproduced"
+    assert (
+        verdict(one_claim(90, dataset=""), 0.9, ci_low=0.8, ci_high=1.0, dataset="bioc_all")[0]
+        == "reproduced"
+    )
+    assert (
+        verdict(one_claim(90), 0.9, ci_low=0.8, ci_high=1.0, source="real", dataset=None)[0]
+        == "reproduced"
+    )
 
 
 def test_compare_gives_a_verdict_per_protocol_and_counts_them(claims_dir):
@@ -307,7 +331,9 @@ def test_compare_gives_a_verdict_per_protocol_and_counts_them(claims_dir):
         & (rows["metric"] == "sensitivity"),
         ["ci_low", "ci_high"],
     ] = [0.8, 0.97]
-    comparison = claims.compare(claims.load_claims("99_test", claims_dir), rows, source="real")
+    comparison = claims.compare(
+        claims.load_claims("99_test", directory=claims_dir), rows, source="real"
+    )
     assert comparison["verdict_published"].tolist() == [
         "not reproduced",
         "reproduced",
@@ -339,7 +365,7 @@ def test_compare_gives_a_verdict_per_protocol_and_counts_them(claims_dir):
 
 
 def test_markdown_shows_the_verdicts_and_takes_the_source_when_compare_had_none(claims_dir):
-    comparison = claims.compare(claims.load_claims("99_test", claims_dir), metric_rows())
+    comparison = claims.compare(claims.load_claims("99_test", directory=claims_dir), metric_rows())
     assert comparison.attrs["source"] is None
     md = claims.comparison_markdown(comparison, source="synthetic")
     assert "verdict (published)" in md and "verdict (leak_free)" in md

@@ -63,7 +63,7 @@ def test_platform_is_guessed_from_the_ids():
 
 # ---------------------------------------------------------------------- compatible merge
 def test_compatible_merge_keeps_the_u133a_family_and_lists_the_rest(seven):
-    ds = load("cumida", seven)
+    ds = load("cumida", root=seven)
     shared = set(probe_ids(seven, "GSE14317"))  # U133A_2: the smallest U133A-family probe set
     assert set(ds.info["series_merged"]) == U133A_FAMILY
     assert set(ds.feature_names) == shared and ds.info["n_features"] == len(shared)
@@ -96,7 +96,7 @@ def test_largest_series_first_and_subset_ids_join_whatever_comes_first():
 
 def test_an_incompatible_series_named_explicitly_is_a_one_line_error(seven):
     with pytest.raises(DataError, match=r"GSE22529_U133B shares \d+ of its \d+ probe ids") as err:
-        load("cumida", seven, series=["GSE22529_U133A", "GSE22529_U133B"])
+        load("cumida", root=seven, series=["GSE22529_U133A", "GSE22529_U133B"])
     assert "\n" not in str(err.value)
 
 
@@ -105,15 +105,15 @@ def test_too_few_surviving_features_is_a_one_line_error_naming_series_and_count(
     with pytest.raises(
         DataError, match=rf"keeps {n} features, fewer than min_features={n + 1}"
     ) as err:
-        load("cumida", seven, min_features=n + 1)
+        load("cumida", root=seven, min_features=n + 1)
     assert "GSE28497" in str(err.value) and "\n" not in str(err.value)
-    assert load("cumida", seven, min_features=n).info["n_features"] == n
+    assert load("cumida", root=seven, min_features=n).info["n_features"] == n
 
 
 # ------------------------------------------------------------------ paper_width merge
 def test_paper_width_stacks_every_series_by_position(seven):
     width = 100
-    ds = load("cumida", seven, merge="paper_width", width=width)
+    ds = load("cumida", root=seven, merge="paper_width", width=width)
     assert ds.X.shape == (N_PER_CLASS * sum(map(len, CUMIDA_PAPER_SERIES.values())), width)
     assert set(ds.info["series_merged"]) == set(CUMIDA_PAPER_SERIES) and ds.info["left_out"] == {}
     assert ds.info["same_probe_fraction"] == 0.0, (
@@ -128,11 +128,11 @@ def test_paper_width_stacks_every_series_by_position(seven):
     with pytest.raises(
         DataError, match=r"series GSE\S+ has \d+ probe columns, fewer than width=100000"
     ):
-        load("cumida", seven, merge="paper_width", width=100000)
+        load("cumida", root=seven, merge="paper_width", width=100000)
 
 
 def test_series_table_counts_classes_and_samples_per_file(seven):
-    table = pd.DataFrame(load("cumida", seven).info["series_table"]).set_index("series")
+    table = pd.DataFrame(load("cumida", root=seven).info["series_table"]).set_index("series")
     for name, labels in CUMIDA_PAPER_SERIES.items():
         assert table.loc[name, "classes"] == len(labels) and table.loc[
             name, "samples"
@@ -144,7 +144,7 @@ def test_series_table_counts_classes_and_samples_per_file(seven):
 
 # --------------------------------------------------------------------------- patients
 def test_the_two_chips_of_gse22529_are_paired_into_patients(seven):
-    ds = load("cumida", seven, merge="paper_width", width=100)
+    ds = load("cumida", root=seven, merge="paper_width", width=100)
     truth = pd.read_csv(seven / TRUTH_FILE).set_index("samples")["patient"]
     pairs = pd.DataFrame({"found": ds.patients, "true": truth.loc[ds.sample_ids].to_numpy()})
     assert (pairs.groupby("found")["true"].nunique() == 1).all() and (
@@ -156,7 +156,7 @@ def test_the_two_chips_of_gse22529_are_paired_into_patients(seven):
         "GEO gives each chip its own GSM id"
     )
     assert (ds.meta["patient"].to_numpy() == ds.patients).all()
-    assert load("cumida", seven).n_patients == len(load("cumida", seven)), (
+    assert load("cumida", root=seven).n_patients == len(load("cumida", root=seven)), (
         "U133B left out: one sample per patient"
     )
 

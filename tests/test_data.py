@@ -64,7 +64,7 @@ def test_synth_refuses_a_non_empty_folder_and_bad_knobs(tmp_path):
 
 # ------------------------------------------------------------------------ loaders
 def test_cnmc_loader_on_twin(twins):
-    ds = load("cnmc", twins["cnmc"])
+    ds = load("cnmc", root=twins["cnmc"])
     assert ds.source == "synthetic"
     train = ds.meta["split"] == "train"
     assert ds.class_counts() == {"all": 15, "hem": 15}  # 12 train + 3 prelim per class
@@ -96,23 +96,23 @@ def test_cnmc_subject_parsing():
 
 def test_aria_loader_has_no_patients(twins):
     for variant in ("Original", "Segmented"):
-        ds = load("aria_all", twins["aria_all"], variant=variant)
+        ds = load("aria_all", root=twins["aria_all"], variant=variant)
         assert ds.patients is None and ds.n_patients is None
         assert ds.class_counts() == {c: 8 for c in ("Benign", "Early", "Pre", "Pro")}
         assert Path(ds.paths[0]).parts[-3] == variant
-    seg = load_image(load("aria_all", twins["aria_all"], variant="Segmented").paths[0])
+    seg = load_image(load("aria_all", root=twins["aria_all"], variant="Segmented").paths[0])
     assert (seg.sum(axis=2) < 30).mean() > 0.3, "segmented images have a black background"
 
 
 def test_aml_loader_merges_metadata_with_decimal_commas(twins):
-    ds = load("aml_mll", twins["aml_mll"])
+    ds = load("aml_mll", root=twins["aml_mll"])
     assert ds.n_patients == 10 and len(ds) == 30
     assert ds.meta["age"].dtype == float and ds.meta["age"].between(20, 80).all()
     assert (ds.meta["bag_label"] == ds.labels).all(), "every cell carries its patient's label"
 
 
 def test_cumida_merges_on_shared_probes(twins):
-    ds = load("cumida", twins["cumida"])
+    ds = load("cumida", root=twins["cumida"])
     per_series = ds.info["probes_per_series"]
     assert set(per_series) == {"GSE28497", "GSE22529_U133A", "GSE63270"}
     assert ds.X.shape == (5 * 11, ds.info["n_features"]) and ds.info["n_features"] < min(
@@ -120,15 +120,15 @@ def test_cumida_merges_on_shared_probes(twins):
     )
     assert ds.info["labels_by_series"]["GSE63270"] == ["AML", "normal"]
     assert set(ds.meta["series"]) == set(per_series)
-    one = load("cumida", twins["cumida"], series=["GSE28497"])
+    one = load("cumida", root=twins["cumida"], series=["GSE28497"])
     assert one.X.shape == (35, per_series["GSE28497"])
 
 
 def test_fingerprint_changes_with_the_files(tmp_path):
     root = synth.synth("aria_all", tmp_path / "a", **SMALL)
-    before = load("aria_all", root).fingerprint
+    before = load("aria_all", root=root).fingerprint
     next((root / "Original" / "Pro").glob("*.jpg")).unlink()
-    assert load("aria_all", root).fingerprint != before
+    assert load("aria_all", root=root).fingerprint != before
 
 
 def test_patient_signature_leaks_through_image_level_splits(tmp_path):
@@ -136,7 +136,7 @@ def test_patient_signature_leaks_through_image_level_splits(tmp_path):
     root = synth.synth_cnmc(
         tmp_path / "c", n_per_class=48, patients_per_class=6, size=48, seed=1, difficulty=1.0
     )
-    ds = load("cnmc", root)
+    ds = load("cnmc", root=root)
     train = ds.subset((ds.meta["split"] == "train").to_numpy())
     feats = []
     for p in train.paths:
@@ -160,7 +160,7 @@ def test_patient_signature_leaks_through_image_level_splits(tmp_path):
 
 # ----------------------------------------------------------- real microarray sets
 def test_bioc_all_real_shapes_and_counts(debian_data):
-    ds = load("bioc_all", debian_data)
+    ds = load("bioc_all", root=debian_data)
     assert ds.source == "embedded-real" and ds.X.shape == (128, 12625)
     assert ds.class_counts() == {
         "B": 5,
@@ -183,13 +183,13 @@ def test_bioc_all_real_shapes_and_counts(debian_data):
         "p15/p16": 1,
     }
     assert np.isfinite(ds.X).all() and 2 < ds.X.mean() < 12, "RMA values are log2 intensities"
-    assert load("bioc_all", debian_data, label="lineage").class_counts() == {"B": 95, "T": 33}
+    assert load("bioc_all", root=debian_data, label="lineage").class_counts() == {"B": 95, "T": 33}
     with pytest.raises(DataError, match="not a phenotype column"):
-        load("bioc_all", debian_data, label="colour")
+        load("bioc_all", root=debian_data, label="colour")
 
 
 def test_golub_real_shapes_and_counts(debian_data):
-    ds = load("golub", debian_data)
+    ds = load("golub", root=debian_data)
     assert ds.X.shape == (38, 3051) and ds.class_counts() == {"ALL": 27, "AML": 11}
     assert ds.feature_names[0].startswith("AFFX") and ds.source == "embedded-real"
 

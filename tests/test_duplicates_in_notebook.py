@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_notebook_05_leak_free_leaves_out_cross_split_near_duplicates(tmp_path):
     root = synth_aria_all(tmp_path / "aria_all", n_per_class=16, size=96, seed=0)
-    planted = audit.plant_duplicates(data.load("aria_all", root), fraction=0.25, seed=0)
+    planted = audit.plant_duplicates(data.load("aria_all", root=root), fraction=0.25, seed=0)
     run_dir = notebooks.run_notebook(
         REPO / "notebooks" / "05_patel_all_weighted_ensemble.ipynb",
         tmp_path / "res",

@@ -131,7 +131,12 @@ def test_score_all_images_equals_evaluate_without_abstentions_and_reports_second
     rows = E.score_all_images(y, scores, 0.0, ["a", "b", "c"], protocol="published", model="m")
     rows = rows.set_index(["class", "metric"])
     plain = evaluate.evaluate(
-        y, scores.argmax(1), scores, labels=range(3), class_names=["a", "b", "c"], n_bootstrap=0
+        y,
+        scores.argmax(1),
+        y_score=scores,
+        labels=range(3),
+        class_names=["a", "b", "c"],
+        n_bootstrap=0,
     )
     plain = plain.set_index(["class", "metric"])["value"]
     np.testing.assert_allclose(
@@ -181,7 +186,7 @@ def test_dataset_table_and_count_rows():
         "Total",
     ]
     assert set(table["patients"]) == {"not in the data (no patient ids)"}
-    assert E.dataset_table({"Benign": 5, "Early": 7}, {"Benign": 2, "Early": 1})[
+    assert E.dataset_table({"Benign": 5, "Early": 7}, patients={"Benign": 2, "Early": 1})[
         "patients"
     ].tolist() == [2, 1, 3]
     rows = E.count_rows({"Benign": 5, "Early": 7}, "images")
@@ -231,7 +236,7 @@ def test_fine_tune_bn_momentum_moves_running_statistics_faster(tmp_path):
     from common.data.synth import synth_aria_all
 
     root = synth_aria_all(tmp_path / "aria", n_per_class=4, patients_per_class=2, size=96, seed=0)
-    ds = data.load("aria_all", root)
+    ds = data.load("aria_all", root=root)
     y = np.array([list(ds.classes).index(lab) for lab in ds.labels])
     drift = {}
     for momentum in (None, 0.5):
@@ -267,7 +272,7 @@ def test_fine_tune_resumes_an_interrupted_run_from_its_backup(tmp_path):
     from common.data.synth import synth_aria_all
 
     root = synth_aria_all(tmp_path / "aria", n_per_class=2, patients_per_class=1, size=96, seed=0)
-    ds = data.load("aria_all", root)
+    ds = data.load("aria_all", root=root)
     y = np.array([list(ds.classes).index(lab) for lab in ds.labels])
 
     class Killed(keras.callbacks.Callback):

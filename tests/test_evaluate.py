@@ -68,7 +68,7 @@ def test_rank_auc_agrees_with_sklearn_including_ties():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 150)
     score = np.round(rng.random((150, 3)), 1)  # many ties
-    rows = ev.evaluate(y, score.argmax(1), score, n_bootstrap=0)
+    rows = ev.evaluate(y, score.argmax(1), y_score=score, n_bootstrap=0)
     for j in range(3):
         assert value(rows, str(j), "auc") == pytest.approx(skm.roc_auc_score(y == j, score[:, j]))
     per_class = [skm.roc_auc_score(y == j, score[:, j]) for j in range(3)]
@@ -82,7 +82,7 @@ def test_rank_auc_agrees_with_sklearn_including_ties():
 def test_binary_scores_may_be_one_column():
     y = np.array([0, 0, 1, 1, 1, 0])
     s = np.array([0.1, 0.4, 0.35, 0.8, 0.9, 0.2])
-    rows = ev.evaluate(y, (s > 0.5).astype(int), s, n_bootstrap=0)
+    rows = ev.evaluate(y, (s > 0.5).astype(int), y_score=s, n_bootstrap=0)
     assert value(rows, "1", "auc") == pytest.approx(skm.roc_auc_score(y, s))
     assert value(rows, "0", "auc") == pytest.approx(skm.roc_auc_score(y == 0, 1 - s))
 
@@ -123,8 +123,8 @@ def test_bootstrap_ci_brackets_estimate_and_is_seeded():
     y = rng.integers(0, 3, 300)
     score = np.eye(3)[y] * 0.5 + rng.random((300, 3))
     pred = score.argmax(1)
-    a = ev.evaluate(y, pred, score, n_bootstrap=300, seed=1)
-    b = ev.evaluate(y, pred, score, n_bootstrap=300, seed=1)
+    a = ev.evaluate(y, pred, y_score=score, n_bootstrap=300, seed=1)
+    b = ev.evaluate(y, pred, y_score=score, n_bootstrap=300, seed=1)
     pd.testing.assert_frame_equal(a, b)
     ranged = a[a["metric"] != "support"].dropna(subset=["ci_low"])
     assert len(ranged) > 20

@@ -29,7 +29,7 @@ def setup(tmp_path_factory):
     root = synth.synth_aria_all(
         tmp_path_factory.mktemp("f") / "aria", n_per_class=10, patients_per_class=2, size=40
     )
-    ds = load("aria_all", root)
+    ds = load("aria_all", root=root)
     return ds, build_backbone("mobilenetv2", input_size=32)
 
 
@@ -54,11 +54,19 @@ def test_cache_miss_then_hit(setup, tmp_path):
 
 def test_changed_settings_never_reuse_stale_features(setup, tmp_path):
     ds, bb = setup
-    base, key = cache_key(bb, ds.paths, ds.fingerprint, {})
-    assert cache_key(bb, ds.paths, "other-fingerprint", {})[0] != base
-    assert cache_key(bb, ds.paths, ds.fingerprint, {"segment": "hsv"})[0] != base
-    assert cache_key(replace(bb, layer="block_16_project"), ds.paths, ds.fingerprint, {})[0] != base
-    assert cache_key(replace(bb, weights_id="imagenet"), ds.paths, ds.fingerprint, {})[0] != base
+    base, key = cache_key(bb, ds.paths, ds.fingerprint, preprocessing={})
+    assert cache_key(bb, ds.paths, "other-fingerprint", preprocessing={})[0] != base
+    assert cache_key(bb, ds.paths, ds.fingerprint, preprocessing={"segment": "hsv"})[0] != base
+    assert (
+        cache_key(
+            replace(bb, layer="block_16_project"), ds.paths, ds.fingerprint, preprocessing={}
+        )[0]
+        != base
+    )
+    assert (
+        cache_key(replace(bb, weights_id="imagenet"), ds.paths, ds.fingerprint, preprocessing={})[0]
+        != base
+    )
     counted = replace(bb, model=CountingModel(bb.model))
     extract_features(
         counted, ds.paths, ds.fingerprint, batch_size=8, directory=tmp_path, progress=False

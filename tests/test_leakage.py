@@ -123,7 +123,7 @@ def test_no_duplicate_audit_is_not_read_as_no_duplicates():
 
 def test_profile_audit_groups_across_the_split_are_duplicates():
     ds = dataset()
-    train, _, test = splits.stratified_split(Y, (0.8, 0.2), seed=0)
+    train, _, test = splits.stratified_split(Y, fractions=(0.8, 0.2), seed=0)
     pair = {
         "groups": [{"index": [int(train[0]), int(test[0])]}],
         "method": "rank",
@@ -137,7 +137,7 @@ def test_profile_audit_groups_across_the_split_are_duplicates():
     assert answers(record)["L1.4"] == "yes"
     # the audit indexes the dataset; a split over a subset maps it through dataset_rows
     rows = np.arange(10, N)
-    sub_train, _, sub_test = splits.stratified_split(Y[rows], (0.8, 0.2), seed=0)
+    sub_train, _, sub_test = splits.stratified_split(Y[rows], fractions=(0.8, 0.2), seed=0)
     inside = {"groups": [[int(rows[sub_train[0]]), int(rows[sub_test[0]])], [0, 1]]}
     record = leakage.split_record(
         train=sub_train, test=sub_test, dataset=ds, dataset_rows=rows, duplicates=inside
@@ -154,7 +154,7 @@ def test_profile_audit_groups_across_the_split_are_duplicates():
     assert answers(counted)["L1.4"] == "no"
     with pytest.raises(ValueError, match="one per round"):
         leakage.split_record(
-            folds=splits.stratified_kfold(Y, 3, seed=0),
+            folds=splits.stratified_kfold(Y, k=3, seed=0),
             dataset=ds,
             duplicates={"n_test_with_train_duplicate": 0},
         )
@@ -162,7 +162,9 @@ def test_profile_audit_groups_across_the_split_are_duplicates():
 
 def test_choosing_on_the_test_set_or_testing_training_rows_is_no_test_set():
     ds = dataset()
-    train, val, test = splits.stratified_split(Y, (0.6, 0.2, 0.2), groups=PATIENTS, seed=0)
+    train, val, test = splits.stratified_split(
+        Y, fractions=(0.6, 0.2, 0.2), groups=PATIENTS, seed=0
+    )
     on_val = leakage.split_record(
         train=train,
         val=val,
@@ -189,7 +191,7 @@ def test_choosing_on_the_test_set_or_testing_training_rows_is_no_test_set():
 
 def test_fitted_steps_leak_only_when_they_saw_test_rows():
     ds = dataset()
-    train, _, test = splits.stratified_split(Y, (0.8, 0.2), groups=PATIENTS, seed=0)
+    train, _, test = splits.stratified_split(Y, fractions=(0.8, 0.2), groups=PATIENTS, seed=0)
     both = np.concatenate([train, test])
     base = dict(train=train, test=test, dataset=ds, duplicates=AUDIT_NONE)
     assert answers(leakage.split_record(preprocessing={"PCA": both}, **base))["L1.2"] == "yes"
@@ -215,7 +217,7 @@ def test_fitted_steps_leak_only_when_they_saw_test_rows():
 
 def test_kfold_rounds_with_fitted_rows_per_fold():
     ds = dataset()
-    folds = splits.stratified_kfold(Y, 3, groups=PATIENTS, seed=0)
+    folds = splits.stratified_kfold(Y, k=3, groups=PATIENTS, seed=0)
     clean = leakage.split_record(
         folds=folds,
         dataset=ds,
@@ -294,7 +296,7 @@ def test_temporal_rule_needs_dates_and_reads_the_split_order():
 
 
 def test_non_independence_needs_patient_ids_to_be_ruled_out():
-    train, _, test = splits.stratified_split(Y, (0.8, 0.2), seed=0)  # image-level
+    train, _, test = splits.stratified_split(Y, fractions=(0.8, 0.2), seed=0)  # image-level
     shared = leakage.split_record(train=train, test=test, dataset=dataset(), duplicates=AUDIT_NONE)
     assert shared["groups"]["shared"] > 0 and answers(shared)["L3.2"] == "yes"
     unknown = leakage.leakage_sheet(
@@ -303,7 +305,7 @@ def test_non_independence_needs_patient_ids_to_be_ruled_out():
         )
     )
     assert unknown["L3.2"]["answer"] == "yes" and unknown["L3.2"]["missing"] == "patient ids"
-    grouped = splits.stratified_split(Y, (0.8, 0.2), groups=PATIENTS, seed=0)
+    grouped = splits.stratified_split(Y, fractions=(0.8, 0.2), groups=PATIENTS, seed=0)
     clean = leakage.split_record(
         train=grouped[0], test=grouped[2], dataset=dataset(), duplicates=AUDIT_NONE
     )
@@ -317,7 +319,7 @@ def test_a_test_set_with_other_class_shares_is_sampling_bias():
     record = leakage.split_record(train=train, test=test, dataset=ds, duplicates=AUDIT_NONE)
     assert record["test_classes"]["max_difference"] == pytest.approx(1 / 2 - 1 / 3, abs=1e-4)
     assert answers(record)["L3.3"] == "yes"
-    stratified = splits.stratified_split(Y, (0.8, 0.2), seed=0)
+    stratified = splits.stratified_split(Y, fractions=(0.8, 0.2), seed=0)
     assert (
         answers(
             leakage.split_record(
@@ -400,7 +402,9 @@ def test_report_shows_each_sheet_and_says_when_a_run_has_none(tmp_path):
     results = tmp_path / "results"
     _run_with_sheet(results, "demo")
     _run_with_sheet(results, "older", with_sheet=False)
-    built = report.build_report(results, FIXTURE_CLAIMS, canonical=tmp_path / "no-canonical")
+    built = report.build_report(
+        results=results, directory=FIXTURE_CLAIMS, canonical=tmp_path / "no-canonical"
+    )
     text = built["markdown"].read_text()
     section = text.split("## 00_harness · run `demo`", 1)[1].split("## 00_harness", 1)[0]
     sheet = section.split("### Leakage sheet", 1)[1]

@@ -15,7 +15,7 @@ from common import canonical, notebooks, reproduce
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "harness_notebook.ipynb"
-NOTEBOOKS = notebooks.discover(REPO / "notebooks")
+NOTEBOOKS = notebooks.discover(directory=REPO / "notebooks")
 
 
 def assert_run_complete(path, results_root, **parameters):
@@ -120,17 +120,17 @@ def test_check_all_reports_each_notebooks_missing_outputs(tmp_path, capsys):
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.json").write_text('[{"protocol": "published"}]')
     (run_dir / "run.json").write_text("{}")
-    problems = notebooks.check_all(tmp_path / "results", nb_dir)
+    problems = notebooks.check_all(tmp_path / "results", directory=nb_dir)
     assert problems == [
         f"{FIXTURE.name}: declared figure {run_dir / 'confusion_matrix.png'} is missing"
     ]
     (run_dir / "confusion_matrix.png").write_bytes(b"png")
-    assert notebooks.check_all(tmp_path / "results", nb_dir) == []
+    assert notebooks.check_all(tmp_path / "results", directory=nb_dir) == []
 
 
 def test_readme_links_every_notebook_to_colab_and_kaggle():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = notebooks.links_table(REPO / "notebooks")
+    table = notebooks.links_table(directory=REPO / "notebooks")
     assert table in readme, (
         "README's launch-link table is stale: paste `python -m common.notebooks links` into it"
     )

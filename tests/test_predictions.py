@@ -186,7 +186,7 @@ def test_dataset_samples_take_ids_file_names_and_patients_where_known():
         paths=np.array(["/data/fold_0/all/a.bmp", "/data/fold_0/hem/b.bmp", "/data/prelim/c.bmp"]),
         patients=np.array(["7", "8", None], dtype=object),
     )
-    table = ev.dataset_samples(ds, [2, 0])
+    table = ev.dataset_samples(ds, index=[2, 0])
     assert table.to_dict("list") == {
         "sample_id": ["prelim/c.bmp", "fold_0/all/a.bmp"],
         "sample": ["c.bmp", "a.bmp"],

@@ -49,7 +49,7 @@ def never_split(groups, parts):
 # ------------------------------------------------------------------- planted duplicates
 def test_planted_duplicates_in_other_series_are_found_at_the_threshold(seven):
     ds = load(
-        "cumida", seven
+        "cumida", root=seven
     )  # compatible merge: four series on shared probe ids, one comparable block
     planted_ds, planted = plant_duplicates(
         ds, n=8, noise=0.5, scale=1.1, shift=0.5, batch_sd=0.5, seed=3
@@ -69,7 +69,7 @@ def test_planted_duplicates_in_other_series_are_found_at_the_threshold(seven):
 
 def test_planted_table_loses_copies_as_noise_grows(seven):
     table = planted_table(
-        load("cumida", seven), noises=(0.5, 3.0), n=6, batch_sd=0.5, seed=1
+        load("cumida", root=seven), noises=(0.5, 3.0), n=6, batch_sd=0.5, seed=1
     ).set_index("noise")
     assert table.loc[0.5, "found"] == 6 and table.loc[0.5, "lowest"] >= DEFAULT_THRESHOLD
     # noise sd 3 is twice the twin's between-patient sd: no longer the same RNA, and not reported
@@ -94,7 +94,7 @@ def test_a_sample_re_deposited_in_another_csv_is_found_and_kept_on_one_side(seve
     )
     copy["samples"], copy["type"] = "GSM999999.CEL.gz", "normal"
     pd.concat([target, copy], ignore_index=True).to_csv(root / "Leukemia_GSE63270.csv", index=False)
-    ds = load("cumida", root)
+    ds = load("cumida", root=root)
     audit = audit_profiles(ds)
     assert [sorted(p["samples"]) for p in audit["pairs"]] == [
         sorted([source.loc[5, "samples"], "GSM999999.CEL.gz"])
@@ -121,7 +121,7 @@ def test_a_sample_re_deposited_in_another_csv_is_found_and_kept_on_one_side(seve
 # ----------------------------------------------------------------------- no duplicates
 def test_no_pair_on_a_twin_without_duplicates(seven):
     for merge, kwargs in (("compatible", {}), ("paper_width", {"width": 150})):
-        ds = load("cumida", seven, merge=merge, **kwargs)
+        ds = load("cumida", root=seven, merge=merge, **kwargs)
         audit = audit_profiles(ds)
         assert audit["pairs"] == [] and audit["groups"] == []
         # the twin's distinct patients share only class markers: measured highest 0.19-0.20 on a larger twin
@@ -135,7 +135,7 @@ def test_no_pair_on_a_twin_without_duplicates(seven):
 def test_real_all_and_golub_hold_no_duplicates(debian_data):
     # the real sets are one sample per patient; their highest correlations are 0.76 (ALL) and 0.59 (Golub)
     for name, highest in (("bioc_all", 0.76), ("golub", 0.59)):
-        audit = audit_profiles(load(name, debian_data))
+        audit = audit_profiles(load(name, root=debian_data))
         assert audit["pairs"] == [] and audit["n_samples"] == {"bioc_all": 128, "golub": 38}[name]
         assert audit["highest_correlation"] == pytest.approx(
             highest, abs=0.005
@@ -144,7 +144,7 @@ def test_real_all_and_golub_hold_no_duplicates(debian_data):
 
 # -------------------------------------------------------------------- GSE22529's chips
 def test_gse22529_chip_pairs_are_matched_and_never_split(seven):
-    ds = load("cumida", seven, merge="paper_width", width=150)
+    ds = load("cumida", root=seven, merge="paper_width", width=150)
     audit = audit_profiles(ds)
     truth = pd.read_csv(seven / TRUTH_FILE).set_index("samples")["patient"]
     n_pairs = N_PER_CLASS * len(CUMIDA_PAPER_SERIES["GSE22529_U133A"])
@@ -158,7 +158,7 @@ def test_gse22529_chip_pairs_are_matched_and_never_split(seven):
     patients = audited_patients(ds, audit)
     for seed in range(3):
         folds = splits.stratified_kfold(
-            ds.y, 2, patients, seed
+            ds.y, k=2, groups=patients, seed=seed
         )  # what notebook 01's leak_free rounds use
         assert never_split(groups, [test for _, test in folds])
         split = splits.make_split(ds.y, "leak_free", groups=patients, seed=seed)
@@ -170,15 +170,15 @@ def test_gse22529_chip_pairs_are_matched_and_never_split(seven):
 
 
 def test_comparable_series_follow_the_probe_ids_in_the_columns(seven):
-    groups = load("cumida", seven, merge="paper_width", width=150).info["comparable_series"]
+    groups = load("cumida", root=seven, merge="paper_width", width=150).info["comparable_series"]
     together = next(g for g in groups if "GSE28497" in g)
     assert (
         "GSE22529_U133A" in together
         and "GSE22529_U133B" not in together
         and "GSE63270" not in together
     )
-    assert load("cumida", seven).info["comparable_series"] == [
-        load("cumida", seven).info["series_merged"]
+    assert load("cumida", root=seven).info["comparable_series"] == [
+        load("cumida", root=seven).info["series_merged"]
     ]
 
 
@@ -241,7 +241,7 @@ def test_one_sample_id_in_two_series_is_a_pair_whatever_its_correlation():
 
 
 def test_the_audit_is_json_with_a_one_line_summary(seven):
-    audit = audit_profiles(load("cumida", seven, merge="paper_width", width=150))
+    audit = audit_profiles(load("cumida", root=seven, merge="paper_width", width=150))
     assert json.loads(json.dumps(audit)) == audit
     assert {
         "dataset",
@@ -262,7 +262,7 @@ def test_the_audit_is_json_with_a_one_line_summary(seven):
 
 
 def test_bad_requests_are_one_line_errors(seven):
-    ds = load("cumida", seven)
+    ds = load("cumida", root=seven)
     with pytest.raises(DataError, match="unknown profile correlation 'cosine'"):
         audit_profiles(ds, method="cosine")
     with pytest.raises(DataError, match="threshold must be a correlation"):
@@ -271,4 +271,4 @@ def test_bad_requests_are_one_line_errors(seven):
         seven.parent / "aria", n_per_class=2, patients_per_class=1, size=32
     )
     with pytest.raises(DataError, match="no expression matrix"):
-        audit_profiles(load("aria_all", images))
+        audit_profiles(load("aria_all", root=images))

@@ -47,13 +47,15 @@ def test_counts_per_class_reach_the_files(tmp_path):
     )
     ds = load(
         "aml_mll",
-        synth_aml_mll(tmp_path / "aml", n_per_class=counts, patients_per_class=patients, size=16),
+        root=synth_aml_mll(
+            tmp_path / "aml", n_per_class=counts, patients_per_class=patients, size=16
+        ),
     )
     assert ds.class_counts() == counts
     assert ds.n_patients == sum(patients.values())
     ds = load(
         "cnmc",
-        synth_cnmc(
+        root=synth_cnmc(
             tmp_path / "cnmc",
             n_per_class={"all": 9, "hem": 6},
             patients_per_class={"all": 3, "hem": 3},
@@ -173,7 +175,7 @@ def test_readme_section_is_generated_from_the_rehearsal_files():
     section = text.split(R.README_START, 1)[1].split(R.README_END, 1)[0]
     from common import rehearse_stacking
 
-    expected = R.report(records, rehearse_stacking.load_records())
+    expected = R.report(records, stacking=rehearse_stacking.load_records())
     assert section.strip() == expected.strip(), (
         "README's cost table differs from `make rehearsal-report`'s"
     )
@@ -272,7 +274,7 @@ def test_composed_peak_is_the_larger_of_the_other_stages_and_stacking_at_full_wi
     big_rest = R.composed_peak([_record_04(200, 224, 9000.0, 1000.0)], stage)
     assert big_rest["anon_mb"] == 9000.0  # the fine-tune, not stacking, decides
     line = R.budget_line(
-        "04", [{"stage": "s", "exponent": 1.0, "cpu_s_full_paper": 10.0}], None, composed
+        "04", [{"stage": "s", "exponent": 1.0, "cpu_s_full_paper": 10.0}], None, composed=composed
     )
     assert "7.7 GB upper bound" in line and "within 12 GB" in line
 

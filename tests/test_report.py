@@ -50,7 +50,7 @@ def results(tmp_path):
 
 
 def test_report_summarises_every_run_with_both_protocols_and_badges(results):
-    built = report.build_report(results, FIXTURE_CLAIMS)
+    built = report.build_report(results=results, directory=FIXTURE_CLAIMS)
     assert built["runs"] == 2
     text = built["markdown"].read_text()
     summary = text.split("## Summary", 1)[1].split("<a id=", 1)[0]
@@ -73,7 +73,7 @@ def test_report_summarises_every_run_with_both_protocols_and_badges(results):
 
 
 def test_report_folder_is_self_contained_and_every_link_resolves(results, tmp_path):
-    built = report.build_report(results, FIXTURE_CLAIMS)
+    built = report.build_report(results=results, directory=FIXTURE_CLAIMS)
     html = built["html"].read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
     assert len(images) == 2 and all(not src.startswith(("/", "http")) for src in images)
@@ -88,7 +88,7 @@ def test_report_folder_is_self_contained_and_every_link_resolves(results, tmp_pa
 
 
 def test_broken_links_are_found(results):
-    built = report.build_report(results, FIXTURE_CLAIMS)
+    built = report.build_report(results=results, directory=FIXTURE_CLAIMS)
     (built["html"].parent / "00_harness" / "demo" / "roc.png").unlink()
     html = built["html"].read_text()
     built["html"].write_text(html.replace('href="#summary"', 'href="#nowhere"', 1))
@@ -98,9 +98,9 @@ def test_broken_links_are_found(results):
 
 
 def test_rebuilding_drops_runs_that_are_gone(results):
-    report.build_report(results, FIXTURE_CLAIMS)
+    report.build_report(results=results, directory=FIXTURE_CLAIMS)
     shutil.rmtree(results / "00_harness" / "real")
-    built = report.build_report(results, FIXTURE_CLAIMS)
+    built = report.build_report(results=results, directory=FIXTURE_CLAIMS)
     assert built["runs"] == 1
     assert not (results / "report" / "00_harness" / "real").exists()
     assert report.broken_links(built["html"]) == []
@@ -110,7 +110,7 @@ def test_incomplete_runs_are_left_out_and_an_empty_results_folder_says_what_to_d
     (tmp_path / "00_harness" / "killed").mkdir(parents=True)
     (tmp_path / "00_harness" / "killed" / "metrics.json").write_text("[]")
     with pytest.raises(ValueError, match="make reproduce"):
-        report.build_report(tmp_path, FIXTURE_CLAIMS)
+        report.build_report(results=tmp_path, directory=FIXTURE_CLAIMS)
 
 
 def test_headline_must_match_a_claim(tmp_path):
@@ -119,7 +119,7 @@ def test_headline_must_match_a_claim(tmp_path):
         text.replace("metric: accuracy, class: overall}", "metric: auc, class: overall}", 1)
     )
     with pytest.raises(ValueError, match="matches no claim"):
-        claims.load_headline("00_harness", tmp_path)
+        claims.load_headline("00_harness", directory=tmp_path)
 
 
 def test_every_paper_claims_file_names_a_headline_claim():
@@ -143,7 +143,9 @@ def test_summary_counts_verdicts_per_run_and_protocol(results):
     make_run(
         results, "close", "real", 0.95, 0.95
     )  # both protocols at the claim: published without an interval
-    table = verdict_table(report.build_report(results, FIXTURE_CLAIMS)["markdown"].read_text())
+    table = verdict_table(
+        report.build_report(results=results, directory=FIXTURE_CLAIMS)["markdown"].read_text()
+    )
     # columns: reproduced, not reproduced, not comparable, not comparable because
     # the fixture claims accuracy 95% and macro F1 94%; the runs write accuracy only, so F1 is "not run"
     assert table[("demo", "published")] == ["0", "0", "2", "synthetic data 1, not run 1"]

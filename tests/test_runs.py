@@ -139,3 +139,26 @@ def test_run_json_records_the_commit_the_run_started_with(results_dir, monkeypat
     monkeypatch.setattr(runs, "git_commit", lambda cwd=None: {"commit": "later", "dirty": False})
     run.set_data("synthetic", "fp")
     assert run.to_dict()["git"] != {"commit": "later", "dirty": False}
+
+
+PROFILES_FIXTURE = {
+    "smoke": {"epochs": 1, "nets": ["a"]},
+    "demo": {"epochs": 5, "nets": ["a", "b"]},
+    "paper": {"epochs": 50, "nets": ["a", "b"]},
+}
+
+
+def test_notebook_overrides_take_the_set_parameters_only():
+    namespace = {"epochs": 3, "nets": None, "seed": 7, "ON_KAGGLE": False, "profile": "smoke"}
+    assert runs.notebook_overrides(namespace, PROFILES_FIXTURE) == {"epochs": 3, "seed": 7}
+    params = runs.resolve_params(
+        PROFILES_FIXTURE, profile="smoke", **runs.notebook_overrides(namespace, PROFILES_FIXTURE)
+    )
+    assert (params["epochs"], params["nets"], params["seed"]) == (3, ["a"], 7)
+
+
+def test_profiles_table_has_a_row_per_parameter_and_a_column_per_profile():
+    table = runs.profiles_table(PROFILES_FIXTURE)
+    assert list(table.columns) == ["smoke", "demo", "paper"]
+    assert table.loc["epochs"].tolist() == ["1", "5", "50"]
+    assert table.loc["nets", "paper"] == "['a', 'b']"

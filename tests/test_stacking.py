@@ -103,7 +103,7 @@ def test_fine_tuned_extractor_is_trained_validated_kept_and_reused(tmp_path, mon
 
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     root = synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0)
-    ds = data.load("aml_mll", root)
+    ds = data.load("aml_mll", root=root)
     y = np.array([ds.classes.index(label) for label in ds.labels])
     kw = dict(
         image_size=32,
@@ -151,7 +151,7 @@ def test_fine_tune_extractor_isolated_trains_in_a_child_and_loads_the_stored_net
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))  # the child inherits it
     ds = data.load(
         "aml_mll",
-        synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0),
+        root=synth_aml_mll(tmp_path / "aml", n_per_class=4, patients_per_class=2, size=48, seed=0),
     )
     y = np.array([ds.classes.index(label) for label in ds.labels])
     kw = dict(
@@ -369,7 +369,7 @@ def test_extract_bank_extracts_copies_only_for_the_cells_that_read_them(tmp_path
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     ds = data.load(
         "aml_mll",
-        synth_aml_mll(tmp_path / "aml", n_per_class=2, patients_per_class=1, size=24, seed=0),
+        root=synth_aml_mll(tmp_path / "aml", n_per_class=2, patients_per_class=1, size=24, seed=0),
     )
     net = Backbone("means", Means(), lambda b: b, 16, "none", "pool")
     kw = dict(segment=hsv_segment_hook(), size=16, seed=0, batch_size=4)
@@ -387,7 +387,8 @@ def test_extract_bank_extracts_copies_only_for_the_cells_that_read_them(tmp_path
         bank.matrices["original"], direct
     )  # the same cache entry as before
     assert (
-        bank.keys["original"] == features.cache_name(net, ds.paths, ds.fingerprint, {"size": 16})[0]
+        bank.keys["original"]
+        == features.cache_name(net, ds.paths, ds.fingerprint, preprocessing={"size": 16})[0]
     )
     calls = Means.calls
     other = S.extract_bank(net, ds.paths, ds.fingerprint, rows=rows[:3], **kw)

@@ -14,7 +14,7 @@ def aria(tmp_path_factory):
     root = synth.synth_aria_all(
         tmp_path_factory.mktemp("s") / "aria", n_per_class=10, patients_per_class=2, size=40
     )
-    return load("aria_all", root)
+    return load("aria_all", root=root)
 
 
 def test_batches_shapes_labels_and_hooks(aria):

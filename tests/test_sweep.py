@@ -79,7 +79,7 @@ def test_bad_specs_are_rejected_before_anything_runs(tmp_path, doc, message):
 
 
 def test_every_notebook_exposes_its_parameters_to_sweeps(tmp_path):
-    for path in notebooks.discover(REPO / "notebooks"):
+    for path in notebooks.discover(directory=REPO / "notebooks"):
         names = sweep.notebook_parameters(path)
         assert {"profile", "run", "seed"} <= set(names), path.name
         # a sweep over any real parameter plans; a misspelt one is refused
@@ -173,7 +173,7 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
     assert "4 planned runs; 4 complete, 0 failed" in (root / "collected.md").read_text()
 
     # the reviewer report builds from the sweep's runs and every link resolves
-    built = report.build_report(root, FIXTURE_CLAIMS)
+    built = report.build_report(results=root, directory=FIXTURE_CLAIMS)
     assert built["runs"] == 4
     assert report.broken_links(built["html"]) == []
     text = built["markdown"].read_text()

@@ -151,7 +151,7 @@ def pooled_grid(height: int, width: int) -> tuple[int, int]:
 
 
 def build_acrnn(
-    input_shape: Sequence[int], num_classes: int = 2, l2: float = L2, name: str = "acrnn"
+    input_shape: Sequence[int], *, num_classes: int = 2, l2: float = L2, name: str = "acrnn"
 ) -> keras.Model:
     """The ACRNN of section 3.4 on a (H, W, C) feature grid (see the module docstring):
     convolutions -> attention inside the first Bi-GRU -> second Bi-GRU -> softmax."""
@@ -257,7 +257,7 @@ class ECA(layers.Layer):
 
 
 def build_image_cnn(
-    input_size: int, num_classes: int = 2, eca: bool = False, name: str | None = None
+    input_size: int, *, num_classes: int = 2, eca: bool = False, name: str | None = None
 ) -> keras.Model:
     """Table 3's "CNN model" (and, with ``eca``, "CNN-ECA module"): the cited works give no
     layers, so both are the same small stack (3 x [Conv 3x3 32/64/128, BN, ReLU, max-pool 2]),
@@ -276,7 +276,7 @@ def build_image_cnn(
     return keras.Model(inputs, outputs, name=name or ("cnn_eca" if eca else "cnn"))
 
 
-def feature_head(n_features: int, num_classes: int = 2, name: str = "head") -> keras.Model:
+def feature_head(n_features: int, *, num_classes: int = 2, name: str = "head") -> keras.Model:
     """A softmax layer on frozen backbone features (Table 3's ImageNet baselines here)."""
     inputs = keras.Input((n_features,), name="features")
     x = layers.BatchNormalization(name="standardise")(inputs)
@@ -326,7 +326,7 @@ def fit_on_grid(
     ).history
 
 
-def positive_precision(y_true: np.ndarray, proba: np.ndarray, positive: int = 1) -> float:
+def positive_precision(y_true: np.ndarray, proba: np.ndarray, *, positive: int = 1) -> float:
     """Equation 11, P = TP / (TP + FP) for the positive class; 0 when nothing is predicted positive."""
     pred = np.asarray(proba).argmax(1)
     called = pred == positive
@@ -340,6 +340,7 @@ def rmsprop_search(
     y_val: np.ndarray,
     learning_rates: Sequence[float],
     rhos: Sequence[float],
+    *,
     seed: int = 0,
     positive: int = 1,
     store: Callable[[float, float], Any] | None = None,
@@ -373,7 +374,7 @@ def rmsprop_search(
                 outputs=lambda m: {"val": predict_val(m)},
             )
             proba = kept["val"]
-        precision = positive_precision(y_val, proba, positive)
+        precision = positive_precision(y_val, proba, positive=positive)
         accuracy = float((proba.argmax(1) == np.asarray(y_val)).mean())
         rows.append(
             {"learning_rate": lr, "rho": rho, "val_precision": precision, "val_accuracy": accuracy}
@@ -386,7 +387,7 @@ def rmsprop_search(
     return best, best_history, rows
 
 
-def balanced_subset(y: np.ndarray, counts: dict[int, int], seed: int = 0) -> np.ndarray:
+def balanced_subset(y: np.ndarray, counts: dict[int, int], *, seed: int = 0) -> np.ndarray:
     """Indices of a seeded random subset with ``counts[c]`` images of class c (sorted).
 
     Paper 03's Table 1 uses 1,927 normal and 1,948 ALL images of the Kaggle C-NMC
@@ -463,7 +464,8 @@ def per_class_table(
             {
                 "class": c,
                 **{
-                    m: format_value(r["value"], r["ci_low"], r["ci_high"]) for m, r in cells.items()
+                    m: format_value(r["value"], ci_low=r["ci_low"], ci_high=r["ci_high"])
+                    for m, r in cells.items()
                 },
             }
         )

@@ -18,6 +18,7 @@ FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", None)
 
 
 def build_augmenter(
+    *,
     rotation_deg: float = 20.0,
     flip: str | None = "horizontal_and_vertical",
     zoom: float = 0.1,

@@ -99,7 +99,7 @@ class LocalResponseNormalization(layers.Layer):
         }
 
 
-def alexnet(input_size: int = 227, include_top: bool = True, classes: int = 1000) -> keras.Model:
+def alexnet(*, input_size: int = 227, include_top: bool = True, classes: int = 1000) -> keras.Model:
     """AlexNet (Krizhevsky et al. 2012) on one device: 5 conv layers (96, 256, 384, 384, 256)
     with LRN after the first two, three max-pools, then fc 4096-4096-classes with dropout 0.5."""
     inp = keras.Input((input_size, input_size, 3))
@@ -153,6 +153,7 @@ class PositionEmbedding(layers.Layer):
 
 
 def vit(
+    *,
     input_size: int = 224,
     patch_size: int = 16,
     dim: int = 64,
@@ -204,7 +205,7 @@ IMAGENET_FILES = {
 }
 
 
-def imagenet_weights_file(name: str, include_top: bool = False) -> tuple[str, str]:
+def imagenet_weights_file(name: str, *, include_top: bool = False) -> tuple[str, str]:
     """(file name, URL) of the ImageNet weights keras.applications loads for ``name``.
 
     MobileNetV2's file is the 224-px one (Keras takes it for any other input size too).
@@ -294,7 +295,7 @@ def _base_model(name: str, size: int, full: bool, classes: int, imagenet: bool) 
                 raise _imagenet_error(name, exc) from None
             raise
     if name == "alexnet":
-        model = alexnet(size, include_top=full, classes=classes)
+        model = alexnet(input_size=size, include_top=full, classes=classes)
         return (
             model
             if full
@@ -302,10 +303,10 @@ def _base_model(name: str, size: int, full: bool, classes: int, imagenet: bool) 
                 model.input, layers.GlobalAveragePooling2D(name="gap")(model.output), name="alexnet"
             )
         )
-    return vit(size, include_top=full, classes=classes)
+    return vit(input_size=size, include_top=full, classes=classes)
 
 
-def write_standin_weights(folder: str | Path, names, sizes, seed: int = 0) -> list[Path]:
+def write_standin_weights(folder: str | Path, names, sizes, *, seed: int = 0) -> list[Path]:
     """Write randomly initialised weights files in the layout of :func:`weights_file_in`
     (both variants of VGG-16 and AlexNet), so that ``pretrained=<folder>`` loads a local
     file where a run would download ImageNet weights: same architecture, same cost, no
@@ -326,6 +327,7 @@ def write_standin_weights(folder: str | Path, names, sizes, seed: int = 0) -> li
 
 def build_backbone(
     name: str,
+    *,
     input_size: int | None = None,
     pretrained: str | Path = "none",
     include_top: bool = False,
@@ -397,6 +399,7 @@ OPTIMIZERS = {
 def fine_tune_model(
     backbone: Backbone,
     num_classes: int,
+    *,
     trainable_layers: int | None = 0,
     dropout: float = 0.0,
     hidden: int | None = None,

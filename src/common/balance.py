@@ -33,7 +33,7 @@ def _check_y(y: Sequence) -> np.ndarray:
     return y
 
 
-def random_oversample(y: Sequence, seed: int = 0) -> np.ndarray:
+def random_oversample(y: Sequence, *, seed: int = 0) -> np.ndarray:
     """Indices (origins) after random oversampling every class up to the largest (imbalanced-learn).
 
     The first ``len(y)`` entries are the originals in order; duplicates follow.
@@ -46,7 +46,7 @@ def random_oversample(y: Sequence, seed: int = 0) -> np.ndarray:
     return np.asarray(sampler.sample_indices_, dtype=np.int64)
 
 
-def replicate_oversample(y: Sequence, seed: int = 0) -> np.ndarray:
+def replicate_oversample(y: Sequence, *, seed: int = 0) -> np.ndarray:
     """Paper 04's oversampler: whole replications of each minority class, then a random remainder.
 
     A class of n images with the largest class at m gets floor(m / n) - 1 extra
@@ -68,7 +68,7 @@ def replicate_oversample(y: Sequence, seed: int = 0) -> np.ndarray:
 
 
 def smote(
-    X: np.ndarray, y: Sequence, k_neighbors: int = 5, seed: int = 0, fallback: str | None = None
+    X: np.ndarray, y: Sequence, *, k_neighbors: int = 5, seed: int = 0, fallback: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SMOTE (imbalanced-learn) up to the largest class.
 
@@ -126,6 +126,7 @@ def smote(
 def oversample(
     y: Sequence,
     method: str,
+    *,
     seed: int = 0,
     X: np.ndarray | None = None,
     k_neighbors: int = 5,
@@ -137,10 +138,10 @@ def oversample(
             raise ValueError(
                 "SMOTE needs the feature matrix X; image datasets use 'random' or 'replicate'"
             )
-        X_res, _, origin = smote(X, y, k_neighbors, seed, fallback)
+        X_res, _, origin = smote(X, y, k_neighbors=k_neighbors, seed=seed, fallback=fallback)
         return origin, X_res
     if method == "random":
-        return random_oversample(y, seed), None
+        return random_oversample(y, seed=seed), None
     if method == "replicate":
-        return replicate_oversample(y, seed), None
+        return replicate_oversample(y, seed=seed), None
     raise ValueError(f"unknown balancing method {method!r}; choose one of {METHODS}")

@@ -36,7 +36,7 @@ def _images(out: Path, n: int, size: int, seed: int) -> list[str]:
     synth_aria_all(
         out, n_per_class=per_class, patients_per_class=min(per_class, 4), size=size, seed=seed
     )
-    return load("aria_all", out).paths[:n].tolist()
+    return load("aria_all", root=out).paths[:n].tolist()
 
 
 def _segment_hook(kind: str):
@@ -62,7 +62,7 @@ def _device() -> str:
 
 
 def run(
-    backbone: str, size: int, n_images: int, batch_size: int, segment: str, seed: int = 0
+    backbone: str, size: int, n_images: int, batch_size: int, segment: str, *, seed: int = 0
 ) -> dict:
     import keras
 
@@ -87,10 +87,28 @@ def run(
         raw = n_batches * batch_size / (time.perf_counter() - t)
         cache = Path(tmp) / "cache"
         t = time.perf_counter()
-        first = extract_features(bb, paths, "bench", batch_size, hook, pre, cache, progress=False)
+        first = extract_features(
+            bb,
+            paths,
+            "bench",
+            batch_size=batch_size,
+            segment=hook,
+            preprocessing=pre,
+            directory=cache,
+            progress=False,
+        )
         pipeline = n_images / (time.perf_counter() - t)
         t = time.perf_counter()
-        again = extract_features(bb, paths, "bench", batch_size, hook, pre, cache, progress=False)
+        again = extract_features(
+            bb,
+            paths,
+            "bench",
+            batch_size=batch_size,
+            segment=hook,
+            preprocessing=pre,
+            directory=cache,
+            progress=False,
+        )
         cached = n_images / (time.perf_counter() - t)
         if not np.array_equal(first, again):
             raise RuntimeError("the cached features differ from the extracted ones")
@@ -118,7 +136,7 @@ def _memory_child(paths_file: str, backbone: str, size: int, batch_size: int) ->
 
     paths = Path(paths_file).read_text().splitlines()
     bb = build_backbone(backbone, input_size=size)
-    extract_features(bb, paths, "memory", batch_size, use_cache=False, progress=False)
+    extract_features(bb, paths, "memory", batch_size=batch_size, use_cache=False, progress=False)
     print(json.dumps({"n": len(paths), "peak_rss_mb": peak_rss_mb()}))
 
 

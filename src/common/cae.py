@@ -62,7 +62,7 @@ def code_shape(image_size: int) -> tuple[int, int, int]:
 
 
 def build_cae(
-    image_size: int = 450, learning_rate: float = 1e-3
+    *, image_size: int = 450, learning_rate: float = 1e-3
 ) -> tuple[keras.Model, keras.Model]:
     """The CAE of Fig. 3; returns ``(cae, encoder)``; MSE, Adam(``learning_rate``).
 
@@ -97,6 +97,7 @@ def build_cae(
 
 def build_code_cnn(
     code_length: int,
+    *,
     num_classes: int = 2,
     kernel_size: int = 32,
     filters: Sequence[int] = (40, 80),
@@ -176,7 +177,7 @@ def dataset_counts(labels: Sequence[str], subjects: Sequence[str]) -> dict[str, 
     return counts
 
 
-def step_decay(initial: float = 1e-3, factor: float = 0.1, period: int = 10):
+def step_decay(*, initial: float = 1e-3, factor: float = 0.1, period: int = 10):
     """Piecewise-constant learning rate: ``initial * factor ** (epoch // period)``."""
     return lambda epoch, lr=None: float(initial * factor ** (epoch // period))
 
@@ -335,7 +336,9 @@ def fit_round(
 
     def build() -> keras.Model:
         keras.utils.set_random_seed(seed)
-        built["cae"], built["encoder"] = build_cae(image_size, learning_rate)
+        built["cae"], built["encoder"] = build_cae(
+            image_size=image_size, learning_rate=learning_rate
+        )
         return built["cae"]
 
     def fit_cae(model: keras.Model, callbacks: list) -> dict:
@@ -389,7 +392,7 @@ def fit_round(
 
     def fit_cnn(model: keras.Model, callbacks: list) -> dict:
         schedule = keras.callbacks.LearningRateScheduler(
-            step_decay(learning_rate, drop_factor, drop_period)
+            step_decay(initial=learning_rate, factor=drop_factor, period=drop_period)
         )
         return model.fit(
             CodeBatches(codes_of("train"), train_y, cnn_batch, shuffle=True, seed=seed),

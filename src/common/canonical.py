@@ -45,7 +45,7 @@ class CanonicalError(Exception):
     """A one-line reason the refresh stopped (missing file, size over a limit, no markers)."""
 
 
-def canonical_root(repo: Path | None = None) -> Path:
+def canonical_root(*, repo: Path | None = None) -> Path:
     return Path(repo or repo_root()) / "results" / "canonical"
 
 
@@ -107,10 +107,10 @@ def refresh_paper(
             f"{_kb(figure_limit)} limit per paper (common.canonical.FIGURE_LIMIT_BYTES); "
             "declare fewer figures in metadata repro.figures or make them smaller"
         )
-    fig_dir, can_dir = repo / "figures" / paper, canonical_root(repo) / paper
+    fig_dir, can_dir = repo / "figures" / paper, canonical_root(repo=repo) / paper
     others = (
         _folder_bytes(repo / "figures")
-        + _folder_bytes(canonical_root(repo))
+        + _folder_bytes(canonical_root(repo=repo))
         - _folder_bytes(fig_dir)
         - _folder_bytes(can_dir)
     )
@@ -199,11 +199,11 @@ def locate_figure(
 
 
 def _run_json(paper: str, repo: Path) -> dict | None:
-    path = canonical_root(repo) / paper / "run.json"
+    path = canonical_root(repo=repo) / paper / "run.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def figures_section(notebooks: list[Path], repo: Path | None = None) -> str:
+def figures_section(notebooks: list[Path], *, repo: Path | None = None) -> str:
     """The Markdown table of ``figures/README.md``: every key figure of every notebook (metadata
     ``repro.key_figures``), the cell that makes it and the data source of the committed canonical run."""
     from common.notebooks import notebook_meta
@@ -245,7 +245,7 @@ def _duration(seconds: Any) -> str:
 
 
 def demo_section(
-    notebooks: list[Path], repo: Path | None = None, claims: Path | None = None
+    notebooks: list[Path], *, repo: Path | None = None, claims: Path | None = None
 ) -> str:
     """The README's demo table, from ``results/canonical/``: per paper the headline claim,
     the reproduced value under ``published`` and under ``leak_free`` (95% interval), the
@@ -262,7 +262,7 @@ def demo_section(
     ]
     for nb in notebooks:
         paper = notebook_meta(nb)["paper"]
-        folder = canonical_root(repo) / paper
+        folder = canonical_root(repo=repo) / paper
         link = f"[{nb.stem[:2]}](notebooks/{nb.name})"
         if not (folder / "run.json").is_file() or not (folder / "metrics.csv").is_file():
             rows.append(f"| {link} | {NO_RUN} | | | | | |")
@@ -302,14 +302,19 @@ def _sections(notebooks: list[Path], repo: Path, claims: Path | None = None):
             repo / "figures" / "README.md",
             FIGURES_START,
             FIGURES_END,
-            figures_section(notebooks, repo),
+            figures_section(notebooks, repo=repo),
         ),
-        (repo / "README.md", DEMO_START, DEMO_END, demo_section(notebooks, repo, claims)),
+        (
+            repo / "README.md",
+            DEMO_START,
+            DEMO_END,
+            demo_section(notebooks, repo=repo, claims=claims),
+        ),
     )
 
 
 def stale_sections(
-    notebooks: list[Path], repo: Path | None = None, claims: Path | None = None
+    notebooks: list[Path], *, repo: Path | None = None, claims: Path | None = None
 ) -> list[Path]:
     """The files whose generated section differs from what :func:`write_sections` would write."""
     repo = Path(repo or repo_root())
@@ -321,7 +326,7 @@ def stale_sections(
 
 
 def write_sections(
-    notebooks: list[Path], repo: Path | None = None, claims: Path | None = None
+    notebooks: list[Path], *, repo: Path | None = None, claims: Path | None = None
 ) -> list[Path]:
     """Regenerate the figure list in ``figures/README.md`` and the demo table in ``README.md``."""
     repo = Path(repo or repo_root())

@@ -71,7 +71,7 @@ def normalise_metric(name: str) -> str:
     return METRIC_ALIASES.get(key, key)
 
 
-def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
+def load_claims(paper: str, *, directory: Path | None = None) -> pd.DataFrame:
     """Read and validate ``claims/<paper>.yaml``; one row per claim (:data:`CLAIM_COLUMNS`).
 
     ``value`` stays as the paper prints it; ``unit`` says whether that is percent
@@ -119,7 +119,7 @@ def load_claims(paper: str, directory: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
-def load_headline(paper: str, directory: Path | None = None) -> dict[str, Any] | None:
+def load_headline(paper: str, *, directory: Path | None = None) -> dict[str, Any] | None:
     """The paper's headline claim: the claim matching the YAML's ``headline: {model, metric, class}``.
 
     Returns that claim as a dict (:data:`CLAIM_COLUMNS`) or None when the file names no headline.
@@ -133,7 +133,7 @@ def load_headline(paper: str, directory: Path | None = None) -> dict[str, Any] |
         raise ValueError(
             f"{path}: headline must be a mapping with model, metric (and class); see claims/README.md"
         )
-    claims = load_claims(paper, directory)
+    claims = load_claims(paper, directory=directory)
     match = claims[
         (claims["model"] == str(head["model"]))
         & (claims["metric"] == normalise_metric(head["metric"]))
@@ -149,8 +149,8 @@ def load_headline(paper: str, directory: Path | None = None) -> dict[str, Any] |
 def compare(
     claims: pd.DataFrame,
     metrics: pd.DataFrame,
-    protocols: Sequence[str] | None = None,
     *,
+    protocols: Sequence[str] | None = None,
     source: str | None = None,
     dataset: str | None = None,
 ) -> pd.DataFrame:
@@ -241,9 +241,9 @@ def _agreement(
 def verdict(
     claim: pd.Series | dict,
     value: float,
+    *,
     ci_low: float = np.nan,
     ci_high: float = np.nan,
-    *,
     source: str | None = None,
     dataset: str | None = None,
 ) -> tuple[str, str]:
@@ -273,8 +273,8 @@ def add_verdicts(
             verdict(
                 claim,
                 claim[protocol],
-                claim[f"{protocol}_ci_low"],
-                claim[f"{protocol}_ci_high"],
+                ci_low=claim[f"{protocol}_ci_low"],
+                ci_high=claim[f"{protocol}_ci_high"],
                 source=source,
                 dataset=dataset,
             )
@@ -307,7 +307,7 @@ def base_model(model: str) -> str:
     return re.sub(r"\s*\[[^\]]*\]$", "", str(model))
 
 
-def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -> str:
+def comparison_markdown(comparison: pd.DataFrame, source: str, *, note: str = "") -> str:
     """Render :func:`compare`'s result as a Markdown table with the data source stated.
 
     Reproduced cells are "value [95% CI]" in the claim's unit; deltas are
@@ -347,7 +347,11 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, note: str = "") -
         table[f"reproduced ({protocol})"] = [
             "cited from other work, not run"
             if c
-            else (format_value(v, lo, hi, percent=p) if p or u == "fraction" else _plain(v))
+            else (
+                format_value(v, ci_low=lo, ci_high=hi, percent=p)
+                if p or u == "fraction"
+                else _plain(v)
+            )
             or "not run"
             for v, lo, hi, p, u, c in zip(
                 comparison[protocol],
@@ -386,7 +390,7 @@ def _plain(value: float) -> str:
 
 
 def protocol_gap(
-    metrics: pd.DataFrame, model: str, metric: str = "accuracy", cls: str = "overall"
+    metrics: pd.DataFrame, model: str, *, metric: str = "accuracy", cls: str = "overall"
 ) -> str:
     """One sentence, from a run's metric rows, on what the leak is worth for ``model``."""
     rows = metrics[
@@ -401,8 +405,8 @@ def protocol_gap(
     gap = 100 * (pub["value"] - free["value"])
     overlap = not (pub["ci_low"] > free["ci_high"] or free["ci_low"] > pub["ci_high"])
     return (
-        f"{model}: {metric} {format_value(pub['value'], pub['ci_low'], pub['ci_high'])}% under the paper's "
-        f"protocol (published) and {format_value(free['value'], free['ci_low'], free['ci_high'])}% without the "
+        f"{model}: {metric} {format_value(pub['value'], ci_low=pub['ci_low'], ci_high=pub['ci_high'])}% under the paper's "
+        f"protocol (published) and {format_value(free['value'], ci_low=free['ci_low'], ci_high=free['ci_high'])}% without the "
         f"leak (leak_free), a difference of {gap:+.1f} percentage points; the 95% intervals "
         + ("overlap, so this run cannot tell the two apart." if overlap else "do not overlap.")
     )
@@ -417,7 +421,7 @@ def run_dataset(meta: dict) -> str | None:
 
 
 def claims_vs_run(
-    paper: str, run_dir: Path | str, source: str | None = None, directory: Path | None = None
+    paper: str, run_dir: Path | str, *, source: str | None = None, directory: Path | None = None
 ) -> tuple[pd.DataFrame, str]:
     """Load a paper's claims and a run's metrics (from disk) and return (comparison, markdown).
 
@@ -434,12 +438,12 @@ def claims_vs_run(
     meta = json.loads(run_json.read_text()) if run_json.is_file() else {}
     source = source or (meta.get("data") or {}).get("source") or "unknown"
     comparison = compare(
-        load_claims(paper, directory), metrics, source=source, dataset=run_dataset(meta)
+        load_claims(paper, directory=directory), metrics, source=source, dataset=run_dataset(meta)
     )
     return comparison, comparison_markdown(comparison, source)
 
 
-def write_report(results: Path | None = None, directory: Path | None = None) -> list[Path]:
+def write_report(*, results: Path | None = None, directory: Path | None = None) -> list[Path]:
     """For every run with metrics and a claims file, write ``claims_vs_reproduced.md``."""
     from common.paths import atomic_write_text, results_root
 

@@ -141,7 +141,7 @@ def score_all_images(
     intervals (resampling images) to every row but average precision and the count.
     """
     y, _, scores, labels = evaluate.check_inputs(
-        y_true, None, scores, labels=range(len(class_names))
+        y_true, y_score=scores, labels=range(len(class_names))
     )
     names = evaluate._names(labels, class_names)
     values = _all_image_values(y, scores, gamma, names, with_scores=False)
@@ -181,6 +181,7 @@ def score_all_images(
 def grid(
     y: np.ndarray,
     probas: Sequence[np.ndarray],
+    *,
     weight_sets: Sequence[Sequence[float]] = WEIGHT_SETS,
     thresholds: Sequence[float] = THRESHOLDS,
 ) -> pd.DataFrame:
@@ -205,7 +206,7 @@ def grid(
     return pd.DataFrame(rows)
 
 
-def select(table: pd.DataFrame, by: str = "accuracy") -> pd.Series:
+def select(table: pd.DataFrame, *, by: str = "accuracy") -> pd.Series:
     """The best row of :func:`grid` by ``by`` (default: accuracy on all images, so abstaining
     is never rewarded); ties go to higher coverage, then to the first listed."""
     if by not in table.columns:
@@ -221,7 +222,7 @@ def setting_name(weights: Sequence[float], gamma: float) -> str:
 
 
 def dataset_table(
-    counts: Mapping[str, int], patients: Mapping[str, int] | None = None
+    counts: Mapping[str, int], *, patients: Mapping[str, int] | None = None
 ) -> pd.DataFrame:
     """The paper's Table 1 from the loaded data: images (and patients) per class and the total.
 
@@ -249,7 +250,10 @@ def count_rows(
         "overall": float(sum(counts.values())),
     }
     return pd.concat(
-        [evaluate.measurement_rows({metric: n}, protocol, model, cls) for cls, n in values.items()],
+        [
+            evaluate.measurement_rows({metric: n}, protocol, model, cls=cls)
+            for cls, n in values.items()
+        ],
         ignore_index=True,
     )
 
@@ -261,6 +265,7 @@ def corrected_images(
     covered: np.ndarray,
     paths: Sequence[str],
     class_names: Sequence[str],
+    *,
     negative: str = "Benign",
 ) -> pd.DataFrame:
     """Images one base network got wrong and the ensemble (confidently) got right.
@@ -312,7 +317,7 @@ def alexnet_size(image_size: int) -> int:
     return 227 if image_size == 224 else max(image_size, 96)
 
 
-def network_weights(name: str, pretrained: str, alexnet_weights: str | None = None) -> str:
+def network_weights(name: str, pretrained: str, *, alexnet_weights: str | None = None) -> str:
     """What network ``name`` starts from.
 
     keras.applications networks: ``pretrained`` (``imagenet``, ``none`` or a weights
@@ -524,14 +529,15 @@ def trained_network(
             name=name,
         ),
         outputs=lambda model: {
-            part: predict_images(model, paths, segment) for part, paths in evaluate_on.items()
+            part: predict_images(model, paths, segment=segment)
+            for part, paths in evaluate_on.items()
         },
     )
     return outputs, history, reused
 
 
 def predict_images(
-    model: Any, paths: Sequence[str], segment: Callable | None = None, batch_size: int = 32
+    model: Any, paths: Sequence[str], *, segment: Callable | None = None, batch_size: int = 32
 ) -> np.ndarray:
     """Class probabilities of a :func:`fine_tune` model on images streamed from disk."""
     from common.data.stream import ImageBatches

@@ -43,6 +43,7 @@ CLASS_METRICS = ("accuracy", "precision", "sensitivity", "specificity", "f1")
 # --------------------------------------------------------------------------- inputs
 def check_inputs(
     y_true: Sequence,
+    *,
     y_pred: Sequence | None = None,
     y_score: np.ndarray | None = None,
     labels: Sequence | None = None,
@@ -110,10 +111,10 @@ def _names(labels: np.ndarray, class_names: Sequence[str] | None) -> list[str]:
 
 
 # ---------------------------------------------------------- hand-written (sklearn lacks)
-def confusion(y_true: Sequence, y_pred: Sequence, labels: Sequence | None = None) -> np.ndarray:
+def confusion(y_true: Sequence, y_pred: Sequence, *, labels: Sequence | None = None) -> np.ndarray:
     """Confusion matrix, rows = true class, columns = predicted class (counts)."""
     y_true, y_pred, _, labels = check_inputs(
-        y_true, y_pred, labels=labels, require_all_classes=False
+        y_true, y_pred=y_pred, labels=labels, require_all_classes=False
     )
     return skm.confusion_matrix(y_true, y_pred, labels=labels)
 
@@ -234,6 +235,7 @@ def bootstrap_ci(
     y_score: np.ndarray | None,
     labels: np.ndarray,
     names: list[str],
+    *,
     n_resamples: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
@@ -276,6 +278,7 @@ def bootstrap_ci(
 def evaluate(
     y_true: Sequence,
     y_pred: Sequence,
+    *,
     y_score: np.ndarray | None = None,
     labels: Sequence | None = None,
     class_names: Sequence[str] | None = None,
@@ -290,13 +293,17 @@ def evaluate(
     ``n_bootstrap=0`` skips the confidence intervals (ci_low/ci_high are NaN).
     Values are fractions in [0, 1]; ``support`` is a count.
     """
-    y_true, y_pred, y_score, labels = check_inputs(y_true, y_pred, y_score, labels)
+    y_true, y_pred, y_score, labels = check_inputs(
+        y_true, y_pred=y_pred, y_score=y_score, labels=labels
+    )
     names = _names(labels, class_names)
     values = _metrics_from_confusion(skm.confusion_matrix(y_true, y_pred, labels=labels), names)
     if y_score is not None:
         values.update(_score_values(y_true, y_score, labels, names))
     cis = (
-        bootstrap_ci(y_true, y_pred, y_score, labels, names, n_bootstrap, alpha, seed)
+        bootstrap_ci(
+            y_true, y_pred, y_score, labels, names, n_resamples=n_bootstrap, alpha=alpha, seed=seed
+        )
         if n_bootstrap
         else {}
     )
@@ -319,6 +326,7 @@ def evaluate(
 def roc_curves(
     y_true: Sequence,
     y_score: np.ndarray,
+    *,
     labels: Sequence | None = None,
     class_names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, np.ndarray | float]]:
@@ -328,7 +336,7 @@ def roc_curves(
     interpolated on the union of FPR points; its ``auc`` is the mean of per-class
     AUCs (scikit-learn's macro AUC).
     """
-    y_true, _, y_score, labels = check_inputs(y_true, None, y_score, labels)
+    y_true, _, y_score, labels = check_inputs(y_true, y_score=y_score, labels=labels)
     names = _names(labels, class_names)
     onehot = (y_true[:, None] == labels[None, :]).astype(int)
     curves: dict[str, dict[str, Any]] = {}
@@ -350,6 +358,7 @@ def roc_curves(
 def pr_curves(
     y_true: Sequence,
     y_score: np.ndarray,
+    *,
     labels: Sequence | None = None,
     class_names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, np.ndarray | float]]:
@@ -357,7 +366,7 @@ def pr_curves(
 
     Returns {name: {"precision", "recall", "ap"}} (ap = average precision).
     """
-    y_true, _, y_score, labels = check_inputs(y_true, None, y_score, labels)
+    y_true, _, y_score, labels = check_inputs(y_true, y_score=y_score, labels=labels)
     names = _names(labels, class_names)
     onehot = (y_true[:, None] == labels[None, :]).astype(int)
     curves: dict[str, dict[str, Any]] = {}
@@ -382,6 +391,7 @@ def mcnemar_test(
     y_true: Sequence,
     pred_a: Sequence,
     pred_b: Sequence,
+    *,
     exact: bool | None = None,
     correction: bool = True,
 ) -> dict[str, Any]:
@@ -423,6 +433,7 @@ def evaluate_models(
     proba: Mapping[str, np.ndarray],
     class_names: Sequence[str],
     protocol: str,
+    *,
     suffix: str = "",
     n_bootstrap: int = 1000,
     seed: int = 0,
@@ -435,7 +446,7 @@ def evaluate_models(
             evaluate(
                 y_true,
                 np.asarray(p).argmax(axis=1),
-                p,
+                y_score=p,
                 labels=labels,
                 class_names=class_names,
                 protocol=protocol,
@@ -450,7 +461,7 @@ def evaluate_models(
 
 
 def measurement_rows(
-    values: Mapping[str, float], protocol: str, model: str, cls: str = "overall"
+    values: Mapping[str, float], protocol: str, model: str, *, cls: str = "overall"
 ) -> pd.DataFrame:
     """Metric rows for numbers that are not classifier scores (class counts,
     reconstruction errors, parameter counts), so claims can sit beside them."""
@@ -516,6 +527,7 @@ def read_metrics(run_dir: Path | str) -> pd.DataFrame:
 
 def format_value(
     value: float,
+    *,
     ci_low: float = np.nan,
     ci_high: float = np.nan,
     percent: bool = True,
@@ -534,6 +546,7 @@ def format_value(
 
 def paper_table(
     rows: pd.DataFrame,
+    *,
     metrics: Sequence[str] = ("accuracy", "precision", "sensitivity", "specificity", "f1"),
     index: str = "model",
     average: str = "macro",
@@ -560,7 +573,7 @@ def paper_table(
         raise ValueError(f"no metric rows for protocol={protocol!r}, model={model!r}")
     cells = rows.assign(
         cell=[
-            format_value(v, lo, hi, percent, decimals)
+            format_value(v, ci_low=lo, ci_high=hi, percent=percent, decimals=decimals)
             for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])
         ]
     )
@@ -590,7 +603,7 @@ def paper_table(
 
 
 def write_table(
-    table: pd.DataFrame, run_dir: Path | str, name: str, caption: str = ""
+    table: pd.DataFrame, run_dir: Path | str, name: str, *, caption: str = ""
 ) -> tuple[Path, Path]:
     """Write a table as ``<name>.csv`` and ``<name>.md`` (with an optional caption line)."""
     run_dir = Path(run_dir)
@@ -638,7 +651,7 @@ def sample_table(
     )
 
 
-def dataset_samples(dataset: Any, index: Sequence[int] | None = None) -> pd.DataFrame:
+def dataset_samples(dataset: Any, *, index: Sequence[int] | None = None) -> pd.DataFrame:
     """:func:`sample_table` of a :class:`common.data.Dataset`'s samples at ``index`` (all when
     None): its sample ids, file names (when it has paths) and patients (when it has them)."""
     index = np.arange(len(dataset.sample_ids)) if index is None else np.asarray(index, dtype=int)

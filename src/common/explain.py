@@ -71,7 +71,7 @@ def _gradients(head: keras.Model, activations: np.ndarray, class_index: np.ndarr
 
 
 def grad_cam(
-    model: keras.Model, images: np.ndarray, layer: str | None = None, class_index=None
+    model: keras.Model, images: np.ndarray, *, layer: str | None = None, class_index=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (B, H, W) in [0, 1] and the explained class per image.
 
@@ -100,7 +100,7 @@ def grad_cam(
     return np.clip(resized[..., 0], 0.0, 1.0).astype(np.float32), class_index
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4) -> np.ndarray:
     """Blend a heatmap (H, W) in [0, 1] over an RGB uint8 image with the jet colour map."""
     import matplotlib
 

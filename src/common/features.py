@@ -42,6 +42,7 @@ def cache_key(
     backbone: Backbone,
     paths: Sequence[str],
     fingerprint: str,
+    *,
     preprocessing: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict]:
     """(hash, key dict) identifying one extraction."""
@@ -64,8 +65,8 @@ def cache_name(
     backbone: Backbone,
     paths: Sequence[str],
     fingerprint: str,
-    preprocessing: Mapping[str, Any] | None = None,
     *,
+    preprocessing: Mapping[str, Any] | None = None,
     segment_after_augment: bool = False,
 ) -> tuple[str, dict]:
     """(hash, key dict) under which :func:`extract_features` caches these arguments (its cache
@@ -74,7 +75,9 @@ def cache_name(
         **dict(preprocessing or {}),
         **({"order": "augment, then segment"} if segment_after_augment else {}),
     }
-    return cache_key(backbone, [str(p) for p in paths], fingerprint, described or None)
+    return cache_key(
+        backbone, [str(p) for p in paths], fingerprint, preprocessing=described or None
+    )
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
@@ -108,6 +111,7 @@ def extract_features(
     backbone: Backbone,
     paths: Sequence[str],
     fingerprint: str,
+    *,
     batch_size: int = 32,
     segment: ImageHook | None = None,
     preprocessing: Mapping[str, Any] | None = None,
@@ -117,7 +121,6 @@ def extract_features(
     progress: bool = True,
     augment: Any | None = None,
     segment_after_augment: bool = False,
-    *,
     mmap: bool = False,
 ) -> np.ndarray:
     """(n, d) float32 features of ``paths`` (in order) from ``backbone``.
@@ -145,7 +148,11 @@ def extract_features(
         raise ValueError("mmap=True reads the cached file: it needs use_cache=True")
     directory = Path(directory or cache_dir())
     name, key = cache_name(
-        backbone, paths, fingerprint, preprocessing, segment_after_augment=segment_after_augment
+        backbone,
+        paths,
+        fingerprint,
+        preprocessing=preprocessing,
+        segment_after_augment=segment_after_augment,
     )
     if use_cache:
         hit = load_cached(name, key, directory, mmap=mmap)

@@ -60,6 +60,7 @@ def _check_grey_or_rgb(img: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------- HSV mask
 def hsv_segment(
     img: np.ndarray,
+    *,
     lower: Sequence[float] = HSV_LOWER,
     upper: Sequence[float] = HSV_UPPER,
     min_size: int = 64,
@@ -103,7 +104,7 @@ def hsv_segment(
 # ------------------------------------------------------------------------- Wiener
 
 
-def hsv_segment_hook(lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] = HSV_UPPER):
+def hsv_segment_hook(*, lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] = HSV_UPPER):
     """A per-image hook for :class:`~common.data.stream.ImageBatches`: HSV segmentation
     that leaves an image unchanged when nothing is selected (one blank cell must not stop a run)."""
     return functools.partial(
@@ -114,10 +115,10 @@ def hsv_segment_hook(lower: Sequence[float] = HSV_LOWER, upper: Sequence[float] 
 def _segment_or_keep(
     img: np.ndarray, *, lower: Sequence[float], upper: Sequence[float]
 ) -> np.ndarray:
-    return hsv_segment(img, lower, upper, on_empty="keep")[0]
+    return hsv_segment(img, lower=lower, upper=upper, on_empty="keep")[0]
 
 
-def wiener_filter(img: np.ndarray, size: int = 5) -> np.ndarray:
+def wiener_filter(img: np.ndarray, *, size: int = 5) -> np.ndarray:
     """Adaptive Wiener filter (``scipy.signal.wiener``, ``size`` x ``size`` windows) per channel;
     uint8 in, uint8 out. The image is mirrored by ``size // 2`` pixels first: SciPy pads with
     zeros, which would darken a frame around every image."""
@@ -171,7 +172,7 @@ def _dominance_split(hist: np.ndarray, lo: int, hi: int, depth: int = 0) -> list
     ]
 
 
-def dhe_mapping(grey: np.ndarray, x: float = 1.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def dhe_mapping(grey: np.ndarray, *, x: float = 1.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """DHE grey-level mapping (256,) uint8 and its sub-histograms [(lo, hi), ...].
 
     Steps (Abdullah-Al-Wadud et al. 2007): smooth the histogram; split it at its
@@ -210,25 +211,25 @@ def dhe_mapping(grey: np.ndarray, x: float = 1.0) -> tuple[np.ndarray, list[tupl
     return np.clip(np.round(mapping), 0, 255).astype(np.uint8), parts
 
 
-def dynamic_histogram_equalization(img: np.ndarray, x: float = 1.0) -> np.ndarray:
+def dynamic_histogram_equalization(img: np.ndarray, *, x: float = 1.0) -> np.ndarray:
     """DHE of a grey image, or of the V channel of an RGB image (hue and saturation kept).
 
     uint8 in, uint8 out, same shape.
     """
     img = _check_grey_or_rgb(img)
     if img.ndim == 2:
-        mapping, _ = dhe_mapping(img, x)
+        mapping, _ = dhe_mapping(img, x=x)
         return mapping[img]
     hsv = color.rgb2hsv(img)
     v = np.round(hsv[..., 2] * 255).astype(np.uint8)
-    mapping, _ = dhe_mapping(v, x)
+    mapping, _ = dhe_mapping(v, x=x)
     hsv[..., 2] = mapping[v] / 255.0
     return np.clip(np.round(color.hsv2rgb(hsv) * 255), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------- watershed
 def watershed_segment(
-    img: np.ndarray, radius: int = 2, h: float = 0.04, min_size: int = 64
+    img: np.ndarray, *, radius: int = 2, h: float = 0.04, min_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Marker-controlled watershed on the morphological gradient (paper 03).
 
@@ -270,7 +271,7 @@ def watershed_segment(
 
 
 def wiener_dhe_watershed(
-    img: np.ndarray, wiener_size: int = 5, radius: int = 2, h: float = 0.04, min_size: int = 64
+    img: np.ndarray, *, wiener_size: int = 5, radius: int = 2, h: float = 0.04, min_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Paper 03's pre-processing and segmentation, in its order: Wiener filter, DHE, then
     marker-controlled watershed on the enhanced image.
@@ -280,7 +281,7 @@ def wiener_dhe_watershed(
     returned as the segmented one (one unsegmentable cell must not stop a run; the
     caller counts them).
     """
-    enhanced = dynamic_histogram_equalization(wiener_filter(img, wiener_size))
+    enhanced = dynamic_histogram_equalization(wiener_filter(img, size=wiener_size))
     try:
         segmented, _, _ = watershed_segment(enhanced, radius=radius, h=h, min_size=min_size)
     except ValueError:
@@ -307,6 +308,7 @@ def wiener_dhe_watershed_hook(
 def before_after(
     images: Sequence[np.ndarray],
     fn: Callable[[np.ndarray], np.ndarray | tuple],
+    *,
     title: str = "",
     captions: Sequence[str] | None = None,
 ):
@@ -322,7 +324,7 @@ def before_after(
     )
     return plot_image_grid(
         [*images, *after],
-        [f"{c}: before" for c in names] + [f"{c}: after" for c in names],
+        captions=[f"{c}: before" for c in names] + [f"{c}: after" for c in names],
         ncols=len(images),
         title=title,
     )
@@ -369,4 +371,4 @@ def wiener_dhe_watershed_settings(**overrides: Any) -> dict:
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
     """A stable 12-character hash of JSON-able settings (key order does not matter)."""
-    return json_digest(settings, 12)
+    return json_digest(settings, length=12)

@@ -23,7 +23,7 @@ CLASSIFIERS = ("cnn", "rnn", "mlp", "hybrid")
 
 
 def build_autoencoder(
-    n_features: int, code_size: int = CODE_SIZE, learning_rate: float = 1e-3
+    n_features: int, *, code_size: int = CODE_SIZE, learning_rate: float = 1e-3
 ) -> tuple[keras.Model, keras.Model]:
     """Dense(code, ReLU) encoder, Dense(n_features, sigmoid) decoder; MSE, Adam.
 
@@ -134,6 +134,7 @@ def fit_classifier(
     y: np.ndarray,
     num_classes: int,
     epochs: int,
+    *,
     batch_size: int = 32,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
@@ -229,6 +230,7 @@ def predict_subtype(predictor: SubtypePredictor, X: Any) -> np.ndarray:
 def fit_autoencoder(
     X: np.ndarray,
     epochs: int,
+    *,
     batch_size: int = 32,
     validation: np.ndarray | float = 0.2,
     seed: int = 0,
@@ -261,7 +263,7 @@ def fit_autoencoder(
 
 
 def logistic_baseline(
-    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, C: float = 0.01, seed: int = 0
+    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, *, C: float = 0.01, seed: int = 0
 ) -> np.ndarray:
     """L2-regularized multinomial logistic regression on standardized genes; test probabilities."""
     from sklearn.linear_model import LogisticRegression
@@ -295,7 +297,7 @@ def fit_and_score(
     """
     X_ae = X_train if X_autoencoder is None else X_autoencoder
     autoencoder, encoder, ae_history = fit_autoencoder(
-        X_ae, ae_epochs, batch_size, ae_validation, seed, eager
+        X_ae, ae_epochs, batch_size=batch_size, validation=ae_validation, seed=seed, eager=eager
     )
     codes_train = encoder.predict(np.asarray(X_train, dtype="float32"), verbose=0)
     codes_test = encoder.predict(np.asarray(X_test, dtype="float32"), verbose=0)
@@ -308,11 +310,18 @@ def fit_and_score(
         )
     for i, name in enumerate(models):
         model, _ = fit_classifier(
-            name, codes_train, y_train, num_classes, epochs, batch_size, seed=seed + i, eager=eager
+            name,
+            codes_train,
+            y_train,
+            num_classes,
+            epochs,
+            batch_size=batch_size,
+            seed=seed + i,
+            eager=eager,
         )
         proba[name] = model.predict(model_inputs(name, codes_test), verbose=0)
         fitted[name] = model
-    proba["logreg"] = logistic_baseline(X_train, y_train, X_test, logreg_C, seed)
+    proba["logreg"] = logistic_baseline(X_train, y_train, X_test, C=logreg_C, seed=seed)
     return {
         "proba": proba,
         "autoencoder": autoencoder,
@@ -396,7 +405,7 @@ def leak_free_rounds(
     fold_of = np.full(len(y), -1)
     proba: dict[str, np.ndarray] = {}
     first = None
-    for k, (train, test) in enumerate(stratified_kfold(y, folds, groups, seed)):
+    for k, (train, test) in enumerate(stratified_kfold(y, k=folds, groups=groups, seed=seed)):
         scaler = StandardScaler().fit(X[train])
         X_tr, y_tr = scaler.transform(X[train]), y[train]
         if smote:
@@ -454,7 +463,9 @@ def leave_one_series_out(
             )["proba"]
         else:
             out = {
-                "logreg": logistic_baseline(X_tr, y_tr, X_te, fit_kw.get("logreg_C", 0.01), seed)
+                "logreg": logistic_baseline(
+                    X_tr, y_tr, X_te, C=fit_kw.get("logreg_C", 0.01), seed=seed
+                )
             }
         for name, p in out.items():
             proba.setdefault(name, np.zeros((len(y), num_classes)))[np.ix_(test, seen)] = p
@@ -463,7 +474,7 @@ def leave_one_series_out(
 
 
 def accuracy_with_ci(
-    y_true: np.ndarray, y_pred: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
+    y_true: np.ndarray, y_pred: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0
 ) -> tuple[float, float, float]:
     """Accuracy and its 95% percentile-bootstrap interval (NaN for no samples)."""
     correct = np.asarray(y_true) == np.asarray(y_pred)
@@ -530,7 +541,9 @@ def loso_metric_rows(
             ("leave_one_series_out", loso["proba"][name]),
             ("leak_free", pooled_proba[name]),
         ):
-            value, low, high = accuracy_with_ci(y[mask], proba[mask].argmax(1), n_bootstrap, seed)
+            value, low, high = accuracy_with_ci(
+                y[mask], proba[mask].argmax(1), n_bootstrap=n_bootstrap, seed=seed
+            )
             rows.append(
                 {
                     "protocol": protocol,

@@ -41,7 +41,7 @@ def code_version(*objects: Any) -> str:
     return digest.hexdigest()[:12]
 
 
-def json_digest(value: Any, length: int = 16) -> str:
+def json_digest(value: Any, *, length: int = 16) -> str:
     """A short, stable hash of JSON-able ``value`` (mapping key order does not matter)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[
         :length
@@ -121,7 +121,9 @@ class StoredModel:
         os.replace(tmp_key, self.dir / "key.json")
 
 
-def entry(paper: str, name: str, key: Mapping[str, Any], root: Path | None = None) -> StoredModel:
+def entry(
+    paper: str, name: str, key: Mapping[str, Any], *, root: Path | None = None
+) -> StoredModel:
     """The folder of network ``name`` of ``paper`` trained under ``key`` (JSON-able values)."""
     key = _canonical({"paper": paper, "network": name, **key})
     digest = json_digest(key)

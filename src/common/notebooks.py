@@ -24,7 +24,7 @@ from common.paths import RESULTS_ENV, notebooks_dir
 KERNEL_NAME = "python3"
 
 
-def discover(directory: Path | None = None) -> list[Path]:
+def discover(*, directory: Path | None = None) -> list[Path]:
     """Notebooks in ``directory`` (default ``notebooks/``), sorted by name."""
     directory = Path(directory or notebooks_dir())
     return sorted(p for p in directory.glob("*.ipynb") if not p.name.startswith("."))
@@ -73,6 +73,7 @@ def run_notebook(
     path: Path,
     results_root: Path,
     profile: str,
+    *,
     run: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     progress: bool = False,
@@ -127,12 +128,12 @@ def check_run(run_dir: Path, figures: list[str]) -> list[str]:
 
 
 def check_all(
-    results_root: Path, directory: Path | None = None, profile: str = "smoke"
+    results_root: Path, *, directory: Path | None = None, profile: str = "smoke"
 ) -> list[str]:
     """Problems with the runs every notebook in ``directory`` left under ``results_root``
     (``<root>/<paper>/<profile>``), e.g. after nbval executed them."""
     problems = []
-    for path in discover(directory):
+    for path in discover(directory=directory):
         meta = notebook_meta(path)
         run_dir = Path(results_root) / meta["paper"] / profile
         problems += [f"{path.name}: {p}" for p in check_run(run_dir, meta["figures"])]
@@ -145,7 +146,7 @@ DEFAULT_GITHUB_REPO = "leukemia-repro/leukemia-repro"
 
 
 def launch_links(
-    path: Path, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main"
+    path: Path, *, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main"
 ) -> dict[str, str]:
     """ "Open in Colab" and Kaggle URLs of a notebook in ``notebooks/`` on GitHub ``repo``."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
@@ -160,12 +161,12 @@ def launch_links(
 
 
 def links_table(
-    directory: Path | None = None, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main"
+    *, directory: Path | None = None, repo: str = DEFAULT_GITHUB_REPO, branch: str = "main"
 ) -> str:
     """The README's Markdown table: one row per notebook with its Colab and Kaggle links."""
     rows = ["| notebook | Colab | Kaggle |", "|---|---|---|"]
-    for path in discover(directory):
-        url = launch_links(path, repo, branch)
+    for path in discover(directory=directory):
+        url = launch_links(path, repo=repo, branch=branch)
         rows.append(
             f"| [{path.stem}](notebooks/{path.name}) | [Open in Colab]({url['colab']}) | [Open in Kaggle]({url['kaggle']}) |"
         )

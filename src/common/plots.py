@@ -52,7 +52,7 @@ def stamp_synthetic(fig: plt.Figure) -> None:
 
 
 def save_figure(
-    fig: plt.Figure, run_dir: Path | str, name: str, source: str | None = None, dpi: int = DPI
+    fig: plt.Figure, run_dir: Path | str, name: str, *, source: str | None = None, dpi: int = DPI
 ) -> Path:
     """Save ``fig`` as ``<run_dir>/<name>.png``; stamp it when ``source == 'synthetic'``."""
     if dpi < DPI:
@@ -77,10 +77,10 @@ def _figure(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[plt.Figure,
 def plot_confusion_matrix(
     cm: np.ndarray,
     class_names: Sequence[str],
+    *,
     normalize: bool = False,
     title: str = "Confusion matrix",
     ax: plt.Axes | None = None,
-    *,
     extra_columns: Sequence[str] = (),
 ) -> plt.Figure:
     """Heatmap of a confusion matrix; ``normalize=True`` shows row percentages.
@@ -121,7 +121,10 @@ def plot_confusion_matrix(
 
 
 def plot_roc(
-    curves: Mapping[str, Mapping[str, Any]], title: str = "ROC curves", ax: plt.Axes | None = None
+    curves: Mapping[str, Mapping[str, Any]],
+    *,
+    title: str = "ROC curves",
+    ax: plt.Axes | None = None,
 ) -> plt.Figure:
     """ROC curves from :func:`common.evaluate.roc_curves`; AUCs in the legend, chance diagonal."""
     fig, ax = _figure(ax, (6, 5))
@@ -144,6 +147,7 @@ def plot_roc(
 
 def plot_pr(
     curves: Mapping[str, Mapping[str, Any]],
+    *,
     title: str = "Precision-recall curves",
     ax: plt.Axes | None = None,
 ) -> plt.Figure:
@@ -166,7 +170,7 @@ def plot_pr(
 
 
 def plot_history(
-    history: Any, metrics: Sequence[str] = ("loss", "accuracy"), title: str = "Training curves"
+    history: Any, *, metrics: Sequence[str] = ("loss", "accuracy"), title: str = "Training curves"
 ) -> plt.Figure:
     """Training and validation curves from a Keras ``History`` (or its ``.history`` dict)."""
     logs = getattr(history, "history", history)
@@ -190,7 +194,11 @@ def plot_history(
 
 
 def plot_embedding(
-    points: np.ndarray, labels: Sequence, title: str = "t-SNE embedding", ax: plt.Axes | None = None
+    points: np.ndarray,
+    labels: Sequence,
+    *,
+    title: str = "t-SNE embedding",
+    ax: plt.Axes | None = None,
 ) -> plt.Figure:
     """Scatter of a 2-D embedding (n, 2) coloured by class label."""
     points = np.asarray(points)
@@ -210,6 +218,7 @@ def plot_embedding(
 
 def plot_histogram(
     values: np.ndarray,
+    *,
     bins: int = 50,
     title: str = "Histogram",
     xlabel: str = "value",
@@ -240,6 +249,7 @@ def plot_histogram(
 
 def plot_image_grid(
     images: Sequence[np.ndarray],
+    *,
     captions: Sequence[str] | None = None,
     ncols: int = 4,
     title: str = "",
@@ -274,6 +284,7 @@ def plot_reconstruction(
     original: np.ndarray,
     reconstructed: np.ndarray,
     names: Sequence[str],
+    *,
     n_features: int = 200,
     title: str = "Original vs reconstructed values",
 ) -> plt.Figure:
@@ -302,6 +313,7 @@ def plot_reconstruction(
 
 def plot_protocol_comparison(
     rows: Any,
+    *,
     metric: str = "accuracy",
     cls: str = "overall",
     models: Sequence[str] | None = None,
@@ -340,7 +352,7 @@ def plot_protocol_comparison(
     return fig
 
 
-def plot_metric_bars(table: Any, title: str = "", ylabel: str = "%") -> plt.Figure:
+def plot_metric_bars(table: Any, *, title: str = "", ylabel: str = "%") -> plt.Figure:
     """Grouped bars from a DataFrame: one group per row (e.g. metric), one bar per column
     (e.g. training / test), values as given (pass percentages for a % axis), labelled on top."""
     import pandas as pd

@@ -157,7 +157,7 @@ def check_data(
             )
         return
     try:
-        ds = load(dataset, root, **dict(load_kwargs))
+        ds = load(dataset, root=root, **dict(load_kwargs))
     except DataError as exc:
         report.fail("data", str(exc))
         return
@@ -191,7 +191,7 @@ def check_data(
 
 # --------------------------------------------------------------------- weights
 def check_weights(
-    report: Preflight, networks: Mapping[str, Any], full_networks: Iterable[str] = ()
+    report: Preflight, networks: Mapping[str, Any], *, full_networks: Iterable[str] = ()
 ) -> None:
     """``networks``: name -> ``imagenet`` | ``none`` | weights file path | weights folder
     (:func:`common.backbones.weights_file_in`)."""
@@ -255,7 +255,7 @@ def check_weights(
     report.record["weights"] = record
 
 
-def downloadable(url: str, timeout: float = DOWNLOAD_PROBE_TIMEOUT) -> bool:
+def downloadable(url: str, *, timeout: float = DOWNLOAD_PROBE_TIMEOUT) -> bool:
     """Whether ``url`` answers a HEAD request within ``timeout`` seconds."""
     try:
         with urllib.request.urlopen(
@@ -400,7 +400,7 @@ def preflight(
             load_kwargs or {},
         )
     if networks:
-        check_weights(report, networks, full_networks)
+        check_weights(report, networks, full_networks=full_networks)
     n = len(report.dataset) if report.dataset is not None else 0
     check_disk(report, int(disk_bytes(n) if callable(disk_bytes) else disk_bytes))
     check_device(

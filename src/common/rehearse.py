@@ -511,7 +511,9 @@ def rehearse(
         row["paper_factor"], row["paper_factor_why"] = round(factor, 3), why
     from common.data import load
 
-    ds = load(spec.dataset, root, **({"merge": "paper_width"} if spec.dataset == "cumida" else {}))
+    ds = load(
+        spec.dataset, root=root, **({"merge": "paper_width"} if spec.dataset == "cumida" else {})
+    )
     n = int(sum(params[k] for k in spec.extra["subset"])) if "subset" in spec.extra else len(ds)
     record = {
         "notebook": nb,
@@ -595,7 +597,7 @@ def markdown_row(record: dict[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------- report
-def load_records(root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+def load_records(*, root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(Path(root or out_root()).glob("*/*/rehearsal.json")):
         record = json.loads(path.read_text())
@@ -612,7 +614,7 @@ def growth_exponent(n: list[float], t: list[float]) -> float | None:
 
 
 def project_time(
-    n: list[float], t: list[float], full_n: float, factor: float = 1.0
+    n: list[float], t: list[float], full_n: float, *, factor: float = 1.0
 ) -> dict[str, float | None]:
     """Growth exponent and projected time at ``full_n``.
 
@@ -678,7 +680,7 @@ def stage_projections(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         factor = pts[-1][1].get("paper_factor", 1.0)
         fit = len(set(n)) >= MIN_SCALES
         proj = (
-            project_time(n, t, full_n, factor)
+            project_time(n, t, full_n, factor=factor)
             if fit
             else dict.fromkeys(("exponent", "fixed_s", "full_s", "full_paper_s"))
         )
@@ -708,7 +710,7 @@ def stage_projections(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def report(
-    records: dict[str, list[dict[str, Any]]], stacking: Sequence[dict[str, Any]] = ()
+    records: dict[str, list[dict[str, Any]]], *, stacking: Sequence[dict[str, Any]] = ()
 ) -> str:
     """The Markdown of "What the paper profile costs", from the rehearsal records and notebook 04's stacking
     benchmarks (:mod:`common.rehearse_stacking`)."""
@@ -835,7 +837,7 @@ def report(
                 f"| {s['stage']} | {seconds} | {exponent} | {_hours(s['cpu_s_full'])} | "
                 f"{s['paper_factor_why'] or '-'} | {_hours(s['cpu_s_full_paper'])} | {slope} | {peak} |"
             )
-        detail += ["", budget_line(nb, parts, anon_full, composed), ""] + (
+        detail += ["", budget_line(nb, parts, anon_full, composed=composed), ""] + (
             [f"Caveat, {nb}: {SPECS[nb].caveat}", ""] if SPECS[nb].caveat else []
         )
         detail += other_settings(nb, [r for r in recs if not any(r is m for m in main)])
@@ -952,6 +954,7 @@ def budget_line(
     nb: str,
     parts: list[dict[str, Any]],
     anon_full_mb: float | None,
+    *,
     composed: dict[str, Any] | None = None,
 ) -> str:
     """The budgets, read from the projections: memory, growth, the longest stage against a session."""
@@ -1034,7 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument("--root", type=Path, default=None)
         args = p.parse_args(argv[1:])
-        records = load_records(args.root)
+        records = load_records(root=args.root)
         if not records:
             raise SystemExit(
                 f"error: no rehearsal files under {args.root or out_root()}; run `make rehearse NB=04 SCALE=0.01`"
@@ -1043,7 +1046,9 @@ def main(argv: list[str] | None = None) -> int:
 
         section = report(
             records,
-            rehearse_stacking.load_records(args.root / "04-stacking" if args.root else None),
+            stacking=rehearse_stacking.load_records(
+                root=args.root / "04-stacking" if args.root else None
+            ),
         )
         (Path(args.root or out_root()) / "COSTS.md").write_text(section)
         if args.readme:

@@ -120,7 +120,12 @@ def out_root() -> Path:
 
 
 def tag(
-    rows: int, trees: int, pca: float | None, mode: str = "stage", svm_max_iter: int | None = None
+    rows: int,
+    trees: int,
+    pca: float | None,
+    *,
+    mode: str = "stage",
+    svm_max_iter: int | None = None,
 ) -> str:
     return (
         f"r{rows}-t{trees}"
@@ -216,7 +221,7 @@ def run(
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "data": "synthetic features",
     }
-    dest = Path(root or out_root()) / tag(rows, trees, pca, mode, svm_max_iter)
+    dest = Path(root or out_root()) / tag(rows, trees, pca, mode=mode, svm_max_iter=svm_max_iter)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "stacking.json").write_text(json.dumps(record, indent=1) + "\n")
     (dest / "row.md").write_text(markdown_row(record) + "\n")
@@ -246,7 +251,7 @@ def markdown_row(record: dict[str, Any]) -> str:
     )
 
 
-def load_records(root: Path | None = None) -> list[dict[str, Any]]:
+def load_records(*, root: Path | None = None) -> list[dict[str, Any]]:
     folder = Path(root or out_root())
     return sorted(
         (json.loads(p.read_text()) for p in folder.glob("*/stacking.json")),
@@ -254,7 +259,7 @@ def load_records(root: Path | None = None) -> list[dict[str, Any]]:
     )
 
 
-def setting_seconds(one_fit_s: float, exponent: float, folds: int = 5) -> float:
+def setting_seconds(one_fit_s: float, exponent: float, *, folds: int = 5) -> float:
     """A stage's time from one fit on all rows: the stacker fits each base learner once on all rows and once per
     inner fold on (folds - 1) / folds of them."""
     return one_fit_s * (1 + folds * ((folds - 1) / folds) ** exponent)

@@ -102,7 +102,7 @@ def discover_runs(results: Path) -> list[RunInfo]:
     return runs
 
 
-def discover_canonical(folder: Path, figures: Path | None = None) -> list[RunInfo]:
+def discover_canonical(folder: Path, *, figures: Path | None = None) -> list[RunInfo]:
     """Committed canonical runs: ``<folder>/<paper>/`` with ``run.json`` and ``metrics.csv``;
     their figures in ``<figures>/<paper>/`` (default: ``figures/`` beside ``results/``)."""
     folder = Path(folder)
@@ -144,7 +144,7 @@ def merge_runs(local: list[RunInfo], canonical: list[RunInfo]) -> list[RunInfo]:
     return canonical + kept
 
 
-def badge(source: str, markdown: bool = True) -> str:
+def badge(source: str, *, markdown: bool = True) -> str:
     text = BADGES.get(source, source)
     return f"**{text}**" if markdown and source == "synthetic" else text
 
@@ -156,8 +156,8 @@ def _value(compared: pd.Series, protocol: str) -> str:
     percent = compared["unit"] == "percent"
     text = format_value(
         compared[protocol],
-        compared[f"{protocol}_ci_low"],
-        compared[f"{protocol}_ci_high"],
+        ci_low=compared[f"{protocol}_ci_low"],
+        ci_high=compared[f"{protocol}_ci_high"],
         percent=percent,
     )
     return (
@@ -174,7 +174,11 @@ def headline_cells(
 ) -> tuple[str, str, str]:
     """The paper's headline claim (with its table unless ``table`` is False) and the reproduced value under
     ``published`` and under ``leak_free`` (95% interval), as table cells."""
-    head = C.load_headline(paper, directory) if (directory / f"{paper}.yaml").is_file() else None
+    head = (
+        C.load_headline(paper, directory=directory)
+        if (directory / f"{paper}.yaml").is_file()
+        else None
+    )
     if head is None:
         return "(no headline in claims file)", "", ""
     where = f", {head['table']}" if table else ""
@@ -382,7 +386,7 @@ def to_html(markdown: str) -> str:
 
 
 def build_report(
-    results: Path | None = None, directory: Path | None = None, *, canonical: Path | None = None
+    *, results: Path | None = None, directory: Path | None = None, canonical: Path | None = None
 ) -> dict[str, Any]:
     """Write ``REPORT.md`` and ``index.html`` under ``<results>/report``; return paths and run count.
 
@@ -446,9 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        written = C.write_report(args.results)
+        written = C.write_report(results=args.results)
         built = build_report(
-            args.results, canonical=args.canonical or repo_root() / "results" / CANONICAL
+            results=args.results, canonical=args.canonical or repo_root() / "results" / CANONICAL
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

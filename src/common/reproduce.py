@@ -29,8 +29,8 @@ CANONICAL_RUN = canonical.CANONICAL_RUN
 def refresh_from(
     results: Path,
     notebooks: list[Path],
-    run: str = CANONICAL_RUN,
     *,
+    run: str = CANONICAL_RUN,
     repo: Path | None = None,
     claims: Path | None = None,
     every_notebook: list[Path] | None = None,
@@ -54,11 +54,11 @@ def refresh_from(
         print(
             f"  {meta['paper']}: {len(done['written']) - len(canonical.CANONICAL_FILES)} figure(s) refreshed in "
             f"{repo / 'figures' / meta['paper']} ({done['figure_bytes'] / 1024:.0f} KB), run files in "
-            f"{canonical.canonical_root(repo) / meta['paper']}"
+            f"{canonical.canonical_root(repo=repo) / meta['paper']}"
         )
     try:
         for path in canonical.write_sections(
-            every_notebook or discover(repo / "notebooks"), repo, claims
+            every_notebook or discover(directory=repo / "notebooks"), repo=repo, claims=claims
         ):
             print(f"  regenerated {path}")
     except canonical.CanonicalError as exc:
@@ -79,16 +79,16 @@ def readme_command(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     repo = repo_root()
-    notebooks = discover(repo / "notebooks")
+    notebooks = discover(directory=repo / "notebooks")
     if args.check:
-        stale = canonical.stale_sections(notebooks, repo)
+        stale = canonical.stale_sections(notebooks, repo=repo)
         for path in stale:
             print(
                 f"error: {path}'s generated section is out of date: run python -m common.reproduce readme"
             )
         return 1 if stale else 0
     try:
-        written = canonical.write_sections(notebooks, repo)
+        written = canonical.write_sections(notebooks, repo=repo)
     except canonical.CanonicalError as exc:
         print(f"error: {exc}")
         return 1
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    notebooks = discover(notebooks_dir())
+    notebooks = discover(directory=notebooks_dir())
     if args.only:
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in args.only)]
     if not notebooks:
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             if refresh_from(
                 args.source,
                 notebooks,
-                args.run,
+                run=args.run,
                 repo=repo,
-                every_notebook=discover(notebooks_dir()),
+                every_notebook=discover(directory=notebooks_dir()),
             )
             else 0
         )
@@ -172,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile == "demo" and finished:
         print(f"refreshing results/canonical/ and {figures_dir()} from the demo runs ...")
         failures += refresh_from(
-            root, finished, CANONICAL_RUN, repo=repo, every_notebook=discover(notebooks_dir())
+            root,
+            finished,
+            run=CANONICAL_RUN,
+            repo=repo,
+            every_notebook=discover(directory=notebooks_dir()),
         )
     return 1 if failures else 0
 

@@ -63,7 +63,7 @@ RECORDED_PACKAGES = (
 RUN_OUTPUT_SUFFIXES = (".png", ".csv", ".md", ".json")
 
 
-def resolve_profile(profile: str | None = None) -> str:
+def resolve_profile(*, profile: str | None = None) -> str:
     """The profile to use: ``profile``, else ``$REPRO_PROFILE``, else ``demo``."""
     name = profile or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     if name not in PROFILE_NAMES:
@@ -76,6 +76,7 @@ def resolve_profile(profile: str | None = None) -> str:
 
 def resolve_params(
     profiles: Mapping[str, Mapping[str, Any]],
+    *,
     profile: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def resolve_params(
             raise ValueError(
                 f"profile {name!r} and 'demo' differ in parameters {diff}; give every profile the same names"
             )
-    chosen = resolve_profile(profile)
+    chosen = resolve_profile(profile=profile)
     known = reference | set(COMMON_DEFAULTS)
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -112,6 +113,33 @@ def resolve_params(
             params[key] = value
     params["profile"] = chosen
     return params
+
+
+def notebook_overrides(
+    namespace: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The values a notebook's parameters cell (or papermill's injected cell) set.
+
+    Every parameter the profiles name (and ``seed``) that is set in ``namespace`` and not
+    ``None``, so that ``resolve_params(PROFILES, profile=profile, **notebook_overrides(globals(),
+    PROFILES))`` replaces a call that repeats every parameter's name.
+    """
+    known = set(COMMON_DEFAULTS).union(*(set(values) for values in profiles.values()))
+    return {name: namespace[name] for name in sorted(known) if namespace.get(name) is not None}
+
+
+def profiles_table(profiles: Mapping[str, Mapping[str, Any]]):
+    """The profiles as one table: a row per parameter, a column per profile (``smoke``,
+    ``demo``, ``paper``), each value as written (lists and ``None`` included)."""
+    import pandas as pd
+
+    names = list(dict.fromkeys(name for values in profiles.values() for name in values))
+    cells = {
+        profile: [repr(profiles[profile].get(name, "")) for name in names]
+        for profile in PROFILE_NAMES
+        if profile in profiles
+    }
+    return pd.DataFrame(cells, index=pd.Index(names, name="parameter"))
 
 
 def seed_everything(seed: int) -> None:
@@ -126,7 +154,7 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
-def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str]:
+def package_versions(*, names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` (packages that are absent are left out)."""
     versions = {"python": platform.python_version()}
     for name in names:
@@ -137,7 +165,7 @@ def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, st
     return versions
 
 
-def git_commit(cwd: Path | None = None) -> dict[str, Any]:
+def git_commit(*, cwd: Path | None = None) -> dict[str, Any]:
     """Commit hash of the checkout and whether it has uncommitted changes."""
     cwd = cwd or repo_root()
     try:
@@ -326,7 +354,7 @@ def quiet_notebook_logs() -> None:
 
 
 def start_run(
-    paper: str, params: Mapping[str, Any], run: str | None = None, root: Path | None = None
+    paper: str, params: Mapping[str, Any], *, run: str | None = None, root: Path | None = None
 ) -> Run:
     """Seed everything and prepare ``<root>/<paper>/<run>/``.
 

@@ -62,6 +62,7 @@ def _grouped_holdout(
 
 def stratified_split(
     y: Sequence,
+    *,
     fractions: Sequence[float] = (0.8, 0.2),
     groups: Sequence | None = None,
     seed: int = 0,
@@ -92,7 +93,7 @@ def stratified_split(
 
 
 def stratified_kfold(
-    y: Sequence, k: int = 5, groups: Sequence | None = None, seed: int = 0
+    y: Sequence, *, k: int = 5, groups: Sequence | None = None, seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, test) index pairs; patient-grouped when ``groups`` is given."""
     y = np.asarray(y)
@@ -265,7 +266,7 @@ def make_split(
     use_groups = groups is not None and protocol == "leak_free"
     y_rows = samples["y"].to_numpy()[rows]
     g_rows = np.asarray(groups)[samples["origin"].to_numpy()[rows]] if use_groups else None
-    tr, va, te = stratified_split(y_rows, fractions, g_rows, seed)
+    tr, va, te = stratified_split(y_rows, fractions=fractions, groups=g_rows, seed=seed)
     train, val, test = rows[tr], None if va is None else rows[va], rows[te]
     level = "patient-grouped" if use_groups else "image-level (sample-level)"
     steps.append(
@@ -298,7 +299,7 @@ def make_split(
     )
 
 
-def leak_report(split: Split, groups: Sequence | None = None) -> dict:
+def leak_report(split: Split, *, groups: Sequence | None = None) -> dict:
     """What test information reaches the training (and validation) rows.
 
     - ``shared_origins``: originals represented on both sides (as the sample itself,

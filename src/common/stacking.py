@@ -65,7 +65,7 @@ def fuse(blocks: Sequence[np.ndarray]) -> np.ndarray:
     return np.hstack([row_zscore(b) for b in blocks]).astype(np.float32)
 
 
-def build_stacker(seed: int = 0, rf_trees: int = 100, inner_folds: int = 5):
+def build_stacker(*, seed: int = 0, rf_trees: int = 100, inner_folds: int = 5):
     """One-vs-rest linear SVMs (``fitcecoc``'s coding and default learner, see the module
     docstring) and RF base learners under a logistic-regression meta-learner."""
     from sklearn.ensemble import RandomForestClassifier, StackingClassifier
@@ -205,7 +205,7 @@ def _stack(
         raise ValueError(
             f"a class has {counts[counts > 0].min()} training row(s); stacking needs at least 2 per class"
         )
-    model = build_stacker(seed, rf_trees, folds).fit(X_train, y_train)
+    model = build_stacker(seed=seed, rf_trees=rf_trees, inner_folds=folds).fit(X_train, y_train)
     return model, model.predict_proba(X_test)
 
 
@@ -214,6 +214,7 @@ def fit_predict(
     y_train: np.ndarray,
     X_test: np.ndarray,
     pca_variance: float | None,
+    *,
     pca_fit: str = "train",
     seed: int = 0,
     rf_trees: int = 100,
@@ -246,7 +247,7 @@ def fit_predict(
 
 
 def training_rows(
-    train: np.ndarray, y: np.ndarray, augment: bool, oversample: bool, seed: int = 0
+    train: np.ndarray, y: np.ndarray, augment: bool, oversample: bool, *, seed: int = 0
 ) -> np.ndarray:
     """The training rows of one ablation setting, as (image index, copy) pairs (n, 2).
 
@@ -295,7 +296,7 @@ AUGMENTATION = dict(
 )
 
 
-def augment_hook(copy: int, seed: int = 0):
+def augment_hook(copy: int, *, seed: int = 0):
     """The augmentation of augmented copy ``copy`` (>= 1): paper 04's transformations, seeded per copy."""
     from common import augment
 
@@ -389,7 +390,7 @@ def extract_bank(
             np.unique(rows[rows[:, 1] == k, 0]),
             dict(
                 segment=segment,
-                augment=augment_hook(k, seed),
+                augment=augment_hook(k, seed=seed),
                 segment_after_augment=True,
                 preprocessing={
                     **described,
@@ -404,7 +405,7 @@ def extract_bank(
             backbone,
             subset,
             fingerprint,
-            kw["preprocessing"],
+            preprocessing=kw["preprocessing"],
             segment_after_augment=kw.get("segment_after_augment", False),
         )[0]
         matrices[version] = features.extract_features(
@@ -455,7 +456,7 @@ def fused_rows(
 
 
 # ------------------------------------------------------------------ fine-tuning
-def validate_every_callback(val_feed, every: int = 30):
+def validate_every_callback(val_feed, *, every: int = 30):
     """A Keras callback that evaluates ``val_feed`` every ``every`` mini-batches (the paper
     validates "After every 30 mini-batches", P374) and keeps (step, loss, accuracy) in ``.records``."""
     import keras
@@ -546,7 +547,7 @@ def fine_tune_extractor(
             batch_size=batch_size,
             image_size=(image_size, image_size),
             segment=segment,
-            augment=augment_hook(copy, seed),
+            augment=augment_hook(copy, seed=seed),
             preprocess=built["backbone"].preprocess,
             shuffle=shuffle,
             seed=seed,
@@ -554,7 +555,7 @@ def fine_tune_extractor(
         )
 
     def fit(model, callbacks):
-        check = validate_every_callback(feed(val_paths, val_y, 999, False), validate_every)
+        check = validate_every_callback(feed(val_paths, val_y, 999, False), every=validate_every)
         history = model.fit(
             feed(train[0], train[1], 1, True),
             epochs=epochs,

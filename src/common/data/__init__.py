@@ -149,13 +149,13 @@ def registry_entry(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def load(name: str, root: Path | str | None = None, **kwargs: Any) -> Dataset:
+def load(name: str, *, root: Path | str | None = None, **kwargs: Any) -> Dataset:
     """Load a dataset by registry id from ``root`` (default :func:`default_root`)."""
     info = registry_entry(name)
     return info.loader(Path(root) if root is not None else default_root(name), **kwargs)
 
 
-def load_or_fetch(name: str, root: Path | str | None = None, **kwargs: Any) -> Dataset:
+def load_or_fetch(name: str, *, root: Path | str | None = None, **kwargs: Any) -> Dataset:
     """:func:`load`, first fetching a Debian-packaged set (``bioc_all``, ``golub``)
     into its default folder when it is not there yet. Other datasets are loaded as they are."""
     info = registry_entry(name)
@@ -167,4 +167,4 @@ def load_or_fetch(name: str, root: Path | str | None = None, **kwargs: Any) -> D
         )
         print(f"fetching {name} from Debian packages into {default_root(name)}{where}", flush=True)
         fetch_debian(default_root(name))
-    return load(name, root, **kwargs)
+    return load(name, root=root, **kwargs)

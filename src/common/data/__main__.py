@@ -34,7 +34,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def inspect_dataset(name: str, root: Path | None, check: bool) -> dict:
-    ds = load(name, root)
+    ds = load(name, root=root)
     problems = list(ds.problems)
     sizes: list = []
     if ds.paths is not None:
@@ -120,7 +120,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if info.fetch == "debian":
         root = Path(args.root) if args.root else default_root(args.dataset)
         fetch_debian(root)
-        ds = load(args.dataset, root)
+        ds = load(args.dataset, root=root)
         print(
             f"fetched {args.dataset} into {root}{'' if args.root or base == data_root() else ' (the data root is read-only)'}: "
             f"{len(ds)} samples, {ds.X.shape[1]} features"
@@ -151,7 +151,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Near-duplicate images (image sets) or duplicate profiles (microarray sets): a one-line summary,
     the unreadable files, and on request the full report as JSON and the contact sheet."""
     registry_entry(args.dataset)  # an unknown id is one line, before anything is read
-    ds = load(args.dataset, Path(args.root) if args.root else None)
+    ds = load(args.dataset, root=Path(args.root) if args.root else None)
     figure = None
     if ds.X is not None:  # a feature matrix: duplicate profiles, not images
         from common.data.profile_audit import audit_profiles

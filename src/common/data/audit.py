@@ -202,7 +202,7 @@ def hash_images(
     return signatures, framed, errors
 
 
-def cache_file(ds: Dataset, cache_dir: Path | str | None = None) -> Path:
+def cache_file(ds: Dataset, *, cache_dir: Path | str | None = None) -> Path:
     """Where the signatures of ``ds`` are kept: ``<cache root>/audit/<id>-<fingerprint>-<method>.npz``."""
     from common.paths import cache_root
 
@@ -223,7 +223,7 @@ def cached_signatures(
         raise DataError(
             f"{ds.name} has no images to hash (a feature matrix: use the profile audit)"
         )
-    path = cache_file(ds, cache_dir)
+    path = cache_file(ds, cache_dir=cache_dir)
     paths = [str(p) for p in ds.paths]
     known: dict[str, tuple[np.ndarray, bool, str]] = {}
     if path.is_file():
@@ -406,7 +406,7 @@ def cross_split_duplicates(
     }
 
 
-def pseudo_patients(n: int, groups: Any, patients: Sequence | None = None) -> np.ndarray:
+def pseudo_patients(n: int, groups: Any, *, patients: Sequence | None = None) -> np.ndarray:
     """Group labels for a grouped split that keeps every near-duplicate cluster on one side.
 
     Without ``patients``: each cluster (a group of near-duplicates) gets one id
@@ -564,7 +564,7 @@ def read_planted(ds: Dataset) -> pd.DataFrame:
 
 
 def planted_families(
-    ds: Dataset, planted: pd.DataFrame | None = None
+    ds: Dataset, *, planted: pd.DataFrame | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     """Family of every image ((n,) int, see :func:`score_planted`) and the planted pairs ``(i, j, kind)``, i < j."""
     import hashlib
@@ -589,8 +589,8 @@ def planted_families(
 def score_planted(
     ds: Dataset,
     pairs: np.ndarray,
-    planted: pd.DataFrame | None = None,
     *,
+    planted: pd.DataFrame | None = None,
     families: tuple[np.ndarray, list] | None = None,
 ) -> dict:
     """Recall and false-pair rate of reported ``pairs`` ((m, >=2) indices into ``ds``) on a planted twin.
@@ -604,7 +604,7 @@ def score_planted(
     the recall per kind of copy and the first false pairs. ``families``: the output of
     :func:`planted_families`, to score many thresholds without reading the files again.
     """
-    family, truth = planted_families(ds, planted) if families is None else families
+    family, truth = planted_families(ds, planted=planted) if families is None else families
     reported = (
         {(int(min(a, b)), int(max(a, b))) for a, b in np.asarray(pairs)[:, :2]}
         if len(pairs)

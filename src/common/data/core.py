@@ -205,7 +205,7 @@ def check_images(paths: Iterable[str | Path]) -> list[str]:
     return problems
 
 
-def image_sizes(paths: Iterable[str | Path], limit: int = 20) -> list[tuple[int, int]]:
+def image_sizes(paths: Iterable[str | Path], *, limit: int = 20) -> list[tuple[int, int]]:
     """Distinct (width, height) among the first ``limit`` images (headers only)."""
     from PIL import Image
 

@@ -63,7 +63,7 @@ def _cnmc_base(root: Path) -> Path:
     return root / CNMC_DIR if (root / CNMC_DIR).is_dir() else root
 
 
-def load_cnmc(root: Path, include_prelim: bool = True) -> Dataset:
+def load_cnmc(root: Path, *, include_prelim: bool = True) -> Dataset:
     """C-NMC 2019: the three subject-disjoint training folds, plus the labelled prelim set.
 
     ``meta`` has ``split`` (``train`` / ``prelim``), ``fold`` (0-2, -1 for prelim) and
@@ -176,7 +176,7 @@ def _read_cnmc_prelim(base: Path) -> list[dict]:
 
 
 # -------------------------------------------------------------------- Aria et al.
-def load_aria_all(root: Path, variant: str = "Original") -> Dataset:
+def load_aria_all(root: Path, *, variant: str = "Original") -> Dataset:
     """Kaggle ALL (Aria et al.): Benign, Early, Pre, Pro; ``variant`` Original or Segmented.
 
     No patient ids can be recovered from this dataset: ``patients`` is None and only

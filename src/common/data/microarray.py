@@ -139,6 +139,7 @@ def read_cumida_csv(path: Path) -> pd.DataFrame:
 def plan_compatible_merge(
     probe_sets: Mapping[str, Sequence[str]],
     sizes: Mapping[str, int],
+    *,
     min_overlap: float = MIN_OVERLAP,
 ) -> tuple[list[str], list[str], dict[str, int]]:
     """Which series merge on shared probe ids: ``(merged series, shared ids, left out)``.
@@ -344,8 +345,8 @@ def _cumida_files(
 
 def load_cumida(
     root: Path | Sequence[Path],
-    series: Iterable[str] | None = None,
     *,
+    series: Iterable[str] | None = None,
     merge: str = "compatible",
     min_features: int = 1,
     min_overlap: float = MIN_OVERLAP,
@@ -370,7 +371,9 @@ def load_cumida(
     tables = {series_name(f): read_cumida_csv(f) for f in files}
     probe_sets = {name: list(t.columns[2:]) for name, t in tables.items()}
     sizes = {name: len(t) for name, t in tables.items()}
-    compatible, shared_ids, left_out = plan_compatible_merge(probe_sets, sizes, min_overlap)
+    compatible, shared_ids, left_out = plan_compatible_merge(
+        probe_sets, sizes, min_overlap=min_overlap
+    )
     if merge == "compatible" and series is not None and left_out:
         name, count = next(iter(left_out.items()))
         raise DataError(
@@ -451,7 +454,7 @@ def debian_root(data_root: Path) -> Path:
     return Path(data_root) / "raw" / "debian"
 
 
-def fetch_debian(dest: Path, packages: Sequence[str] = DEBIAN_PACKAGES) -> Path:
+def fetch_debian(dest: Path, *, packages: Sequence[str] = DEBIAN_PACKAGES) -> Path:
     """``apt-get download`` the packages and unpack them into ``dest`` with ``dpkg -x``.
 
     Needs apt-get and dpkg (Debian/Ubuntu), no R and no root unless the package
@@ -640,7 +643,7 @@ def read_bioc_all_file(path: Path) -> tuple[np.ndarray, list[str], list[str], pd
     return X, probes, samples, table
 
 
-def load_bioc_all(root: Path, label: str = "BT") -> Dataset:
+def load_bioc_all(root: Path, *, label: str = "BT") -> Dataset:
     """Bioconductor ALL: 128 samples x 12,625 probe sets (HG-U95Av2, RMA).
 
     ``label`` is a phenotype column (``BT``: B, B1..B4, T, T1..T4; ``mol.biol``:

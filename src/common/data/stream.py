@@ -25,7 +25,7 @@ BatchHook = Callable[[np.ndarray], np.ndarray]
 UNREADABLE: set[str] = set()
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+def load_image(path: str | Path, *, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one image as RGB uint8 (H, W, 3); resize to ``size`` = (height, width) if given."""
     try:
         with Image.open(path) as img:
@@ -47,7 +47,7 @@ def load_image_or_skip(path: str | Path, size: tuple[int, int]) -> np.ndarray | 
     end it with a traceback: the run goes on without it and says so.
     """
     try:
-        return load_image(path, size)
+        return load_image(path, size=size)
     except DataError as exc:
         if str(path) not in UNREADABLE:
             UNREADABLE.add(str(path))

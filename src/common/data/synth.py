@@ -300,12 +300,12 @@ def _save(img: np.ndarray, path: Path) -> None:
 # ------------------------------------------------------------------------ writers
 def synth_cnmc(
     out: Path,
+    *,
     n_per_class: int | Mapping[str, int] = 30,
     patients_per_class: int | Mapping[str, int] = 6,
     size: int = 450,
     seed: int = 0,
     difficulty: float = 0.5,
-    *,
     n_prelim: int | Mapping[str, int] | None = None,
 ) -> Path:
     """C-NMC twin: three subject-disjoint folds, a labelled prelim set (renamed files + CSV),
@@ -380,6 +380,7 @@ def synth_cnmc(
 
 def synth_aria_all(
     out: Path,
+    *,
     n_per_class: int | Mapping[str, int] = 30,
     patients_per_class: int | Mapping[str, int] = 6,
     size: int = 224,
@@ -444,6 +445,7 @@ def _pseudonyms(n: int, rng: np.random.Generator) -> list[str]:
 
 def synth_aml_mll(
     out: Path,
+    *,
     n_per_class: int | Mapping[str, int] = 30,
     patients_per_class: int | Mapping[str, int] = 4,
     size: int = 144,
@@ -566,7 +568,7 @@ def _affy_ids(first: int, last: int, count: int, suffixes: tuple[str, ...]) -> l
     return [f"{n}{suffixes[i % len(suffixes)]}" for i, n in enumerate(numbers)]
 
 
-def cumida_platform_ids(n_probes: int, seed: int = 0) -> dict[str, dict[str, int]]:
+def cumida_platform_ids(n_probes: int, *, seed: int = 0) -> dict[str, dict[str, int]]:
     """Probe ids of each CuMiDa platform, scaled so that HG-U133A has ``n_probes``: {platform: {id: gene}}.
 
     As on the real chips: U133A's ids lie in 200000..222384 plus the AFFX controls,
@@ -631,7 +633,7 @@ def _write_cumida_platforms(
         raise DataError(
             f"no platform known for series {unknown}; choose among {sorted(CUMIDA_PLATFORMS)}"
         )
-    platforms = cumida_platform_ids(n_probes, seed)
+    platforms = cumida_platform_ids(n_probes, seed=seed)
     n_genes = 1 + max(max(ids.values()) for ids in platforms.values())
     n_affx = sum(1 for p in platforms["HG-U133A"] if p.startswith("AFFX"))
     rng = np.random.default_rng([seed, 0])
@@ -699,6 +701,7 @@ def _series_count(n_per_class, series: str, label: str) -> int:
 
 def synth_cumida(
     out: Path,
+    *,
     n_per_class: int | Mapping[str, int | Mapping[str, int]] = 12,
     n_probes: int = 400,
     seed: int = 0,
@@ -798,7 +801,7 @@ def synth(dataset: str, out: Path, **kwargs) -> Path:
     return WRITERS[dataset](Path(out), **kwargs)
 
 
-def cached_twin(dataset: str, root: Path | None = None, **kwargs) -> Path:
+def cached_twin(dataset: str, *, root: Path | None = None, **kwargs) -> Path:
     """The synthetic twin of ``dataset`` under ``<cache root>/synthetic/<dataset>-<hash of kwargs>``,
     written once and reused: the same parameters give the same files at the same paths,
     so feature caches keyed on paths hit on a rerun. ``root`` overrides the cache folder.
