@@ -25,7 +25,8 @@ def planted_aria(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planted_cnmc(tmp_path_factory):
-    """A small C-NMC twin (cells on black: the trimmed, 'framed' path) with planted copies in its folds."""
+    """A small C-NMC twin (cells on black: the trimmed, 'framed' path) with planted copies in its
+    folds."""
     root = synth.synth_cnmc(
         tmp_path_factory.mktemp("cnmc") / "cnmc",
         n_per_class=48,
@@ -49,7 +50,8 @@ def test_planted_duplicates_are_found_without_false_pairs(
     score = audit.score_planted(ds, np.asarray(result["pairs"]))
     # targets of the issue: recall >= 0.95, false pairs <= 1%. On the full-size Aria twin the chosen
     # thresholds gave recall 1.0 and no false pair (data/README.md); here at most 2 of 40 (1 of 24)
-    # planted pairs may be missed, and no false pair is allowed (a handful of reported pairs: 1% of them is < 1)
+    # planted pairs may be missed, and no false pair is allowed (a handful of reported pairs: 1% of
+    # them is < 1)
     assert score["recall"] >= 0.95, score
     assert score["false_pair_rate"] <= 0.01, score
     assert score["n_planted"] == len(table) and result["n_groups"] >= score["n_found"] - 1

@@ -33,7 +33,8 @@ def test_augmentation_bad_settings():
 
 
 def test_independent_axis_scaling_changes_the_aspect_ratio():
-    """A centred square scaled with one factor per axis stops being square (paper 04: X and Y axes)."""
+    """A centred square scaled with one factor per axis stops being square (paper 04: X and Y
+    axes)."""
     x = np.zeros((16, 64, 64, 3), np.float32)
     x[:, 24:40, 24:40] = 255.0
 

@@ -73,7 +73,8 @@ def test_local_weights_file_round_trip(tmp_path):
 def test_offline_imagenet_fails_with_one_line(monkeypatch):
     def offline(**kwargs):
         raise Exception(
-            "URL fetch failure on https://example.invalid/mobilenet_v2_no_top.h5: None -- [Errno -2] Name or service not known"
+            "URL fetch failure on https://example.invalid/mobilenet_v2_no_top.h5: None -- "
+            "[Errno -2] Name or service not known"
         )
 
     monkeypatch.setattr(keras.applications, "MobileNetV2", offline)

@@ -49,7 +49,8 @@ def make_run(results, name="demo", source="synthetic", published=0.97, free=0.61
 
 @pytest.fixture
 def repo(tmp_path):
-    """A repository skeleton: the harness notebook, the fixture claims, both READMEs with markers."""
+    """A repository skeleton: the harness notebook, the fixture claims, both READMEs with
+    markers."""
     root = tmp_path / "repo"
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(HARNESS, root / "notebooks" / "00_harness.ipynb")
@@ -172,8 +173,8 @@ def test_generated_sections_say_no_run_then_show_the_canonical_run(tmp_path, rep
     cells = json.loads(HARNESS.read_text())["cells"]
     index = next(i for i, c in enumerate(cells) if '"confusion_matrix"' in "".join(c["source"]))
     assert (
-        f"[confusion_matrix.png](00_harness/confusion_matrix.png) | `00_harness.ipynb` cell [{index}]"
-        in figures
+        "[confusion_matrix.png](00_harness/confusion_matrix.png) | `00_harness.ipynb` "
+        f"cell [{index}]" in figures
     )
     assert figures.rstrip().endswith("| synthetic |") and "roc.png" not in figures
 
@@ -186,8 +187,8 @@ def test_every_declared_figure_is_found_in_the_cell_that_saves_it():
     nb03 = REPO / "notebooks" / "03_vinurajan_oadls_aldc.ipynb"
     source = json.loads(nb03.read_text())["cells"]
     where = canonical.locate_figure("figure10_leak_free.png", canonical.figure_cells(nb03))
-    # f"figure{number}_{part}_{protocol}" also fits "figure10_leak_free" loosely; the cell is the one
-    # with f"figure{number}_{protocol}"
+    # f"figure{number}_{part}_{protocol}" also fits "figure10_leak_free" loosely; the cell is the
+    # one with f"figure{number}_{protocol}"
     assert 'f"figure{number}_{protocol}"' in "".join(source[where[0]]["source"])
     where = canonical.locate_figure("figure6_training_leak_free.png", canonical.figure_cells(nb03))
     assert 'f"figure{number}_{part}_{protocol}"' in "".join(source[where[0]]["source"])

@@ -60,7 +60,8 @@ def test_grad_cam_is_the_same_on_tensorflow_jax_and_torch(tmp_path):
         )
         assert proc.returncode == 0, f"{backend}: {proc.stderr[-2000:]}"
         maps[backend] = np.load(out)
-    # float32 arithmetic in different orders: measured differences are about 1e-6 on values in [0, 1]
+    # float32 arithmetic in different orders: measured differences are about 1e-6 on values in [0,
+    # 1]
     np.testing.assert_allclose(maps["jax"], maps["tensorflow"], atol=1e-4)
     np.testing.assert_allclose(maps["torch"], maps["tensorflow"], atol=1e-4)
     assert maps["tensorflow"].std() > 0.05, "the heatmaps are not trivially constant"

@@ -132,7 +132,10 @@ def test_augmented_features_are_their_own_cache_entry(setup, tmp_path):
     """Paper 04 extracts features of augmented copies: the augment hook changes the pixels,
     must be described, and its features are cached apart from the plain ones."""
     ds, bb = setup
-    flip = lambda batch: batch[:, :, ::-1, :]  # a deterministic stand-in for a seeded augmenter
+
+    def flip(batch):  # a deterministic stand-in for a seeded augmenter
+        return batch[:, :, ::-1, :]
+
     with pytest.raises(ValueError, match="augment hook"):
         extract_features(
             bb, ds.paths, ds.fingerprint, augment=flip, directory=tmp_path, progress=False
@@ -171,8 +174,10 @@ def test_augmented_features_are_their_own_cache_entry(setup, tmp_path):
 
 
 def test_memory_mapped_features_come_from_the_cache_file(setup, tmp_path):
-    """mmap=True (paper 04's bank): the cached float32 .npy, memory-mapped read-only; a fresh extraction assembles the
-    final file from its on-disk chunks, an interrupted one resumes from them; the values equal the in-memory ones."""
+    """mmap=True (paper 04's bank): the cached float32 .npy, memory-mapped read-only; a fresh
+    extraction assembles the
+    final file from its on-disk chunks, an interrupted one resumes from them; the values equal the
+    in-memory ones."""
     from common.features import cache_name, load_cached
 
     ds, bb = setup

@@ -108,7 +108,8 @@ def test_wiener_leaves_flat_areas_and_the_border_alone():
     assert (out[..., 1] == 90).all() and (out[..., 2] == 0).all(), (
         "no dark frame, no NaN turned black"
     )
-    # inside, every 5 x 5 window of the ramp is linear and its centre equals the window mean: kept (+-1 rounding)
+    # inside, every 5 x 5 window of the ramp is linear and its centre equals the window mean: kept
+    # (+-1 rounding)
     assert np.abs(out[2:-2, 2:-2, 0].astype(int) - img[2:-2, 2:-2, 0]).max() <= 1
 
 

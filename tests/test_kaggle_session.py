@@ -20,7 +20,8 @@ NB05 = REPO / "notebooks" / "05_patel_all_weighted_ensemble.ipynb"
 
 
 def snapshot(root: Path) -> dict:
-    """Every path under ``root`` with its size and modification time (root ignores permissions, so compare)."""
+    """Every path under ``root`` with its size and modification time (root ignores permissions, so
+    compare)."""
     return {
         str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in sorted(root.rglob("*"))
@@ -34,7 +35,8 @@ def read_only(root: Path) -> None:
 
 @pytest.fixture
 def kaggle(tmp_path, monkeypatch):
-    """/kaggle/input and /kaggle/working stand-ins; the Aria twin one slug and one archive folder down."""
+    """/kaggle/input and /kaggle/working stand-ins; the Aria twin one slug and one archive folder
+    down."""
     data = tmp_path / "input"
     synth.synth_aria_all(
         data / "some-user-leukemia" / "leukemia", n_per_class=12, patients_per_class=1, size=96

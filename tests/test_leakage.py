@@ -376,7 +376,7 @@ def test_sheet_round_trips_through_run_json(tmp_path):
     run_ = _run_with_sheet(tmp_path / "results", "demo")
     doc = json.loads((run_.dir / "run.json").read_text())
     assert list(doc["leakage"]) == ["published", "leak_free"]
-    for protocol, entry in doc["leakage"].items():
+    for entry in doc["leakage"].values():
         assert entry["sheet"] == leakage.leakage_sheet(entry["facts"]), (
             "the stored sheet follows from the stored facts"
         )

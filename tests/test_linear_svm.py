@@ -1,4 +1,5 @@
-"""ChunkedLinearSVC: LinearSVC's primal problem (squared hinge, L2, standardised columns) without copying its rows."""
+"""ChunkedLinearSVC: LinearSVC's primal problem (squared hinge, L2, standardised columns) without
+copying its rows."""
 
 import tracemalloc
 
@@ -24,8 +25,10 @@ def _problem(n, d, k, seed=0):
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_it_solves_the_problem_that_scaler_plus_linearsvc_solves(k):
-    """Both at a tight tolerance reach the same optimum of the same strictly convex problem: decision values agree
-    to 1e-3 of their range (float32 products; the default tolerances stop at different points of a flat optimum)."""
+    """Both at a tight tolerance reach the same optimum of the same strictly convex problem:
+    decision values agree
+    to 1e-3 of their range (float32 products; the default tolerances stop at different points of a
+    flat optimum)."""
     X, y = _problem(3000, 12, k)
     reference = make_pipeline(
         StandardScaler(), LinearSVC(C=1.0, dual=False, tol=1e-10, max_iter=10000)
@@ -55,8 +58,10 @@ def test_coefficients_are_in_the_inputs_units():
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )  # 5 Newton steps: memory only
 def test_fit_does_not_copy_its_rows():
-    """LinearSVC copies float32 rows to float64 (2x the input) before liblinear copies them again; the chunked
-    solver's own allocations stay under half the input (chunk temporaries and n x classes vectors only)."""
+    """LinearSVC copies float32 rows to float64 (2x the input) before liblinear copies them again;
+    the chunked
+    solver's own allocations stay under half the input (chunk temporaries and n x classes vectors
+    only)."""
     X, y = _problem(20000, 200, 4)
     tracemalloc.start()
     try:
@@ -79,7 +84,8 @@ def test_constant_columns_and_a_single_class_are_handled():
 
 
 def test_with_no_more_rows_than_columns_it_is_linearsvc_dual_auto():
-    """Rows <= columns (the small profiles): liblinear's dual, as LinearSVC(dual="auto") chooses, with equal scores."""
+    """Rows <= columns (the small profiles): liblinear's dual, as LinearSVC(dual="auto") chooses,
+    with equal scores."""
     X, y = _problem(40, 60, 3)
     ours = ChunkedLinearSVC(random_state=0).fit(X, y)
     reference = make_pipeline(

@@ -1,4 +1,5 @@
-"""Trained networks survive: reused under the same key, retrained under another, resumed after a kill."""
+"""Trained networks survive: reused under the same key, retrained under another, resumed after a
+kill."""
 
 import json
 

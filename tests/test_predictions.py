@@ -1,8 +1,11 @@
-"""predictions.csv: one row per (sample, protocol, model), enough to recompute every accuracy and macro F1.
+"""predictions.csv: one row per (sample, protocol, model), enough to recompute every accuracy and
+macro F1.
 
-The five notebooks' smoke runs are checked by the existing mechanism: `notebooks.check_run` (called by
+The five notebooks' smoke runs are checked by the existing mechanism: `notebooks.check_run` (called
+by
 `make test-notebooks` after nbval, by `make reproduce`, and by tests/test_notebooks.py) runs
-`evaluate.check_predictions` on every run. Here: the helpers on synthetic inputs, that check's failures, and the
+`evaluate.check_predictions` on every run. Here: the helpers on synthetic inputs, that check's
+failures, and the
 harness fixture notebook run end to end through `notebooks.run_notebook` (seconds, not minutes).
 """
 
@@ -35,7 +38,8 @@ def scored(n=60, seed=0):
 
 
 def written_run(tmp_path, n=60):
-    """A run folder with metrics.json and predictions.csv for two protocols, as a notebook writes them."""
+    """A run folder with metrics.json and predictions.csv for two protocols, as a notebook writes
+    them."""
     y, proba = scored(n)
     half = np.arange(y.size) % 2
     metrics = pd.concat(

@@ -103,7 +103,8 @@ def test_cached_imagenet_file_passes_without_network(env, monkeypatch):
 
 
 def test_offline_imagenet_probe_answers_within_seconds(env):
-    """Offline (as here), an ImageNet file that is not cached fails in seconds, not after a long wait."""
+    """Offline (as here), an ImageNet file that is not cached fails in seconds, not after a long
+    wait."""
     start = time.perf_counter()
     reachable = P.downloadable(
         "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"

@@ -124,7 +124,8 @@ def test_no_pair_on_a_twin_without_duplicates(seven):
         ds = load("cumida", root=seven, merge=merge, **kwargs)
         audit = audit_profiles(ds)
         assert audit["pairs"] == [] and audit["groups"] == []
-        # the twin's distinct patients share only class markers: measured highest 0.19-0.20 on a larger twin
+        # the twin's distinct patients share only class markers: measured highest 0.19-0.20 on a
+        # larger twin
         assert audit["highest_correlation"] < 0.5
         assert with_audited_patients(ds, audit) is ds, "nothing found, nothing changed"
     assert audit["n_blocks"] > 1, (
@@ -133,7 +134,8 @@ def test_no_pair_on_a_twin_without_duplicates(seven):
 
 
 def test_real_all_and_golub_hold_no_duplicates(debian_data):
-    # the real sets are one sample per patient; their highest correlations are 0.76 (ALL) and 0.59 (Golub)
+    # the real sets are one sample per patient; their highest correlations are 0.76 (ALL) and 0.59
+    # (Golub)
     for name, highest in (("bioc_all", 0.76), ("golub", 0.59)):
         audit = audit_profiles(load(name, root=debian_data))
         assert audit["pairs"] == [] and audit["n_samples"] == {"bioc_all": 128, "golub": 38}[name]

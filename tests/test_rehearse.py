@@ -1,4 +1,5 @@
-"""The rehearsal's pieces: scaled twins, memory sampling, stage attribution, projections, the README table."""
+"""The rehearsal's pieces: scaled twins, memory sampling, stage attribution, projections, the README
+table."""
 
 from __future__ import annotations
 
@@ -215,7 +216,8 @@ def test_no_growth_fit_from_fewer_than_three_scales():
 
 
 def _record_04(n, size, anon_mb, stacking_mb=None):
-    """A minimal rehearsal record of notebook 04 at image size ``size`` (224 = the paper's, no reduction)."""
+    """A minimal rehearsal record of notebook 04 at image size ``size`` (224 = the paper's, no
+    reduction)."""
     stacking_mb = anon_mb / 2 if stacking_mb is None else stacking_mb
     stages = [
         {
@@ -251,8 +253,10 @@ def _record_04(n, size, anon_mb, stacking_mb=None):
 
 
 def test_composed_peak_is_the_larger_of_the_other_stages_and_stacking_at_full_width():
-    """Notebook 04's full-size memory: the stacking stages (the kernel at 224 px plus the stacking stage at the
-    paper's rows) or every other stage at 224 px, whichever is larger; none without both kinds of run, and a
+    """Notebook 04's full-size memory: the stacking stages (the kernel at 224 px plus the stacking
+    stage at the
+    paper's rows) or every other stage at 224 px, whichever is larger; none without both kinds of
+    run, and a
     stacking run on fewer rows does not count."""
     from common.rehearse_stacking import FULL_ROWS
 

@@ -1,4 +1,5 @@
-"""common.rehearse_stacking: notebook 04's stacking stage at the real width, measured in a sampled child process."""
+"""common.rehearse_stacking: notebook 04's stacking stage at the real width, measured in a sampled
+child process."""
 
 import json
 
@@ -86,8 +87,8 @@ def test_a_forest_measured_with_fewer_trees_is_scaled_to_the_papers_100():
     text = RS.report(records)
     # 40 s at 20k rows with 10 trees -> 284 s at 142,140 rows -> x 10 trees: 2,843 s = 47 min
     assert (
-        "forest of 100 trees (measured with 10: its trees are independent fits, so time x 100/10): one fit ~ N^1.00, "
-        "47 min at 142,140 rows" in text
+        "forest of 100 trees (measured with 10: its trees are independent fits, so time x "
+        "100/10): one fit ~ N^1.00, 47 min at 142,140 rows" in text
     )
 
 

@@ -147,7 +147,8 @@ def test_summary_counts_verdicts_per_run_and_protocol(results):
         report.build_report(results=results, directory=FIXTURE_CLAIMS)["markdown"].read_text()
     )
     # columns: reproduced, not reproduced, not comparable, not comparable because
-    # the fixture claims accuracy 95% and macro F1 94%; the runs write accuracy only, so F1 is "not run"
+    # the fixture claims accuracy 95% and macro F1 94%; the runs write accuracy only, so F1 is "not
+    # run"
     assert table[("demo", "published")] == ["0", "0", "2", "synthetic data 1, not run 1"]
     assert table[("real", "published")] == [
         "0",

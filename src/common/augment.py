@@ -39,7 +39,8 @@ def build_augmenter(
         raise ValueError(f"flip must be one of {FLIPS}, got {flip!r}")
     if rotation_deg < 0 or not 0 <= zoom < 1 or not 0 <= translate < 1:
         raise ValueError(
-            f"need rotation_deg >= 0, 0 <= zoom < 1, 0 <= translate < 1; got {rotation_deg}, {zoom}, {translate}"
+            "need rotation_deg >= 0, 0 <= zoom < 1, 0 <= translate < 1; got "
+            f"{rotation_deg}, {zoom}, {translate}"
         )
     layers = []
     if flip:

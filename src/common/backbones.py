@@ -212,7 +212,8 @@ def imagenet_weights_file(name: str, *, include_top: bool = False) -> tuple[str,
     """
     if name not in IMAGENET_FILES:
         raise ValueError(
-            f"keras.applications has no ImageNet weights for {name!r}; use 'none' or a local weights file"
+            f"keras.applications has no ImageNet weights for {name!r}; use 'none' or a "
+            "local weights file"
         )
     folder, stem = IMAGENET_FILES[name]
     if name == "mobilenetv2":
@@ -355,11 +356,13 @@ def build_backbone(
             weights_path = weights_file_in(weights_path, name, size, full)
         if not weights_path.is_file():
             raise FileNotFoundError(
-                f"weights file {weights_path} does not exist; pass 'imagenet', 'none' or an existing file"
+                f"weights file {weights_path} does not exist; pass 'imagenet', 'none' or "
+                "an existing file"
             )
     if str(pretrained) == "imagenet" and name in CUSTOM:
         raise ValueError(
-            f"keras.applications has no ImageNet weights for {name}; use pretrained='none' or a local weights file"
+            f"keras.applications has no ImageNet weights for {name}; use pretrained='none' "
+            "or a local weights file"
         )
     keras.utils.set_random_seed(seed)
     model = _base_model(name, size, full, classes, imagenet=str(pretrained) == "imagenet")
@@ -368,14 +371,16 @@ def build_backbone(
             model.load_weights(weights_path)
         except Exception as exc:
             raise ValueError(
-                f"cannot load {weights_path} into {name} ({type(exc).__name__}); it was saved from a different architecture or input size"
+                f"cannot load {weights_path} into {name} ({type(exc).__name__}); it was "
+                "saved from a different architecture or input size"
             ) from None
     if not include_top and layer != "gap":
         try:
             out = model.get_layer(layer).output
         except ValueError:
             raise ValueError(
-                f"{name} has no layer {layer!r}; use 'gap', 'fc2'/'fc7' (VGG-16, AlexNet) or a layer name"
+                f"{name} has no layer {layer!r}; use 'gap', 'fc2'/'fc7' (VGG-16, AlexNet) "
+                "or a layer name"
             ) from None
         if len(out.shape) == 4 and not spatial:
             out = layers.GlobalAveragePooling2D(name=f"{layer}_gap")(out)
@@ -406,7 +411,8 @@ def fine_tune_model(
     optimizer: str = "adam",
     learning_rate: float = 1e-4,
 ) -> keras.Model:
-    """A classifier on a feature backbone: [Dense(hidden, relu)] -> Dropout -> Dense(num_classes, softmax).
+    """A classifier on a feature backbone: [Dense(hidden, relu)] -> Dropout -> Dense(num_classes,
+    softmax).
 
     ``trainable_layers``: 0 freezes the whole backbone, N unfreezes its last N
     layers, None trains everything. Compiled with the paper's ``optimizer``

@@ -100,8 +100,9 @@ def smote(
         cls, n = min(too_small.items(), key=lambda kv: kv[1])
         if fallback is None or n < 2:
             raise ValueError(
-                f"class {cls!r} has {n} sample(s), too few for SMOTE with k_neighbors={k_neighbors}; "
-                f"lower k_neighbors to {max(n - 1, 1)}, pass fallback='reduce_k', or merge/drop the class"
+                f"class {cls!r} has {n} sample(s), too few for SMOTE with "
+                f"k_neighbors={k_neighbors}; lower k_neighbors to {max(n - 1, 1)}, pass "
+                "fallback='reduce_k', or merge/drop the class"
             )
         log.warning(
             "SMOTE: class %r has only %d samples; k_neighbors reduced from %d to %d",

@@ -183,17 +183,19 @@ def table(result: dict) -> str:
         ("cached re-run", result["cached_images_per_s"]),
     ]
     lines = [
-        f"{result['backbone']} at {result['input_size']} px, {result['n_images']} images, batch {result['batch_size']}, "
-        f"segment={result['segment']}, backend {result['backend']} on {result['device']}",
+        f"{result['backbone']} at {result['input_size']} px, {result['n_images']} images, "
+        f"batch {result['batch_size']}, segment={result['segment']}, backend "
+        f"{result['backend']} on {result['device']}",
         f"{'stage':32s} {'images/s':>10s}",
         *(f"{name:32s} {value:10.1f}" for name, value in rows),
-        f"pipeline / raw: {result['pipeline_over_raw']:.2f}   cached / pipeline: {result['cached_over_pipeline']:.0f}x   "
-        f"peak RSS: {result['peak_rss_mb']:.0f} MB",
+        f"pipeline / raw: {result['pipeline_over_raw']:.2f}   cached / pipeline: "
+        f"{result['cached_over_pipeline']:.0f}x   peak RSS: {result['peak_rss_mb']:.0f} MB",
     ]
     if "memory" in result:
         m = result["memory"]
         lines.append(
-            f"peak RSS by set size at {m['image_size']} px: {m['peak_rss_mb']} (growth {m['growth_mb']} MB, ratio {m['growth_ratio']})"
+            f"peak RSS by set size at {m['image_size']} px: {m['peak_rss_mb']} (growth "
+            f"{m['growth_mb']} MB, ratio {m['growth_ratio']})"
         )
     return "\n".join(lines)
 

@@ -97,7 +97,8 @@ def refresh_paper(
     for name in [*CANONICAL_FILES, *names]:
         if not (run_dir / name).is_file():
             raise CanonicalError(
-                f"{paper}: {run_dir / name} is missing; the canonical run must have it (rerun the notebook)"
+                f"{paper}: {run_dir / name} is missing; the canonical run must have it "
+                "(rerun the notebook)"
             )
     pngs = {name: compress_png(run_dir / name) for name in names}
     size = sum(len(b) for b in pngs.values())
@@ -117,8 +118,9 @@ def refresh_paper(
     total = others + size + sum((run_dir / n).stat().st_size for n in CANONICAL_FILES)
     if total > total_limit:
         raise CanonicalError(
-            f"{paper}: figures/ and results/canonical/ would hold {total / 2**20:.1f} MB with this paper, "
-            f"over the {total_limit / 2**20:.0f} MB limit (common.canonical.TOTAL_LIMIT_BYTES)"
+            f"{paper}: figures/ and results/canonical/ would hold {total / 2**20:.1f} MB "
+            f"with this paper, over the {total_limit / 2**20:.0f} MB limit "
+            "(common.canonical.TOTAL_LIMIT_BYTES)"
         )
     for folder in (fig_dir, can_dir):
         if folder.exists():
@@ -205,7 +207,8 @@ def _run_json(paper: str, repo: Path) -> dict | None:
 
 def figures_section(notebooks: list[Path], *, repo: Path | None = None) -> str:
     """The Markdown table of ``figures/README.md``: every key figure of every notebook (metadata
-    ``repro.key_figures``), the cell that makes it and the data source of the committed canonical run."""
+    ``repro.key_figures``), the cell that makes it and the data source of the committed canonical
+    run."""
     from common.notebooks import notebook_meta
 
     repo = Path(repo or repo_root())
@@ -257,7 +260,8 @@ def demo_section(
     repo = Path(repo or repo_root())
     claims = Path(claims or repo / "claims")
     rows = [
-        "| notebook | headline claim | reproduced, published | reproduced, leak_free (95% CI) | data | profile | run time |",
+        "| notebook | headline claim | reproduced, published | reproduced, leak_free (95% "
+        "CI) | data | profile | run time |",
         "|---|---|---|---|---|---|---|",
     ]
     for nb in notebooks:

@@ -86,7 +86,8 @@ def check_inputs(
             y_score = np.column_stack([1.0 - y_score, y_score])
         if y_score.ndim != 2 or y_score.shape != (y_true.size, labels.size):
             raise ValueError(
-                f"y_score must have shape ({y_true.size}, {labels.size}) (samples x classes), got {y_score.shape}"
+                f"y_score must have shape ({y_true.size}, {labels.size}) (samples x "
+                f"classes), got {y_score.shape}"
             )
         n_bad = int(np.sum(~np.isfinite(y_score)))
         if n_bad:
@@ -738,18 +739,21 @@ def prediction_rows(
 
 
 def write_predictions(rows: pd.DataFrame | Sequence[pd.DataFrame], run_dir: Path | str) -> Path:
-    """Write :func:`prediction_rows` (one frame or several) to ``predictions.csv`` in ``run_dir``."""
+    """Write :func:`prediction_rows` (one frame or several) to ``predictions.csv`` in
+    ``run_dir``."""
     rows = pd.concat(list(rows), ignore_index=True) if not isinstance(rows, pd.DataFrame) else rows
     missing = [c for c in PREDICTION_COLUMNS if c not in rows.columns]
     if missing or rows.empty:
         raise ValueError(
-            f"prediction rows lack column(s) {missing} or are empty; build them with prediction_rows()"
+            f"prediction rows lack column(s) {missing} or are empty; build them with "
+            "prediction_rows()"
         )
     dup = rows.duplicated(subset=["sample_id", "protocol", "model"])
     if dup.any():
         first = rows.loc[dup, ["sample_id", "protocol", "model"]].iloc[0].tolist()
         raise ValueError(
-            f"duplicate prediction row {first}; give each sample a distinct id per protocol and model"
+            f"duplicate prediction row {first}; give each sample a distinct id per "
+            "protocol and model"
         )
     scores = [c for c in rows.columns if c.startswith(SCORE_PREFIX)]
     return atomic_write_text(
@@ -807,7 +811,8 @@ def check_predictions(run_dir: Path | str, *, tolerance: float = 1e-9) -> list[s
         return []
     if not (run_dir / PREDICTIONS_FILE).is_file():
         return [
-            f"{run_dir / PREDICTIONS_FILE} is missing (metrics.json has accuracies; write_predictions)"
+            f"{run_dir / PREDICTIONS_FILE} is missing (metrics.json has accuracies; "
+            "write_predictions)"
         ]
     recomputed = metrics_from_predictions(read_predictions(run_dir)).set_index(
         ["protocol", "model", "class", "metric"]
@@ -821,7 +826,8 @@ def check_predictions(run_dir: Path | str, *, tolerance: float = 1e-9) -> list[s
             )
         elif not abs(recomputed.loc[key, "value"] - row["value"]) <= tolerance:
             problems.append(
-                f"{PREDICTIONS_FILE} gives {key[2]} {key[3]} {recomputed.loc[key, 'value']:.6f} for "
-                f"{key[1]!r} ({key[0]}), metrics.json {row['value']:.6f}"
+                f"{PREDICTIONS_FILE} gives {key[2]} {key[3]} "
+                f"{recomputed.loc[key, 'value']:.6f} for {key[1]!r} ({key[0]}), "
+                f"metrics.json {row['value']:.6f}"
             )
     return sorted(set(problems))

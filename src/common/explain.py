@@ -66,7 +66,8 @@ def _gradients(head: keras.Model, activations: np.ndarray, class_index: np.ndarr
         score.backward()
         return a.grad.detach().cpu().numpy()
     raise ValueError(
-        f"Grad-CAM needs gradients, which the {backend!r} backend lacks; set KERAS_BACKEND to tensorflow, jax or torch"
+        f"Grad-CAM needs gradients, which the {backend!r} backend lacks; set KERAS_BACKEND "
+        "to tensorflow, jax or torch"
     )
 
 
@@ -107,7 +108,8 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.4) -> np
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[:2] != heatmap.shape:
         raise ValueError(
-            f"need an RGB uint8 image matching the heatmap {heatmap.shape}, got {image.dtype} {image.shape}"
+            f"need an RGB uint8 image matching the heatmap {heatmap.shape}, got "
+            f"{image.dtype} {image.shape}"
         )
     colours = matplotlib.colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
     blended = np.clip((1 - alpha) * image / 255.0 + alpha * colours, 0, 1)

@@ -142,7 +142,8 @@ def extract_features(
         raise ValueError("no image paths to extract features from")
     if (segment is not None or augment is not None) and not preprocessing:
         raise ValueError(
-            "describe the segment hook (and any augment hook) in `preprocessing`: it is part of the cache key"
+            "describe the segment hook (and any augment hook) in `preprocessing`: it is "
+            "part of the cache key"
         )
     if mmap and not use_cache:
         raise ValueError("mmap=True reads the cached file: it needs use_cache=True")

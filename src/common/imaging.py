@@ -52,7 +52,8 @@ def _check_grey_or_rgb(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(
-            f"expected a uint8 image (H, W) or (H, W, 3), got dtype {img.dtype} and shape {img.shape}"
+            f"expected a uint8 image (H, W) or (H, W, 3), got dtype {img.dtype} and shape "
+            f"{img.shape}"
         )
     return img
 
@@ -96,7 +97,8 @@ def hsv_segment(
         if on_empty == "keep":
             return img.copy(), np.ones(mask.shape, bool)
         raise ValueError(
-            f"HSV thresholds {tuple(lower)}-{tuple(upper)} selected no pixel; widen them or check the stain"
+            f"HSV thresholds {tuple(lower)}-{tuple(upper)} selected no pixel; widen them "
+            "or check the stain"
         )
     return np.where(mask[..., None], img, 0).astype(np.uint8), mask
 

@@ -1,6 +1,8 @@
-"""A leakage sheet per protocol: the eight leakage types of Kapoor and Narayanan, answered from the run's facts.
+"""A leakage sheet per protocol: the eight leakage types of Kapoor and Narayanan, answered from the
+run's facts.
 
-S. Kapoor and A. Narayanan, "Leakage and the reproducibility crisis in machine-learning-based science",
+S. Kapoor and A. Narayanan, "Leakage and the reproducibility crisis in machine-learning-based
+science",
 *Patterns* 4(9):100804, 2023, doi:10.1016/j.patter.2023.100804. Their taxonomy:
 
 ====  ===================================================
@@ -85,7 +87,8 @@ L3.1 temporal leakage
     framed in time, which the ``because`` leaves to the reader.
 L3.2 non-independence between training and test samples
     **yes** when a patient (or other group: ``group_kind``) has real samples on both sides
-    [``groups``: ``shared``, counted over original rows], or a test row and a training row derive from one original
+    [``groups``: ``shared``, counted over original rows], or a test row and a training row derive
+    from one original
     (a SMOTE row and its origin, a sample and its copy) [``origins_across``]; **no** when
     patient ids exist, none is shared and nothing derives across; when the data carry no
     patient ids, **yes** with the missing fact named.
@@ -131,11 +134,13 @@ REFERENCE = (
     'S. Kapoor and A. Narayanan, "Leakage and the reproducibility crisis in machine-learning-based '
     'science", Patterns 4(9):100804, 2023, doi:10.1016/j.patter.2023.100804'
 )
-#: Test class shares may differ from the data set's by this much (or one test row's share, if larger).
+#: Test class shares may differ from the data set's by this much (or one test row's share, if
+#: larger).
 CLASS_SHARE_TOLERANCE = 0.05
 #: Derived-row kinds that are copies of a sample (duplicates), as opposed to SMOTE's interpolations.
 COPY_KINDS = ("oversample", "augment")
-#: Input names that are metadata or label columns whatever the dataset calls them (case-insensitive).
+#: Input names that are metadata or label columns whatever the dataset calls them
+#: (case-insensitive).
 METADATA_WORDS = {
     "label",
     "labels",
@@ -238,7 +243,8 @@ def _duplicate_facts(
     if all(isinstance(d, Mapping) and "n_test_with_train_duplicate" in d for d in items):
         if len(items) != len(rounds):
             raise ValueError(
-                f"{len(items)} cross-split duplicate counts for {len(rounds)} rounds; give one per round"
+                f"{len(items)} cross-split duplicate counts for {len(rounds)} rounds; give "
+                "one per round"
             )
         return {
             "audited": True,
@@ -250,8 +256,9 @@ def _duplicate_facts(
         }
     if not isinstance(duplicates, Mapping) or "groups" not in duplicates:
         raise ValueError(
-            "duplicates must be None (no audit ran), an audit with 'groups' (common.data.profile_audit) "
-            "or cross_split_duplicates results (common.data.audit), one per round"
+            "duplicates must be None (no audit ran), an audit with 'groups' "
+            "(common.data.profile_audit) or cross_split_duplicates results "
+            "(common.data.audit), one per round"
         )
     groups = _group_indices(duplicates["groups"])
     if to_original is not None:  # the audit indexes the dataset; the split indexes a subset of it
@@ -541,8 +548,8 @@ def rule_no_test_set(r: Mapping[str, Any]) -> dict[str, str]:
         step, facts = next(iter(chosen_on_test.items()))
         return _entry(
             "yes",
-            f"{step} chosen on rows that include {facts['test_rows_seen']} of the {r['n_test']} test "
-            "rows (selection on the test set)",
+            f"{step} chosen on rows that include {facts['test_rows_seen']} of the "
+            f"{r['n_test']} test rows (selection on the test set)",
         )
     chosen = f"; {_names(r['selection'])} chosen without test rows" if r["selection"] else ""
     return _entry("no", f"{r['n_test']} test rows, none a training row ({r['design']}){chosen}")
@@ -620,7 +627,8 @@ def rule_features(r: Mapping[str, Any]) -> dict[str, str]:
     if inputs["flagged"]:
         return _entry(
             "yes",
-            f"model inputs named like label or metadata columns: {', '.join(inputs['flagged'][:5])}",
+            "model inputs named like label or metadata columns: "
+            f"{', '.join(inputs['flagged'][:5])}",
         )
     if inputs["kind"] == "pixels":
         return _entry(
@@ -629,7 +637,8 @@ def rule_features(r: Mapping[str, Any]) -> dict[str, str]:
             "reaches the model",
         )
     controls = (
-        f"; {inputs['technical_controls']} AFFX control probes, technical measurements of the same chip"
+        f"; {inputs['technical_controls']} AFFX control probes, technical measurements of "
+        "the same chip"
         if inputs["technical_controls"]
         else ""
     )
@@ -665,8 +674,8 @@ def rule_non_independence(r: Mapping[str, Any]) -> dict[str, str]:
         )
     if r["origins_across"]:
         reasons.append(
-            f"{r['origins_across']} test rows derive from a sample on the training side (SMOTE rows or "
-            "copies made before the split)"
+            f"{r['origins_across']} test rows derive from a sample on the training side "
+            "(SMOTE rows or copies made before the split)"
         )
     if reasons:
         return _entry("yes", "; ".join(reasons))
@@ -678,7 +687,8 @@ def rule_non_independence(r: Mapping[str, Any]) -> dict[str, str]:
         )
     return _entry(
         "no",
-        f"0 of {groups['n_groups']} {kind}s on both sides; no test row derives from a training sample",
+        f"0 of {groups['n_groups']} {kind}s on both sides; no test row derives from a "
+        "training sample",
     )
 
 
@@ -687,12 +697,14 @@ def rule_sampling_bias(r: Mapping[str, Any]) -> dict[str, str]:
     reasons = []
     if r["synthetic_in_test"]:
         reasons.append(
-            f"{r['synthetic_in_test']} of {r['n_test']} test rows are synthetic or copies, not real samples"
+            f"{r['synthetic_in_test']} of {r['n_test']} test rows are synthetic or copies, "
+            "not real samples"
         )
     if shares["max_difference"] > shares["tolerance"] + 1e-9:
         reasons.append(
-            f"test class shares differ from the data set's by up to {100 * shares['max_difference']:.1f} "
-            f"points (tolerance {100 * shares['tolerance']:.1f})"
+            "test class shares differ from the data set's by up to "
+            f"{100 * shares['max_difference']:.1f} points (tolerance "
+            f"{100 * shares['tolerance']:.1f})"
         )
     if reasons:
         return _entry("yes", "; ".join(reasons))
@@ -716,7 +728,8 @@ RULES = {
 
 
 def leakage_sheet(record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """Each taxonomy type -> ``{"answer": yes|no|not applicable, "because": one line[, "missing": fact]}``,
+    """Each taxonomy type -> ``{"answer": yes|no|not applicable, "because": one line[, "missing":
+    fact]}``,
     by the rules of the module docstring, from a :func:`split_record`."""
     sheet = {}
     for code, rule in RULES.items():
@@ -777,7 +790,8 @@ def sheet_markdown(leakage: Mapping[str, Mapping[str, Any]] | None) -> str:
             answer = short_answer(item["answer"])
             text = f"**{answer}**{mark}" if item["answer"] == "yes" else f"{answer}{mark}"
             cells.append(
-                f'<span title="{html.escape(because, quote=True)}">{text}</span> <sup>{number}</sup>'
+                f'<span title="{html.escape(because, quote=True)}">{text}</span> '
+                f"<sup>{number}</sup>"
             )
             notes.append(f"{number}. `{protocol}`, {code}: {because}")
         lines.append("| " + " | ".join(cells) + " |")

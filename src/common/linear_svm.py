@@ -34,9 +34,12 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
 
     ``C``: the penalty, as ``LinearSVC``'s. ``tol``: liblinear's relative gradient tolerance.
     ``max_iter``: Newton iterations at most, ``max_cg``: conjugate-gradient steps per Newton step at
-    most (caps without a warning: ``n_iter_`` and ``converged_`` say what happened). ``chunk_rows``: rows per matrix product (memory: chunk_rows x columns x 8
-    bytes). With no more rows than columns it runs liblinear's dual instead (:meth:`_fit_small`, with
-    ``max_dual_iter`` and ``random_state``), as ``LinearSVC(dual="auto")`` would. Fitted: ``solver_``, ``classes_``, ``coef_`` and ``intercept_`` in the input's own units (as the
+    most (caps without a warning: ``n_iter_`` and ``converged_`` say what happened). ``chunk_rows``:
+    rows per matrix product (memory: chunk_rows x columns x 8
+    bytes). With no more rows than columns it runs liblinear's dual instead (:meth:`_fit_small`,
+    with
+    ``max_dual_iter`` and ``random_state``), as ``LinearSVC(dual="auto")`` would. Fitted:
+    ``solver_``, ``classes_``, ``coef_`` and ``intercept_`` in the input's own units (as the
     pipeline ``StandardScaler`` + ``LinearSVC`` would give them), ``mean_``, ``scale_``.
     """
 
@@ -59,7 +62,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         self.max_dual_iter = max_dual_iter
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ products by the standardised matrix
+    # ------------------------------------------------------------------ products by the
+    # standardised matrix
     def _chunks(self, n: int):
         return range(0, n, max(1, int(self.chunk_rows)))
 
@@ -76,8 +80,10 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         return out
 
     def _scores(self, X: np.ndarray, weights: np.ndarray, exact: bool = True) -> np.ndarray:
-        """[standardised X, 1] @ weights (linear in weights), weights (columns + 1, k): k score columns.
-        ``exact``: float64 products; else in the input's dtype (the Hessian products: float32 needs no copy)."""
+        """[standardised X, 1] @ weights (linear in weights), weights (columns + 1, k): k score
+        columns.
+        ``exact``: float64 products; else in the input's dtype (the Hessian products: float32 needs
+        no copy)."""
         d = X.shape[1]
         coef = weights[:d] / self.scale_[:, None]
         return self._product(X, coef, exact) + (weights[d] - self.mean_ @ coef)
@@ -92,7 +98,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         return np.vstack([(acc - np.outer(self.mean_, total)) / self.scale_[:, None], total])
 
     def _moments(self, X: np.ndarray) -> None:
-        """Column means and standard deviations: StandardScaler's, fitted chunk by chunk (float64 sums)."""
+        """Column means and standard deviations: StandardScaler's, fitted chunk by chunk (float64
+        sums)."""
         from sklearn.preprocessing import StandardScaler
 
         scaler = StandardScaler()
@@ -124,8 +131,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
             from sklearn.exceptions import ConvergenceWarning
 
             warnings.warn(
-                f"ChunkedLinearSVC stopped after max_iter={self.max_iter} Newton steps before liblinear's "
-                "stopping rule held; increase max_iter",
+                f"ChunkedLinearSVC stopped after max_iter={self.max_iter} Newton steps "
+                "before liblinear's stopping rule held; increase max_iter",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -136,10 +143,13 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_small(self, X: np.ndarray, y: np.ndarray):
-        """No more rows than columns (smoke and demo sizes, the rehearsals' small scales): the primal converges slowly
-        there (liblinear's own primal solver ran 1,000 iterations without converging on 3,000 x 7,424 rows, where
+        """No more rows than columns (smoke and demo sizes, the rehearsals' small scales): the
+        primal converges slowly
+        there (liblinear's own primal solver ran 1,000 iterations without converging on 3,000 x
+        7,424 rows, where
         its dual took 75), and the copies are small (at most columns^2 x 32 bytes), so this is what
-        ``LinearSVC(dual="auto")`` does: liblinear's dual coordinate descent, on the same problem."""
+        ``LinearSVC(dual="auto")`` does: liblinear's dual coordinate descent, on the same
+        problem."""
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import LinearSVC
 
@@ -162,8 +172,10 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         return self
 
     def _newton(self, X: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, int, bool]:
-        """Newton's method with conjugate gradients and a backtracking line search, liblinear's method for this
-        problem (Galli and Lin, 2021), run for the k one-vs-rest problems in lockstep: each pass over the rows
+        """Newton's method with conjugate gradients and a backtracking line search, liblinear's
+        method for this
+        problem (Galli and Lin, 2021), run for the k one-vs-rest problems in lockstep: each pass
+        over the rows
         serves every class; each class has its own CG steps, step size and stopping test."""
         n, d, k, C = X.shape[0], X.shape[1], targets.shape[1], float(self.C)
         weights, scores = np.zeros((d + 1, k)), np.zeros((n, k))
@@ -204,7 +216,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
     def _conjugate_gradient(
         self, X: np.ndarray, rhs: np.ndarray, active: np.ndarray, C: float
     ) -> np.ndarray:
-        """Solve (I + 2C X~^T D_c X~) s_c = rhs_c for every class c at once (D_c: its active rows), each to
+        """Solve (I + 2C X~^T D_c X~) s_c = rhs_c for every class c at once (D_c: its active rows),
+        each to
         liblinear's relative residual 0.1."""
         step, residual = np.zeros_like(rhs), rhs.copy()
         direction = residual.copy()

@@ -159,7 +159,8 @@ def train_or_load(
             model.load_weights(stored.weights)
         kept, history = stored.read()
         log(
-            f"{stored.name}: reusing the trained network in {stored.dir} (same parameters, data and code)"
+            f"{stored.name}: reusing the trained network in {stored.dir} (same parameters, "
+            "data and code)"
         )
         return model, kept, history, True
     resumed = stored.backup.is_dir() and any(stored.backup.iterdir())

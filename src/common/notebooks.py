@@ -32,12 +32,14 @@ def discover(*, directory: Path | None = None) -> list[Path]:
 
 def notebook_meta(path: Path) -> dict[str, Any]:
     """The ``repro`` metadata of a notebook: ``paper``, the ``figures`` every run must write, and
-    ``key_figures``, the ones committed under ``figures/`` (optional; default: all of ``figures``)."""
+    ``key_figures``, the ones committed under ``figures/`` (optional; default: all of
+    ``figures``)."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     meta = nb.get("metadata", {}).get("repro")
     if not isinstance(meta, dict) or not meta.get("paper"):
         raise ValueError(
-            f"{path} lacks metadata.repro.paper; add {{'paper': '<id>', 'figures': [...]}} to its metadata"
+            f"{path} lacks metadata.repro.paper; add {{'paper': '<id>', 'figures': [...]}} "
+            "to its metadata"
         )
     figures = meta.get("figures", [])
     if not isinstance(figures, list):
@@ -168,7 +170,8 @@ def links_table(
     for path in discover(directory=directory):
         url = launch_links(path, repo=repo, branch=branch)
         rows.append(
-            f"| [{path.stem}](notebooks/{path.name}) | [Open in Colab]({url['colab']}) | [Open in Kaggle]({url['kaggle']}) |"
+            f"| [{path.stem}](notebooks/{path.name}) | [Open in Colab]({url['colab']}) | "
+            f"[Open in Kaggle]({url['kaggle']}) |"
         )
     return "\n".join(rows)
 

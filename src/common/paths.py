@@ -51,7 +51,8 @@ def data_root() -> Path:
 
 
 def platform() -> str:
-    """``kaggle``, ``colab`` or ``local``, from the variables those platforms set in every session."""
+    """``kaggle``, ``colab`` or ``local``, from the variables those platforms set in every
+    session."""
     if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
         return "kaggle"
     if "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ:

@@ -231,7 +231,7 @@ def plot_histogram(
     fig, ax = _figure(ax, (6.5, 4.5))
     ax.hist(values, bins=bins, color=sns.color_palette(PALETTE)[0], alpha=0.85)
     stats = {"min": values.min(), "mean": values.mean(), "max": values.max()}
-    for (name, value), color in zip(stats.items(), ["grey", "crimson", "black"]):
+    for value, color in zip(stats.values(), ["grey", "crimson", "black"]):
         ax.axvline(value, color=color, linestyle="--", linewidth=1)
     ax.text(
         0.98,
@@ -293,7 +293,8 @@ def plot_reconstruction(
     original, reconstructed = np.atleast_2d(original), np.atleast_2d(reconstructed)
     if original.shape != reconstructed.shape or len(names) != original.shape[0]:
         raise ValueError(
-            f"original {original.shape}, reconstructed {reconstructed.shape} and {len(names)} names disagree"
+            f"original {original.shape}, reconstructed {reconstructed.shape} and "
+            f"{len(names)} names disagree"
         )
     set_style()
     n = original.shape[0]

@@ -41,7 +41,8 @@ GPU_PROFILES = ("paper",)
 BACKENDS = ("tensorflow", "jax", "torch")
 #: Seconds to wait for the ImageNet weights server before calling the weights unobtainable.
 DOWNLOAD_PROBE_TIMEOUT = 5.0
-#: Millions of parameters per network (the full network as the papers use it), for the disk estimate.
+#: Millions of parameters per network (the full network as the papers use it), for the disk
+#: estimate.
 PARAMETERS_M = {
     "efficientnetv2m": 53.2,
     "mobilenetv2": 3.5,
@@ -147,7 +148,8 @@ def check_data(
         if shutil.which("apt-get") and shutil.which("dpkg"):
             report.ok(
                 "data",
-                f"{dataset} is not here yet; it will be fetched from Debian into {default_root(dataset)}",
+                f"{dataset} is not here yet; it will be fetched from Debian into "
+                f"{default_root(dataset)}",
             )
         else:
             report.fail(
@@ -206,7 +208,8 @@ def check_weights(
             continue
         if spec != "imagenet":
             if Path(spec).is_dir():  # a weights folder (common.backbones.weights_file_in)
-                # any input size: a network may run at its own size (AlexNet's 227 px); loading names a mismatch
+                # any input size: a network may run at its own size (AlexNet's 227 px); loading
+                # names a mismatch
                 files = sorted(
                     Path(spec).glob(
                         weights_file_in(spec, name, 0, name in full).name.replace("-0px", "-*px")
@@ -219,8 +222,9 @@ def check_weights(
                 else:
                     report.fail(
                         "weights",
-                        f"{name}: the weights folder {spec} has no {name}-<size>px weights file; write "
-                        "it with common.backbones.write_standin_weights, or give a file, 'imagenet' or 'none'",
+                        f"{name}: the weights folder {spec} has no {name}-<size>px weights "
+                        "file; write it with common.backbones.write_standin_weights, or "
+                        "give a file, 'imagenet' or 'none'",
                     )
             elif Path(spec).is_file():
                 record[name] = f"local file {spec}"
@@ -247,8 +251,9 @@ def check_weights(
         else:
             report.fail(
                 "weights",
-                f"{name}: ImageNet file {filename} is not in {cached.parent} and {url} cannot be "
-                f"reached; copy the file there, or set this network's weights to a local file or 'none'",
+                f"{name}: ImageNet file {filename} is not in {cached.parent} and {url} "
+                "cannot be reached; copy the file there, or set this network's weights to "
+                "a local file or 'none'",
             )
     if record:
         report.ok("weights", "; ".join(f"{k}: {v}" for k, v in record.items()))
@@ -283,7 +288,8 @@ def check_disk(report: Preflight, need: int) -> None:
             report.fail(
                 "disk",
                 f"the {what} root {folder} is not writable; set "
-                f"{'REPRO_CACHE_DIR' if what == 'cache' else 'REPRO_RESULTS_DIR'} to a writable folder",
+                f"{'REPRO_CACHE_DIR' if what == 'cache' else 'REPRO_RESULTS_DIR'} to a "
+                "writable folder",
             )
             return
     free = free_bytes(cache)
@@ -303,15 +309,15 @@ def check_disk(report: Preflight, need: int) -> None:
     if quota and need > quota[1]:
         report.fail(
             "disk",
-            f"the run writes about {need / 1e9:.1f} GB under {cache}, but {quota[0]} keeps at most "
-            f"{quota[1] / 1e9:.0f} GB; set REPRO_CACHE_DIR to a folder outside it (e.g. /tmp/cache, "
-            "not kept after the session)",
+            f"the run writes about {need / 1e9:.1f} GB under {cache}, but {quota[0]} keeps "
+            f"at most {quota[1] / 1e9:.0f} GB; set REPRO_CACHE_DIR to a folder outside it "
+            "(e.g. /tmp/cache, not kept after the session)",
         )
     elif free < need:
         report.fail(
             "disk",
-            f"{cache} has {free / 1e9:.1f} GB free, the run writes about {need / 1e9:.1f} GB there; "
-            "free space or set REPRO_CACHE_DIR to a larger disk",
+            f"{cache} has {free / 1e9:.1f} GB free, the run writes about {need / 1e9:.1f} "
+            "GB there; free space or set REPRO_CACHE_DIR to a larger disk",
         )
     else:
         report.ok(
@@ -375,7 +381,8 @@ def preflight(
     injected: Iterable[str] | None = None,
     verbose: bool = True,
 ) -> Preflight:
-    """Check the run's preconditions; raise :class:`PreflightError` (one line per problem) if any fails.
+    """Check the run's preconditions; raise :class:`PreflightError` (one line per problem) if any
+    fails.
 
     ``profiles``: the notebook's profiles (their names, with ``profile``, ``run`` and
     ``seed``, are the parameters it declares). ``dataset``: registry id read

@@ -94,11 +94,13 @@ def bar(
 
 
 def forecast(elapsed: float, done: float, total: float, what: str) -> str:
-    """One line: the estimated total time when ``done`` of ``total`` equal-cost units took ``elapsed``."""
+    """One line: the estimated total time when ``done`` of ``total`` equal-cost units took
+    ``elapsed``."""
     if done <= 0:
         raise ValueError("forecast needs at least one finished unit")
     estimate = elapsed / done * total
     return (
-        f"estimated total for {what}: {duration(estimate)} ({done:g} of {total:g} done in {duration(elapsed)}, "
-        f"~{duration(estimate - elapsed)} left; assumes the remaining units cost the same)"
+        f"estimated total for {what}: {duration(estimate)} ({done:g} of {total:g} done in "
+        f"{duration(elapsed)}, ~{duration(estimate - elapsed)} left; assumes the remaining "
+        "units cost the same)"
     )

@@ -75,12 +75,12 @@ class Spec:
     networks: tuple[str, ...] = ()  # networks started from ImageNet weights (local stand-ins here)
     stages: tuple[StageRule, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
-    #: what the rehearsal scales cannot show; ``budget_verdict`` replaces the table's budget cell when the projection
-    #: alone cannot decide it (said why in the caveat)
+    #: what the rehearsal scales cannot show; ``budget_verdict`` replaces the table's budget cell
+    #: when the projection alone cannot decide it (said why in the caveat)
     caveat: str = ""
     budget_verdict: str | None = None
-    #: the peak memory at full size is composed (an upper bound) from a rehearsal at the paper's image size and the
-    #: largest full-width stacking run (:func:`composed_peak`), when both exist
+    #: the peak memory at full size is composed (an upper bound) from a rehearsal at the paper's
+    #: image size and the largest full-width stacking run (:func:`composed_peak`), when both exist
     composed_memory: bool = False
 
 
@@ -97,8 +97,8 @@ CNMC_PRELIM = {"all": 1219, "hem": 648}
 CNMC_SUBJECTS = {"all": 47, "hem": 29}
 ARIA_COUNTS = {"Benign": 504, "Early": 985, "Pre": 963, "Pro": 804}
 ARIA_PATIENTS = {"Benign": 25, "Early": 20, "Pre": 21, "Pro": 23}
-# paper 01's Table 2: samples per series; GSE28497's classes from data/README.md, the other series' class
-# split is not published (split evenly here)
+# paper 01's Table 2: samples per series; GSE28497's classes from data/README.md, the other series'
+# class split is not published (split evenly here)
 CUMIDA_SAMPLES = {
     "GSE14317": 25,
     "GSE71449": 45,
@@ -173,22 +173,26 @@ SPECS = {
             StageRule(r"^fine_tune_", pixels=True, epochs="cnn_epochs"),
             StageRule(r"^vit_", pixels=True, epochs="vit_epochs"),
         ),
-        caveat="At the rehearsal scales a setting's training rows are fewer than the 7,424 fused feature columns, "
-        "so PCA and the SVM run their small-N branches (full SVD, liblinear's dual) and the stacking "
-        "stages' growth does not extrapolate to the paper's 142,140 rows: that stage is measured at the "
-        "real width on its own (the stacking table below; its peak anon there is the stage's own process). "
-        "The rest of the notebook's memory is mostly fixed: networks, TensorFlow's runtime and the "
-        "memory it keeps after each training (each fine-tuned CNN trains in a child process for that "
-        "reason), and at 224 px more than at 32 px (VGG-16's first dense layer takes 25,088 inputs "
-        "instead of 512). So the peak at full size is composed from measurements rather than read from "
-        "the 32 px fit (common.rehearse.composed_peak): a rehearsal at the paper's 224 px holds every "
-        "fixed cost; the stacking stages (stacking_*, grouped_kfold) are the part that grows with N, "
-        "and they do not overlap the rest in time, so the bound is the larger of the other stages' peak "
-        "at 224 px and the kernel's peak during stacking at 224 px plus the whole stacking stage at the "
-        "real width and the paper's largest row count (measured in its own process). On this CPU a "
-        "fine-tune's activations at 224 px sit in host memory (on a GPU they sit on the GPU), so the "
+        caveat="At the rehearsal scales a setting's training rows are fewer than the 7,424 fused "
+        "feature columns, so PCA and the SVM run their small-N branches (full SVD, "
+        "liblinear's dual) and the stacking stages' growth does not extrapolate to the "
+        "paper's 142,140 rows: that stage is measured at the real width on its own (the "
+        "stacking table below; its peak anon there is the stage's own process). The rest "
+        "of the notebook's memory is mostly fixed: networks, TensorFlow's runtime and the "
+        "memory it keeps after each training (each fine-tuned CNN trains in a child "
+        "process for that reason), and at 224 px more than at 32 px (VGG-16's first dense "
+        "layer takes 25,088 inputs instead of 512). So the peak at full size is composed "
+        "from measurements rather than read from the 32 px fit "
+        "(common.rehearse.composed_peak): a rehearsal at the paper's 224 px holds every "
+        "fixed cost; the stacking stages (stacking_*, grouped_kfold) are the part that "
+        "grows with N, and they do not overlap the rest in time, so the bound is the "
+        "larger of the other stages' peak at 224 px and the kernel's peak during stacking "
+        "at 224 px plus the whole stacking stage at the real width and the paper's "
+        "largest row count (measured in its own process). On this CPU a fine-tune's "
+        "activations at 224 px sit in host memory (on a GPU they sit on the GPU), so the "
         "first term over-states a GPU session's host memory.",
-        budget_verdict="not shown (no rehearsal at 224 px or no full-width stacking run yet; see its caveat)",
+        budget_verdict="not shown (no rehearsal at 224 px or no full-width stacking run yet; "
+        "see its caveat)",
         composed_memory=True,
     ),
     "05": Spec(
@@ -238,7 +242,9 @@ def twin_kwargs(nb: str, scale: float) -> dict[str, Any]:
         }
     if (
         nb == "04"
-    ):  # eight patients per class: the patient-level 15% test and validation parts each get every class
+        # eight patients per class: the patient-level 15% test and validation parts each get every
+        # class
+    ):
         return {
             "n_per_class": _scaled(AML_COUNTS, scale, 16),
             "patients_per_class": _scaled(AML_PATIENTS, scale, 8),
@@ -273,7 +279,8 @@ def twin(nb: str, scale: float) -> Path:
 def notebook_params(
     nb: str, scale: float, *, root: Path, size: int | None, epochs: int | None, weights: Path | None
 ) -> dict[str, Any]:
-    """papermill parameters of the rehearsal: the ``paper`` profile, on the twin, with the stated reductions."""
+    """papermill parameters of the rehearsal: the ``paper`` profile, on the twin, with the stated
+    reductions."""
     spec = SPECS[nb]
     params: dict[str, Any] = {"profile": "paper", "run": "rehearsal", "data_root": str(root)}
     if spec.paper_size is not None:
@@ -378,7 +385,8 @@ def stage_table(
 
 
 def projection_factor(nb: str, stage: str, params: dict[str, Any]) -> tuple[float, str]:
-    """(factor, why) that takes a stage's rehearsal time back to the paper's image size and epochs."""
+    """(factor, why) that takes a stage's rehearsal time back to the paper's image size and
+    epochs."""
     spec = SPECS[nb]
     for rule in spec.stages:
         if re.search(rule.pattern, stage):
@@ -432,7 +440,8 @@ def check_request(nb: str, scale: float, size: int | None, epochs: int | None) -
             raise SystemExit(f"error: notebook {nb} has no image size; drop --image-size")
         if not spec.min_size <= size <= spec.paper_size:
             raise SystemExit(
-                f"error: --image-size {size} must be in [{spec.min_size}, {spec.paper_size}] for notebook {nb}"
+                f"error: --image-size {size} must be in [{spec.min_size}, "
+                f"{spec.paper_size}] for notebook {nb}"
             )
         if nb == "02" and size % 9:
             raise SystemExit(f"error: notebook 02 needs an image size divisible by 9, got {size}")
@@ -501,8 +510,8 @@ def rehearse(
     if rc != 0:
         tail = (work / "papermill.log").read_text(errors="replace").splitlines()[-15:]
         raise SystemExit(
-            f"error: notebook {nb} failed in the rehearsal (exit {rc}); log: {work / 'papermill.log'}\n"
-            + "\n".join(tail)
+            f"error: notebook {nb} failed in the rehearsal (exit {rc}); log: "
+            f"{work / 'papermill.log'}\n" + "\n".join(tail)
         )
     run_json = json.loads(next((work / "results").glob("*/rehearsal/run.json")).read_text())
     stages = stage_table(run_json, sampler.samples, wall)
@@ -562,7 +571,8 @@ def _machine() -> dict[str, Any]:
 
     import psutil
 
-    # the load averages at the end of a run (this run included): above the CPU count, something else shared the CPU
+    # the load averages at the end of a run (this run included): above the CPU count, something else
+    # shared the CPU
     return {
         "cpus": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -590,9 +600,10 @@ def markdown_row(record: dict[str, Any]) -> str:
         or "none"
     )
     return (
-        f"| {record['notebook']} | {record['scale']:g} | {record['n']:,} {record['unit']} | {nb['seconds']:.0f} s | "
-        f"{nb['peak_rss_mb'] / 1024:.2f} GB | {nb['peak_anon_mb'] / 1024:.2f} GB | {reduced} | "
-        f"{record['machine']['cpus']} CPU, {record['devices'] or 'cpu'} |"
+        f"| {record['notebook']} | {record['scale']:g} | {record['n']:,} {record['unit']} "
+        f"| {nb['seconds']:.0f} s | {nb['peak_rss_mb'] / 1024:.2f} GB | "
+        f"{nb['peak_anon_mb'] / 1024:.2f} GB | {reduced} | {record['machine']['cpus']} "
+        f"CPU, {record['devices'] or 'cpu'} |"
     )
 
 
@@ -606,7 +617,8 @@ def load_records(*, root: Path | None = None) -> dict[str, list[dict[str, Any]]]
 
 
 def growth_exponent(n: list[float], t: list[float]) -> float | None:
-    """Least-squares slope of log t on log n (None with fewer than two distinct sizes or a zero time)."""
+    """Least-squares slope of log t on log n (None with fewer than two distinct sizes or a zero
+    time)."""
     n, t = np.asarray(n, float), np.asarray(t, float)
     if len(set(n.tolist())) < 2 or (t <= 0).any():
         return None
@@ -712,39 +724,45 @@ def stage_projections(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def report(
     records: dict[str, list[dict[str, Any]]], *, stacking: Sequence[dict[str, Any]] = ()
 ) -> str:
-    """The Markdown of "What the paper profile costs", from the rehearsal records and notebook 04's stacking
+    """The Markdown of "What the paper profile costs", from the rehearsal records and notebook 04's
+    stacking
     benchmarks (:mod:`common.rehearse_stacking`)."""
     from common import rehearse_stacking
 
     lines = [
-        "Generated by `python -m common.rehearse report --readme README.md` from the rehearsal files in "
-        "`results/rehearsal/` (each made by `make rehearse NB=NN SCALE=S`); not typed. A rehearsal runs the notebook's "
-        "`paper` profile with papermill on a **synthetic** twin with the real dataset's class proportions, patients and "
-        "layout times the scale, from a cold cache, with local stand-in weight files instead of ImageNet downloads. "
-        "Stated reductions (image size, epochs) are projected back: a CNN stage's time times (paper px / rehearsal px)² "
-        "times (paper epochs / rehearsal epochs); at a small image size decoding weighs more than the convolutions, so "
-        "the pixel factor over-states a CNN stage (an upper bound). Growth exponent: slope of log time on log N over the "
-        "scales (below 1 where a fixed start-up cost weighs at small N). Projection: a line time = fixed + per-sample x N "
-        "through the points gives the fixed part; the growing part is per-sample x full N (or, above an exponent of "
-        "1.15, the largest point's growing part times (full N / N)^exponent), and only it takes the image-size and "
-        "epoch factors. "
-        f"Growth and projections need at least {MIN_SCALES} scales; with fewer, only the measured points are shown. "
-        "Memory: peak resident set of the papermill process and its children, sampled every 0.5 s; **anon** excludes "
-        "file-backed pages (memory-mapped feature banks, libraries), which the kernel reclaims; the 12 GB budget "
-        f"(Colab's free tier) is checked on anon. At the rehearsal's image size; a CNN's activations at 224 px live on "
-        "the GPU.",
+        "Generated by `python -m common.rehearse report --readme README.md` from the "
+        "rehearsal files in `results/rehearsal/` (each made by `make rehearse NB=NN "
+        "SCALE=S`); not typed. A rehearsal runs the notebook's `paper` profile with "
+        "papermill on a **synthetic** twin with the real dataset's class proportions, "
+        "patients and layout times the scale, from a cold cache, with local stand-in "
+        "weight files instead of ImageNet downloads. Stated reductions (image size, "
+        "epochs) are projected back: a CNN stage's time times (paper px / rehearsal px)² "
+        "times (paper epochs / rehearsal epochs); at a small image size decoding weighs "
+        "more than the convolutions, so the pixel factor over-states a CNN stage (an "
+        "upper bound). Growth exponent: slope of log time on log N over the scales (below "
+        "1 where a fixed start-up cost weighs at small N). Projection: a line time = "
+        "fixed + per-sample x N through the points gives the fixed part; the growing part "
+        "is per-sample x full N (or, above an exponent of 1.15, the largest point's "
+        "growing part times (full N / N)^exponent), and only it takes the image-size and "
+        f"epoch factors. Growth and projections need at least {MIN_SCALES} scales; with "
+        "fewer, only the measured points are shown. Memory: peak resident set of the "
+        "papermill process and its children, sampled every 0.5 s; **anon** excludes "
+        "file-backed pages (memory-mapped feature banks, libraries), which the kernel "
+        "reclaims; the 12 GB budget (Colab's free tier) is checked on anon. At the "
+        "rehearsal's image size; a CNN's activations at 224 px live on the GPU.",
         "",
     ]
     devices = {str(r.get("devices") or "cpu") for recs in records.values() for r in recs}
     if all("gpu" not in d.lower() and "cuda" not in d.lower() for d in devices):
         lines += [
-            "**GPU: no device was lent to the sessions that made these rehearsals, so no CNN stage was measured on "
-            "a GPU and no GPU time is given** (CPU times are not converted into GPU times).",
+            "**GPU: no device was lent to the sessions that made these rehearsals, so no "
+            "CNN stage was measured on a GPU and no GPU time is given** (CPU times are "
+            "not converted into GPU times).",
             "",
         ]
     summary = [
-        "| notebook | full N | scales rehearsed (N) | reductions | projected CPU time, full N, paper settings | "
-        f"projected peak anon (rss) | ≤ {BUDGET_GB:.0f} GB |",
+        "| notebook | full N | scales rehearsed (N) | reductions | projected CPU time, "
+        f"full N, paper settings | projected peak anon (rss) | ≤ {BUDGET_GB:.0f} GB |",
         "|---|---|---|---|---|---|---|",
     ]
     detail = []
@@ -817,15 +835,17 @@ def report(
             if composed is not None:
                 memory_cell = composed["text"]
         rows[nb] = (
-            f"| {nb} | {main[-1]['full_n']:,} {main[-1]['unit']} | {len(main)}: {sizes} | {reduced} | "
-            f"{time_cell} | {memory_cell} | {ok} |"
+            f"| {nb} | {main[-1]['full_n']:,} {main[-1]['unit']} | {len(main)}: {sizes} | "
+            f"{reduced} | {time_cell} | {memory_cell} | {ok} |"
         )
         detail += [
             f"**{nb}** ({SPECS[nb].notebook}; {main[-1]['machine']['cpus']} CPUs, "
             f"{main[-1]['machine']['memory_gb']} GB; rehearsed {main[-1]['when'][:10]})",
             "",
-            "| stage | seconds at N = " + " / ".join(f"{x:,}" for x in sizes_n) + " | exponent | "
-            "full N, this CPU | to paper settings | full N, paper settings | anon MB per 1,000 | peak anon at full N |",
+            "| stage | seconds at N = "
+            + " / ".join(f"{x:,}" for x in sizes_n)
+            + " | exponent | full N, this CPU | to paper settings | full N, paper settings "
+            "| anon MB per 1,000 | peak anon at full N |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for s in stages:
@@ -835,7 +855,8 @@ def report(
             peak = "n/a" if s["anon_mb_full"] is None else f"{s['anon_mb_full'] / 1024:.2f} GB"
             detail.append(
                 f"| {s['stage']} | {seconds} | {exponent} | {_hours(s['cpu_s_full'])} | "
-                f"{s['paper_factor_why'] or '-'} | {_hours(s['cpu_s_full_paper'])} | {slope} | {peak} |"
+                f"{s['paper_factor_why'] or '-'} | {_hours(s['cpu_s_full_paper'])} | "
+                f"{slope} | {peak} |"
             )
         detail += ["", budget_line(nb, parts, anon_full, composed=composed), ""] + (
             [f"Caveat, {nb}: {SPECS[nb].caveat}", ""] if SPECS[nb].caveat else []
@@ -894,10 +915,11 @@ def composed_peak(
         "image_size": size,
         "rows": stage["rows"],
         "trees": stage["trees"],
-        "text": f"{anon_mb / 1024:.1f} GB upper bound: the larger of {rest_mb / 1024:.1f} GB (the other stages at "
-        f"{size} px, N = {n:,}, fine-tunes' child processes included) and {kernel_mb / 1024:.1f} GB (the "
-        f"kernel during stacking at {size} px) + {stage['peak_anon_mb'] / 1024:.1f} GB (the stacking stage at "
-        f"{stage['rows']:,} rows)",
+        "text": f"{anon_mb / 1024:.1f} GB upper bound: the larger of {rest_mb / 1024:.1f} GB (the "
+        f"other stages at {size} px, N = {n:,}, fine-tunes' child processes included) and "
+        f"{kernel_mb / 1024:.1f} GB (the kernel during stacking at {size} px) + "
+        f"{stage['peak_anon_mb'] / 1024:.1f} GB (the stacking stage at {stage['rows']:,} "
+        "rows)",
     }
 
 
@@ -940,8 +962,9 @@ def other_settings(nb: str, recs: Sequence[dict[str, Any]]) -> list[str]:
         )
         reduced = reduced or "none (the paper's settings)"
         lines.append(
-            f"| {r['n']:,} | {reduced} | {_hours(whole['seconds'])} | {whole['peak_anon_mb'] / 1024:.2f} GB "
-            f"({whole['peak_rss_mb'] / 1024:.2f} GB) | "
+            f"| {r['n']:,} | {reduced} | {_hours(whole['seconds'])} | "
+            f"{whole['peak_anon_mb'] / 1024:.2f} GB ({whole['peak_rss_mb'] / 1024:.2f} GB) "
+            "| "
             + (f"{top['stage']}: {top['peak_anon_mb'] / 1024:.2f} GB" if top else "n/a")
             + f" | {r['machine']['cpus']} CPU, {', '.join(r.get('devices') or ['cpu'])}, load "
             f"{'/'.join(str(x) for x in r['machine'].get('load_avg_1_5_15', [])) or 'n/a'} | "
@@ -957,7 +980,8 @@ def budget_line(
     *,
     composed: dict[str, Any] | None = None,
 ) -> str:
-    """The budgets, read from the projections: memory, growth, the longest stage against a session."""
+    """The budgets, read from the projections: memory, growth, the longest stage against a
+    session."""
     if all(s["exponent"] is None for s in parts):
         return f"Budgets, {nb}: not assessed (fewer than {MIN_SCALES} scales rehearsed)."
     fast = [
@@ -970,8 +994,9 @@ def budget_line(
     memory = (
         "n/a"
         if anon_full_mb is None
-        else f"{anon_full_mb / 1024:.1f} GB projected peak anon, {'within' if anon_full_mb / 1024 <= BUDGET_GB else '**over**'}"
-        f" {BUDGET_GB:.0f} GB"
+        else f"{anon_full_mb / 1024:.1f} GB projected peak anon, "
+        f"{'within' if anon_full_mb / 1024 <= BUDGET_GB else '**over**'} {BUDGET_GB:.0f} "
+        "GB"
     )
     if SPECS[nb].budget_verdict:
         memory = f"memory {SPECS[nb].budget_verdict}"
@@ -986,9 +1011,10 @@ def budget_line(
     session = (
         ""
         if longest is None
-        else f"; longest stage {longest['stage']}: {_hours(longest['cpu_s_full_paper'])} on this "
-        f"CPU at paper settings ({'within' if longest['cpu_s_full_paper'] <= SESSION_HOURS * 3600 else 'over'} "
-        f"a {SESSION_HOURS:.0f}-hour session)"
+        else f"; longest stage {longest['stage']}: {_hours(longest['cpu_s_full_paper'])} on "
+        "this CPU at paper settings "
+        f"({'within' if longest['cpu_s_full_paper'] <= SESSION_HOURS * 3600 else 'over'} a "
+        f"{SESSION_HOURS:.0f}-hour session)"
     )
     epochs = _paper_epochs(nb, longest["stage"]) if longest is not None else None
     if (
@@ -996,8 +1022,9 @@ def budget_line(
     ):  # what a disconnect loses: one epoch
         epoch_s = longest["cpu_s_full_paper"] / epochs
         session += (
-            f"; it resumes from its last finished epoch, and one of its {epochs} epochs takes {_hours(epoch_s)} "
-            f"on this CPU ({'within' if epoch_s <= SESSION_HOURS * 3600 else 'over'} a session)"
+            f"; it resumes from its last finished epoch, and one of its {epochs} epochs "
+            f"takes {_hours(epoch_s)} on this CPU "
+            f"({'within' if epoch_s <= SESSION_HOURS * 3600 else 'over'} a session)"
         )
     return f"Budgets, {nb}: {memory}; {growth}{session}."
 
@@ -1040,7 +1067,8 @@ def main(argv: list[str] | None = None) -> int:
         records = load_records(root=args.root)
         if not records:
             raise SystemExit(
-                f"error: no rehearsal files under {args.root or out_root()}; run `make rehearse NB=04 SCALE=0.01`"
+                f"error: no rehearsal files under {args.root or out_root()}; run `make "
+                "rehearse NB=04 SCALE=0.01`"
             )
         from common import rehearse_stacking
 

@@ -1,15 +1,26 @@
-"""``python -m common.rehearse_stacking --rows R [--trees T] [--pca V]``: notebook 04's stacking stage at the real width.
+"""``python -m common.rehearse_stacking --rows R [--trees T] [--pca V]``: notebook 04's stacking
+stage at the real width.
 
-The rehearsals of notebook 04 (``common.rehearse``) run at scales where a setting's training rows are fewer than the
-7,424 fused feature columns, so its stacking stage runs the small-N branches and says nothing about the paper's size
-(up to 142,140 training rows: 70 % of 81,214 cells, one augmented copy each, oversampled to the largest class). This
-benchmark runs that stage's own code path, :func:`common.stacking.fit_rows` (fused rows gathered from a memory-mapped
-bank, optional PCA, the stacker: ``ChunkedLinearSVC`` and a random forest under a logistic regression), at R training
-rows of the real widths (MobileNetV2 1,280 + ResNet-101 2,048 + VGG-16 4,096) and 12,182 x R / 142,140 test rows, on
-**synthetic** features (a class-dependent 64-dimensional signal through a random basis per network, rectified, plus
-noise: CNN features are non-negative and strongly correlated), in a fresh process whose resident memory is sampled
-every 0.5 s (anonymous and total). It times the fused rows, every fit of the SVM and of the forest (five inner folds
-and the final fit each) and the whole stage, and writes ``results/rehearsal/04-stacking/r<R>-t<T>[-pca<V>]/stacking.json``
+The rehearsals of notebook 04 (``common.rehearse``) run at scales where a setting's training rows
+are fewer than the
+7,424 fused feature columns, so its stacking stage runs the small-N branches and says nothing about
+the paper's size
+(up to 142,140 training rows: 70 % of 81,214 cells, one augmented copy each, oversampled to the
+largest class). This
+benchmark runs that stage's own code path, :func:`common.stacking.fit_rows` (fused rows gathered
+from a memory-mapped
+bank, optional PCA, the stacker: ``ChunkedLinearSVC`` and a random forest under a logistic
+regression), at R training
+rows of the real widths (MobileNetV2 1,280 + ResNet-101 2,048 + VGG-16 4,096) and 12,182 x R /
+142,140 test rows, on
+**synthetic** features (a class-dependent 64-dimensional signal through a random basis per network,
+rectified, plus
+noise: CNN features are non-negative and strongly correlated), in a fresh process whose resident
+memory is sampled
+every 0.5 s (anonymous and total). It times the fused rows, every fit of the SVM and of the forest
+(five inner folds
+and the final fit each) and the whole stage, and writes
+``results/rehearsal/04-stacking/r<R>-t<T>[-pca<V>]/stacking.json``
 and ``row.md``; ``python -m common.rehearse report`` puts them in the README's cost section.
 """
 
@@ -39,7 +50,8 @@ LATENT = 64
 
 
 def write_bank(folder: Path, rows: int, *, seed: int = 0, chunk: int = 4096) -> dict[str, Any]:
-    """A copy-0 bank of ``rows`` training cells and their test cells, one float32 .npy per network (written in
+    """A copy-0 bank of ``rows`` training cells and their test cells, one float32 .npy per network
+    (written in
     chunks: the generator never holds the bank)."""
     rng = np.random.default_rng(seed)
     test = max(5, round(FULL_TEST * rows / FULL_ROWS))
@@ -71,21 +83,25 @@ from sklearn.ensemble import RandomForestClassifier
 from common import stacking as S
 from common.linear_svm import ChunkedLinearSVC
 
-folder, rows, trees, pca = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-mode, cap = sys.argv[6], json.loads(sys.argv[7])
+folder, rows, trees = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+pca, mode, cap = json.loads(sys.argv[4]), sys.argv[6], json.loads(sys.argv[7])
 spans = []
 def timed(cls, name):
     fit = cls.fit
     def wrapper(self, X, y, *a, **kw):
         if name == "svm" and cap:
-            self.max_iter = cap  # a memory run: the solver's arrays are allocated in its first steps
+            # a memory run: the solver's arrays are allocated in its first steps
+            self.max_iter = cap
         start = time.time()
         out = fit(self, X, y, *a, **kw)
-        spans.append({"what": name, "rows": int(X.shape[0]), "columns": int(X.shape[1]), "start": start,
-                      "seconds": time.time() - start, **({"newton": self.n_iter_, "converged": self.converged_}
-                                                         if name == "svm" else
-                                                         {"model_mb": len(pickle.dumps(self, protocol=5)) / 2**20})})
-        print(f"{name}: {X.shape[0]:,} rows, {spans[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+        if name == "svm":
+            extra = {"newton": self.n_iter_, "converged": self.converged_}
+        else:
+            extra = {"model_mb": len(pickle.dumps(self, protocol=5)) / 2**20}
+        spans.append({"what": name, "rows": int(X.shape[0]), "columns": int(X.shape[1]),
+                      "start": start, "seconds": time.time() - start, **extra})
+        print(f"{name}: {X.shape[0]:,} rows, {spans[-1]['seconds']:.0f} s", file=sys.stderr,
+              flush=True)
         return out
     cls.fit = wrapper
 timed(ChunkedLinearSVC, "svm")
@@ -100,18 +116,21 @@ train = np.stack([np.arange(rows), np.zeros(rows, dtype=np.int64)], axis=1)
 test = np.arange(rows, len(y))
 start = time.time()
 if mode == "stage":
-    result = S.fit_rows(bank, tuple(bank), train, y, test, segmented=True, pca_variance=pca, pca_fit="train", seed=0,
-                        rf_trees=trees, cache=False)
-    n_components, accuracy = result["n_components"], float((result["proba"].argmax(1) == y[test]).mean())
+    result = S.fit_rows(bank, tuple(bank), train, y, test, segmented=True, pca_variance=pca,
+                        pca_fit="train", seed=0, rf_trees=trees, cache=False)
+    n_components = result["n_components"]
+    accuracy = float((result["proba"].argmax(1) == y[test]).mean())
 else:  # one fit of each base learner on all the rows, as the stacker builds them
     from sklearn.base import clone
     X = S.fused_rows(bank, tuple(bank), train, True)
     for name, learner in S.build_stacker(rf_trees=trees).estimators:
         clone(learner).fit(X, y[:rows])
     n_components, accuracy = None, None
-status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-print(json.dumps({"start": start, "seconds": time.time() - start, "fits": spans, "n_components": n_components,
-                  "vmhwm_mb": int(status["VmHWM"].split()[0]) / 1024, "accuracy": accuracy}))
+lines = Path("/proc/self/status").read_text().splitlines()
+status = dict(line.split(":", 1) for line in lines if ":" in line)
+print(json.dumps({"start": start, "seconds": time.time() - start, "fits": spans,
+                  "n_components": n_components, "vmhwm_mb": int(status["VmHWM"].split()[0]) / 1024,
+                  "accuracy": accuracy}))
 """
 
 
@@ -136,7 +155,8 @@ def tag(
 
 
 MODES = {
-    "stage": "the whole stage (the stacker fits each base learner on 5 inner folds and once on all rows)",
+    "stage": "the whole stage (the stacker fits each base learner on 5 inner folds and once on all "
+    "rows)",
     "fits": "one fit of each base learner on all the rows (their times and growth)",
 }
 
@@ -150,12 +170,15 @@ def run(
     svm_max_iter: int | None = None,
     root: Path | None = None,
 ) -> dict[str, Any]:
-    """Write the bank, run the stage (``mode="stage"``) or one fit of each base learner (``"fits"``) in a child process
-    while sampling its memory, write the record. ``svm_max_iter`` caps the SVM's Newton steps: a memory run, whose
+    """Write the bank, run the stage (``mode="stage"``) or one fit of each base learner (``"fits"``)
+    in a child process
+    while sampling its memory, write the record. ``svm_max_iter`` caps the SVM's Newton steps: a
+    memory run, whose
     times are not the stage's (stated in its row)."""
     if rows < 50:
         raise SystemExit(
-            f"error: --rows {rows} is too few; use at least 50 (the paper's largest setting: {FULL_ROWS:,})"
+            f"error: --rows {rows} is too few; use at least 50 (the paper's largest "
+            f"setting: {FULL_ROWS:,})"
         )
     if trees < 1:
         raise SystemExit(f"error: --trees {trees} must be at least 1 (the paper's forest: 100)")
@@ -170,8 +193,8 @@ def run(
         started = time.time()
         sizes = write_bank(folder, rows)
         print(
-            f"bank: {sizes['train']:,} training + {sizes['test']:,} test rows x {sum(WIDTHS.values()):,} columns "
-            f"({time.time() - started:.0f} s)",
+            f"bank: {sizes['train']:,} training + {sizes['test']:,} test rows x "
+            f"{sum(WIDTHS.values()):,} columns ({time.time() - started:.0f} s)",
             flush=True,
         )
         child = subprocess.Popen(
@@ -241,13 +264,16 @@ def markdown_row(record: dict[str, Any]) -> str:
         f", capped at {record['svm_max_iter']}: a memory run" if record.get("svm_max_iter") else ""
     )
     return (
-        f"| {record['rows']:,} x {record['columns']:,} | {record.get('mode', 'stage')} | {record['trees']} | "
+        f"| {record['rows']:,} x {record['columns']:,} | {record.get('mode', 'stage')} | "
+        f"{record['trees']} | "
         f"{'none' if not record['pca_variance'] else record['pca_variance']} | "
-        f"{_sum(record, 'svm'):.0f} s ({len(svm)} fit{'s' * (len(svm) != 1)}, Newton steps {newton}{capped}) | "
-        f"{_sum(record, 'rf'):.0f} s ({len(rf)} fit{'s' * (len(rf) != 1)}) | {record['seconds']:.0f} s | "
+        f"{_sum(record, 'svm'):.0f} s ({len(svm)} fit{'s' * (len(svm) != 1)}, Newton steps "
+        f"{newton}{capped}) | {_sum(record, 'rf'):.0f} s ({len(rf)} "
+        f"fit{'s' * (len(rf) != 1)}) | {record['seconds']:.0f} s | "
         f"{record['fused_mb'] / 1024:.2f} GB | {record['peak_anon_mb'] / 1024:.2f} GB | "
         f"{record['peak_rss_mb'] / 1024:.2f} GB | {record['machine']['cpus']} CPU, load "
-        f"{'/'.join(f'{x:g}' for x in record['machine'].get('load_avg_1_5_15', [])) or 'n/a'} |"
+        f"{'/'.join(f'{x:g}' for x in record['machine'].get('load_avg_1_5_15', [])) or 'n/a'} "
+        "|"
     )
 
 
@@ -260,7 +286,8 @@ def load_records(*, root: Path | None = None) -> list[dict[str, Any]]:
 
 
 def setting_seconds(one_fit_s: float, exponent: float, *, folds: int = 5) -> float:
-    """A stage's time from one fit on all rows: the stacker fits each base learner once on all rows and once per
+    """A stage's time from one fit on all rows: the stacker fits each base learner once on all rows
+    and once per
     inner fold on (folds - 1) / folds of them."""
     return one_fit_s * (1 + folds * ((folds - 1) / folds) ** exponent)
 
@@ -270,14 +297,16 @@ def report(records: list[dict[str, Any]]) -> str:
     if not records:
         return ""
     lines = [
-        "**04, the stacking stage at the real width** (`python -m common.rehearse_stacking --rows R --trees T "
-        "[--mode fits] [--svm-max-iter K]`: `stacking.fit_rows` (mode `stage`) or one fit of each base learner "
-        "(mode `fits`) on R training rows of **synthetic** features, 1,280 + 2,048 + 4,096 columns, a setting without "
-        "PCA as in four of Table 6's five; a fresh process, memory sampled every 0.5 s; load: the load averages "
-        "over 1/5/15 minutes at the end, above the CPU count when something else shared the CPU).",
+        "**04, the stacking stage at the real width** (`python -m "
+        "common.rehearse_stacking --rows R --trees T [--mode fits] [--svm-max-iter K]`: "
+        "`stacking.fit_rows` (mode `stage`) or one fit of each base learner (mode `fits`) "
+        "on R training rows of **synthetic** features, 1,280 + 2,048 + 4,096 columns, a "
+        "setting without PCA as in four of Table 6's five; a fresh process, memory "
+        "sampled every 0.5 s; load: the load averages over 1/5/15 minutes at the end, "
+        "above the CPU count when something else shared the CPU).",
         "",
-        "| training rows x columns | mode | trees | PCA | SVM | forest | stage | fused rows | peak anon | peak rss | "
-        "machine |",
+        "| training rows x columns | mode | trees | PCA | SVM | forest | stage | fused "
+        "rows | peak anon | peak rss | machine |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [markdown_row(r) for r in records]
@@ -286,9 +315,10 @@ def report(records: list[dict[str, Any]]) -> str:
         top = max(stages, key=lambda r: r["rows"])
         lines += [
             "",
-            f"Peak memory of the stage at {top['rows']:,} rows ({top['rows'] / FULL_ROWS:.0%} of the paper's "
-            f"largest setting): {top['peak_anon_mb'] / 1024:.1f} GB anon, {top['peak_rss_mb'] / 1024:.1f} GB rss, "
-            f"with {top['trees']} trees (a fitted forest grows with its trees).",
+            f"Peak memory of the stage at {top['rows']:,} rows "
+            f"({top['rows'] / FULL_ROWS:.0%} of the paper's largest setting): "
+            f"{top['peak_anon_mb'] / 1024:.1f} GB anon, {top['peak_rss_mb'] / 1024:.1f} GB "
+            f"rss, with {top['trees']} trees (a fitted forest grows with its trees).",
         ]
     fits = [r for r in records if r.get("mode") == "fits" and not r["pca_variance"]]
     for trees in sorted({r["trees"] for r in fits}):
@@ -325,8 +355,10 @@ def report(records: list[dict[str, Any]]) -> str:
             )
         lines += [
             "",
-            f"Time over {len(recs)} sizes ({', '.join(f'{x:,}' for x in n)} rows), projected on this CPU "
-            "(power law from the largest size, at least linear): " + "; ".join(parts) + ".",
+            f"Time over {len(recs)} sizes ({', '.join(f'{x:,}' for x in n)} rows), "
+            "projected on this CPU (power law from the largest size, at least linear): "
+            + "; ".join(parts)
+            + ".",
         ]
     return "\n".join(lines) + "\n"
 

@@ -172,7 +172,8 @@ def _claimed(claim: dict) -> str:
 def headline_cells(
     paper: str, metrics: pd.DataFrame, directory: Path, *, table: bool = True
 ) -> tuple[str, str, str]:
-    """The paper's headline claim (with its table unless ``table`` is False) and the reproduced value under
+    """The paper's headline claim (with its table unless ``table`` is False) and the reproduced
+    value under
     ``published`` and under ``leak_free`` (95% interval), as table cells."""
     head = (
         C.load_headline(paper, directory=directory)
@@ -210,7 +211,8 @@ def summary_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, str]]:
 
 
 def verdict_rows(runs: list[RunInfo], directory: Path) -> list[dict[str, Any]]:
-    """Per run with a claims file and per protocol: the count of each verdict (:func:`claims.verdict`)."""
+    """Per run with a claims file and per protocol: the count of each verdict
+    (:func:`claims.verdict`)."""
     rows = []
     for run in runs:
         if not (directory / f"{run.paper}.yaml").is_file():
@@ -258,11 +260,14 @@ def run_section(run: RunInfo, out: Path, directory: Path) -> str:
         ]
     data = run.meta.get("data", {})
     lines += [
-        f"- Data: {badge(run.source)}: {data.get('description', '')} (fingerprint `{data.get('fingerprint', '?')}`)",
+        f"- Data: {badge(run.source)}: {data.get('description', '')} (fingerprint "
+        f"`{data.get('fingerprint', '?')}`)",
         f"- Profile `{run.profile}`, seed {run.meta.get('params', {}).get('seed', '?')}, "
-        f"started {run.meta.get('started_at', '?')}, {run.meta.get('timings_s', {}).get('total', '?')} s",
+        f"started {run.meta.get('started_at', '?')}, "
+        f"{run.meta.get('timings_s', {}).get('total', '?')} s",
         f"- Environment: [run.json]({rel}/run.json) (parameters, package versions, backend "
-        f"`{run.meta.get('backend', '?')}`, commit `{str(run.meta.get('git', {}).get('commit'))[:10]}`)",
+        f"`{run.meta.get('backend', '?')}`, commit "
+        f"`{str(run.meta.get('git', {}).get('commit'))[:10]}`)",
         "",
     ]
     protocols = run.meta.get("protocols") or {}
@@ -276,10 +281,10 @@ def run_section(run: RunInfo, out: Path, directory: Path) -> str:
     lines += [
         "### Leakage sheet",
         "",
-        f"Each protocol against the leakage taxonomy of {leakage.REFERENCE}: *yes* "
-        "(test information can reach the model this way), *no*, or *n/a* (not applicable), each decided by a "
-        "written rule from this run's own facts (`common/leakage.py`; the facts are in run.json under "
-        "`leakage`).",
+        f"Each protocol against the leakage taxonomy of {leakage.REFERENCE}: *yes* (test "
+        "information can reach the model this way), *no*, or *n/a* (not applicable), each "
+        "decided by a written rule from this run's own facts (`common/leakage.py`; the "
+        "facts are in run.json under `leakage`).",
         "",
         leakage.sheet_markdown(run.meta.get("leakage")),
         "",
@@ -312,11 +317,12 @@ def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
     lines = [
         "# Leukemia-classification reproductions: reviewer report",
         "",
-        f"{len(runs) - committed} local run(s) from the results folder and {committed} committed canonical run(s) "
-        f"(results/{CANONICAL}/); {synthetic} on **synthetic data** (badged 🧪: a pipeline check in the "
-        "real dataset's layout, not the paper's numbers). `published` follows each paper's own protocol; "
-        "`leak_free` keeps test patients/images out of every fitted step. Values are % with 95% bootstrap intervals "
-        "where the run computed one.",
+        f"{len(runs) - committed} local run(s) from the results folder and {committed} "
+        f"committed canonical run(s) (results/{CANONICAL}/); {synthetic} on **synthetic "
+        "data** (badged 🧪: a pipeline check in the real dataset's layout, not the paper's "
+        "numbers). `published` follows each paper's own protocol; `leak_free` keeps test "
+        "patients/images out of every fitted step. Values are % with 95% bootstrap "
+        "intervals where the run computed one.",
         "",
         '<a id="summary"></a>',
         "",
@@ -328,10 +334,10 @@ def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
         "",
         "### Verdicts",
         "",
-        "Per run and protocol: a claim is *reproduced* when it lies in the run's 95% interval (counts: "
-        "exactly; raw values, and scores without an interval: within 1%), *not comparable* when the number is "
-        "cited from other work, was not run, or the run used synthetic data or a stand-in dataset "
-        '(claims/README.md, "Verdicts").',
+        "Per run and protocol: a claim is *reproduced* when it lies in the run's 95% interval "
+        "(counts: exactly; raw values, and scores without an interval: within 1%), "
+        "*not comparable* when the number is cited from other work, was not run, or the run used "
+        'synthetic data or a stand-in dataset (claims/README.md, "Verdicts").',
         "",
         _table(verdict_rows(runs, directory)),
         "",
@@ -341,7 +347,8 @@ def build_markdown(runs: list[RunInfo], out: Path, directory: Path) -> str:
 
 
 def sweep_sections(results: Path, out: Path) -> str:
-    """Each collected sweep under ``<results>/sweeps``: its table and plot (copied into the report)."""
+    """Each collected sweep under ``<results>/sweeps``: its table and plot (copied into the
+    report)."""
     lines = []
     for collected in sorted(Path(results).glob("sweeps/*/collected.md")):
         name = collected.parent.name
@@ -367,7 +374,8 @@ def sweep_sections(results: Path, out: Path) -> str:
 HTML_HEAD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Reviewer report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; line-height: 1.45; }}
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
+       line-height: 1.45; }}
 table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; }}
 th {{ background: #f3f3f3; }}
@@ -388,7 +396,8 @@ def to_html(markdown: str) -> str:
 def build_report(
     *, results: Path | None = None, directory: Path | None = None, canonical: Path | None = None
 ) -> dict[str, Any]:
-    """Write ``REPORT.md`` and ``index.html`` under ``<results>/report``; return paths and run count.
+    """Write ``REPORT.md`` and ``index.html`` under ``<results>/report``; return paths and run
+    count.
 
     ``canonical``: the committed canonical runs (default ``<results>/canonical``).
     """
@@ -400,8 +409,8 @@ def build_report(
     out = results / REPORT_DIR
     if not runs:
         raise ValueError(
-            f"no complete run under {results} (a run folder needs run.json and metrics.json) and no "
-            "canonical run committed: run `make reproduce` first"
+            f"no complete run under {results} (a run folder needs run.json and "
+            "metrics.json) and no canonical run committed: run `make reproduce` first"
         )
     for stale in (p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
         shutil.rmtree(stale)

@@ -52,8 +52,9 @@ def refresh_from(
             print(f"error: {exc}")
             continue
         print(
-            f"  {meta['paper']}: {len(done['written']) - len(canonical.CANONICAL_FILES)} figure(s) refreshed in "
-            f"{repo / 'figures' / meta['paper']} ({done['figure_bytes'] / 1024:.0f} KB), run files in "
+            f"  {meta['paper']}: {len(done['written']) - len(canonical.CANONICAL_FILES)} "
+            f"figure(s) refreshed in {repo / 'figures' / meta['paper']} "
+            f"({done['figure_bytes'] / 1024:.0f} KB), run files in "
             f"{canonical.canonical_root(repo=repo) / meta['paper']}"
         )
     try:
@@ -70,7 +71,8 @@ def refresh_from(
 def readme_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m common.reproduce readme",
-        description="regenerate figures/README.md's list and README.md's demo table from results/canonical/",
+        description="regenerate figures/README.md's list and README.md's demo table from "
+        "results/canonical/",
     )
     parser.add_argument(
         "--check",
@@ -84,7 +86,8 @@ def readme_command(argv: list[str]) -> int:
         stale = canonical.stale_sections(notebooks, repo=repo)
         for path in stale:
             print(
-                f"error: {path}'s generated section is out of date: run python -m common.reproduce readme"
+                f"error: {path}'s generated section is out of date: run python -m "
+                "common.reproduce readme"
             )
         return 1 if stale else 0
     try:
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # report and go on with the other notebooks
             failures += 1
             print(
-                f"error: {nb.name} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                f"error: {nb.name} failed: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
             )
             continue
         problems = check_run(run_dir, meta["figures"])

@@ -100,7 +100,8 @@ def resolve_params(
         if keys != reference:
             diff = sorted(keys ^ reference)
             raise ValueError(
-                f"profile {name!r} and 'demo' differ in parameters {diff}; give every profile the same names"
+                f"profile {name!r} and 'demo' differ in parameters {diff}; give every "
+                "profile the same names"
             )
     chosen = resolve_profile(profile=profile)
     known = reference | set(COMMON_DEFAULTS)
@@ -336,7 +337,8 @@ class Run:
 
 
 def unreadable_images() -> list[str]:
-    """Images skipped as unreadable while streaming in this process (see :mod:`common.data.stream`)."""
+    """Images skipped as unreadable while streaming in this process (see
+    :mod:`common.data.stream`)."""
     from common.data.stream import UNREADABLE
 
     return sorted(UNREADABLE)

@@ -40,7 +40,8 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
         or abs(sum(fractions) - 1) > 1e-6
     ):
         raise ValueError(
-            f"fractions must be 2 or 3 positive numbers summing to 1 (train, [val,] test), got {fractions}"
+            "fractions must be 2 or 3 positive numbers summing to 1 (train, [val,] test), "
+            f"got {fractions}"
         )
     return fractions
 
@@ -228,7 +229,8 @@ def make_split(
             "replicate": "replication oversampling (paper 04)",
         }[balance]
         steps.append(
-            f"{method} on {where} ({rows.size} samples) -> {rows.size + len(new)} ({len(new)} added)"
+            f"{method} on {where} ({rows.size} samples) -> {rows.size + len(new)} "
+            f"({len(new)} added)"
         )
         return np.concatenate([rows, np.arange(start, len(samples))])
 
@@ -343,12 +345,14 @@ def describe_leaks(report: dict) -> str:
     parts = []
     if report["shared_origins"]:
         parts.append(
-            f"{report['shared_origins']} original samples are on both sides (as themselves, copies or SMOTE "
-            f"neighbours; {report['derived_in_train']} training rows: {report['derived_kinds']})"
+            f"{report['shared_origins']} original samples are on both sides (as "
+            f"themselves, copies or SMOTE neighbours; {report['derived_in_train']} "
+            f"training rows: {report['derived_kinds']})"
         )
     if report["synthetic_in_test"]:
         parts.append(
-            f"{report['synthetic_in_test']} test rows are synthetic or duplicated, not original samples"
+            f"{report['synthetic_in_test']} test rows are synthetic or duplicated, not "
+            "original samples"
         )
     if report["shared_patients"]:
         parts.append(f"{report['shared_patients']} patients appear in both training and test")

@@ -45,8 +45,9 @@ class DatasetInfo:
     layout: str
     loader: Callable[..., Dataset]
     fetch: str  # "debian", "kaggle:<owner>/<slug>" (kagglehub) or manual instructions
-    #: samples per label in the full dataset as data/README.md gives them (None: depends on options or unverified);
-    #: the preflight reports a copy that differs (subsets and rehearsals are legitimate)
+    #: samples per label in the full dataset as data/README.md gives them (None: depends on options
+    #: or unverified); the preflight reports a copy that differs (subsets and rehearsals are
+    #: legitimate)
     counts: dict[str, int] | None = None
 
 
@@ -111,7 +112,8 @@ DATASETS: dict[str, DatasetInfo] = {
             "04",
             "The Cancer Imaging Archive (TCIA) collection AML-Cytomorphology_MLL_Helmholtz",
             "TCIA data usage policy (see the collection page)",
-            "<root>/data/{control,CBFB_MYH11,NPM1,PML_RARA,RUNX1_RUNX1T1}/<patient>/*.tif [+ metadata CSV]",
+            "<root>/data/{control,CBFB_MYH11,NPM1,PML_RARA,RUNX1_RUNX1T1}/<patient>/*.tif "
+            "[+ metadata CSV]",
             load_aml_mll,
             "Download the collection with the NBIA Data Retriever from its TCIA page into <root>.",
             {

@@ -81,14 +81,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     found = "given with --root" if args.root else "found under the data root " + str(data_root())
     print(f"root:       {extra['root']} ({found})")
     print(f"n_samples:  {report['n_samples']}")
-    print(
-        f"n_patients: {report['n_patients'] if report['n_patients'] is not None else 'none recorded in this layout'}"
-    )
+    patients = report["n_patients"]
+    print(f"n_patients: {patients if patients is not None else 'none recorded in this layout'}")
     if extra["n_features"] is not None:
         print(f"n_features: {extra['n_features']}")
     if extra["image_sizes"]:
         print(
-            f"image size(s) (first 20 files): {', '.join(f'{w}x{h}' for w, h in extra['image_sizes'])}"
+            "image size(s) (first 20 files): "
+            f"{', '.join(f'{w}x{h}' for w, h in extra['image_sizes'])}"
         )
     print("classes:")
     for label, count in report["classes"].items():
@@ -108,21 +108,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     out = synth(args.dataset, Path(args.out), **kwargs)
     print(
-        f"wrote a synthetic {args.dataset} tree to {out} (inspect it with: python -m common.data inspect {args.dataset} --root {out})"
+        f"wrote a synthetic {args.dataset} tree to {out} (inspect it with: python -m "
+        f"common.data inspect {args.dataset} --root {out})"
     )
     return 0
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     info = registry_entry(args.dataset)
-    # downloads go to the data root when it is writable, else to the cache root (Kaggle's input is read-only)
+    # downloads go to the data root when it is writable, else to the cache root (Kaggle's input is
+    # read-only)
     base = download_root()
     if info.fetch == "debian":
         root = Path(args.root) if args.root else default_root(args.dataset)
         fetch_debian(root)
         ds = load(args.dataset, root=root)
         print(
-            f"fetched {args.dataset} into {root}{'' if args.root or base == data_root() else ' (the data root is read-only)'}: "
+            f"fetched {args.dataset} into "
+            f"{root}{'' if args.root or base == data_root() else ' (the data root is read-only)'}: "
             f"{len(ds)} samples, {ds.X.shape[1]} features"
         )
         return 0
@@ -137,7 +140,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             )
             return 0
         print(outcome.message)
-        steps = f"download Kaggle dataset {handle} (kaggle.com/datasets/{handle}) and unzip it into {root}"
+        steps = (
+            f"download Kaggle dataset {handle} (kaggle.com/datasets/{handle}) and unzip it "
+            f"into {root}"
+        )
     else:
         steps = info.fetch.replace("<root>", str(root))
     print(f"{args.dataset} cannot be fetched automatically from here. Manual steps:")
@@ -148,7 +154,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Near-duplicate images (image sets) or duplicate profiles (microarray sets): a one-line summary,
+    """Near-duplicate images (image sets) or duplicate profiles (microarray sets): a one-line
+    summary,
     the unreadable files, and on request the full report as JSON and the contact sheet."""
     registry_entry(args.dataset)  # an unknown id is one line, before anything is read
     ds = load(args.dataset, root=Path(args.root) if args.root else None)
@@ -205,7 +212,8 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("dataset", choices=list(DATASETS))
     ins.add_argument(
         "--root",
-        help="dataset root (default: <data root>/raw/<dataset>, else the one folder under the data root with its layout)",
+        help="dataset root (default: <data root>/raw/<dataset>, else the one folder under the "
+        "data root with its layout)",
     )
     ins.add_argument("--json", action="store_true", help="print exactly one JSON object")
     ins.add_argument(
@@ -227,7 +235,8 @@ def parser() -> argparse.ArgumentParser:
     fet.add_argument("dataset", choices=list(DATASETS))
     fet.add_argument(
         "--root",
-        help="where to put it (default: <data root>/raw/<dataset>, or <cache root>/raw/<dataset> when the data root is read-only)",
+        help="where to put it (default: <data root>/raw/<dataset>, or <cache "
+        "root>/raw/<dataset> when the data root is read-only)",
     )
     fet.set_defaults(func=cmd_fetch)
     aud = sub.add_parser(
@@ -246,8 +255,8 @@ def parser() -> argparse.ArgumentParser:
     aud.add_argument(
         "--figure",
         metavar="PNG",
-        help="contact sheet of the largest groups "
-        "(default: <results root>/audit/<dataset>/near_duplicates.png; none when there are no groups)",
+        help="contact sheet of the largest groups (default: <results "
+        "root>/audit/<dataset>/near_duplicates.png; none when there are no groups)",
     )
     aud.add_argument(
         "--threshold",
@@ -274,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # permissions, missing files found late
         print(
-            f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and its permissions",
+            f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and its "
+            "permissions",
             file=sys.stderr,
         )
         return 2

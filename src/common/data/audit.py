@@ -46,12 +46,18 @@ cropped 2-5% per side, and all of these combined. Recall = planted pairs reporte
 false-pair rate = reported pairs that are neither planted nor the generator's own
 byte-identical images (:func:`score_planted`).
 
-================================  ========  =======  ============  ==========================  ===============
-twin (real layout and size)       images    planted  recall        false pairs                 time cold/cached
-================================  ========  =======  ============  ==========================  ===============
-Aria ``aria_all`` 224 px JPEG     3,582     326      0.991         0 (0%)                      26 s / 9 s
-C-NMC ``cnmc`` 450 px BMP         13,594    1,066    0.998         0 (0%)                      191 s / 75 s
-================================  ========  =======  ============  ==========================  ===============
+================================  ========  =======  ============  ==========================
+===============
+twin (real layout and size)       images    planted  recall        false pairs                 time
+cold/cached
+================================  ========  =======  ============  ==========================
+===============
+Aria ``aria_all`` 224 px JPEG     3,582     326      0.991         0 (0%)                      26 s
+/ 9 s
+C-NMC ``cnmc`` 450 px BMP         13,594    1,066    0.998         0 (0%)                      191 s
+/ 75 s
+================================  ========  =======  ============  ==========================
+===============
 
 Aria's misses: 2 of 54 crops and 1 of 54 combined copies (at 89 to 96 bits); thresholds
 72 to 102 meet both targets there (recall >= 0.95, false pairs <= 1%), the first
@@ -108,8 +114,10 @@ FRAMED_THRESHOLD = 48
 #: Gray level (0-255) below which a border counts as dark background (see :func:`trim_dark_border`).
 DARK_LEVEL = 24
 HASH_BITS = len(HASH_TYPES) * HASH_SIZE * HASH_SIZE
-METHOD = f"{'+'.join(HASH_TYPES)}{HASH_SIZE}-d8-trim{DARK_LEVEL}-crops{'-'.join(str(s) for s in CROP_SCALES)}"
-#: The table of planted copies, at a twin's root (JSON: the AML loader reads any CSV there as metadata).
+_CROPS = "-".join(str(s) for s in CROP_SCALES)
+METHOD = f"{'+'.join(HASH_TYPES)}{HASH_SIZE}-d8-trim{DARK_LEVEL}-crops{_CROPS}"
+#: The table of planted copies, at a twin's root (JSON: the AML loader reads any CSV there as
+#: metadata).
 PLANTED_FILE = "PLANTED_DUPLICATES.json"
 #: Kinds of planted copies for the validation (see :func:`transform_copy`).
 PLANT_KINDS = ("resize", "jpeg", "hflip", "vflip", "crop", "combined")
@@ -186,7 +194,8 @@ def hash_images(
     paths: Sequence[str], *, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Signatures of many images: (n, variants, words) uint64, ``framed`` (n,) bool, and one
-    error string per image (``""`` when it was read; unreadable images get zero rows and the reason)."""
+    error string per image (``""`` when it was read; unreadable images get zero rows and the
+    reason)."""
     from tqdm import tqdm
 
     n_variants, n_words = len(CROP_SCALES) * len(DIHEDRAL), HASH_BITS // 64
@@ -203,7 +212,8 @@ def hash_images(
 
 
 def cache_file(ds: Dataset, *, cache_dir: Path | str | None = None) -> Path:
-    """Where the signatures of ``ds`` are kept: ``<cache root>/audit/<id>-<fingerprint>-<method>.npz``."""
+    """Where the signatures of ``ds`` are kept: ``<cache
+    root>/audit/<id>-<fingerprint>-<method>.npz``."""
     from common.paths import cache_root
 
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / "audit"
@@ -452,7 +462,8 @@ def transform_copy(
 ) -> tuple[Image.Image, dict]:
     """One planted copy of ``img``: ``resize`` (x0.5-0.8 or x1.25-1.5), ``jpeg`` (quality 40-75),
     ``hflip`` / ``vflip``, ``crop`` (2-5% off each side, drawn per side, kept at the cropped
-    size), or ``combined`` (crop, a flip, resize and JPEG in turn). Returns the copy and its parameters."""
+    size), or ``combined`` (crop, a flip, resize and JPEG in turn). Returns the copy and its
+    parameters."""
     img = img.convert("RGB")
     width, height = img.size
     if kind == "resize":
@@ -510,18 +521,21 @@ def plant_duplicates(
     seed: int = 0,
     eligible: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Add a transformed copy of a seeded random ``fraction`` of a synthetic twin's images, in its layout.
+    """Add a transformed copy of a seeded random ``fraction`` of a synthetic twin's images, in its
+    layout.
 
     Each chosen image gets one copy, written beside it under a name its loader accepts;
     the kinds cycle through ``kinds`` (see :func:`transform_copy`). On C-NMC only the
     training folds are used (the prelim set is listed in a CSV). Writes
     ``PLANTED_DUPLICATES.json`` at the loader's root and returns the same table:
     ``original``, ``copy`` (paths relative to ``ds.root``), ``kind``, ``params`` (JSON).
-    Reload the dataset afterwards. Only synthetic twins are written (real data is read, never written).
+    Reload the dataset afterwards. Only synthetic twins are written (real data is read, never
+    written).
     """
     if ds.source != "synthetic" or ds.paths is None:
         raise DataError(
-            f"planting duplicates needs a synthetic image twin; {ds.name} at {ds.root} is {ds.source}"
+            f"planting duplicates needs a synthetic image twin; {ds.name} at {ds.root} is "
+            f"{ds.source}"
         )
     if eligible is None and "split" in ds.meta:
         eligible = (ds.meta["split"] == "train").to_numpy()
@@ -554,7 +568,8 @@ def plant_duplicates(
 
 
 def read_planted(ds: Dataset) -> pd.DataFrame:
-    """The table :func:`plant_duplicates` wrote for this twin (``original``, ``copy``, ``kind``, ``params``)."""
+    """The table :func:`plant_duplicates` wrote for this twin (``original``, ``copy``, ``kind``,
+    ``params``)."""
     path = Path(ds.root) / PLANTED_FILE
     if not path.is_file():
         raise DataError(
@@ -566,7 +581,8 @@ def read_planted(ds: Dataset) -> pd.DataFrame:
 def planted_families(
     ds: Dataset, *, planted: pd.DataFrame | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
-    """Family of every image ((n,) int, see :func:`score_planted`) and the planted pairs ``(i, j, kind)``, i < j."""
+    """Family of every image ((n,) int, see :func:`score_planted`) and the planted pairs ``(i, j,
+    kind)``, i < j."""
     import hashlib
 
     planted = read_planted(ds) if planted is None else planted
@@ -593,7 +609,8 @@ def score_planted(
     planted: pd.DataFrame | None = None,
     families: tuple[np.ndarray, list] | None = None,
 ) -> dict:
-    """Recall and false-pair rate of reported ``pairs`` ((m, >=2) indices into ``ds``) on a planted twin.
+    """Recall and false-pair rate of reported ``pairs`` ((m, >=2) indices into ``ds``) on a planted
+    twin.
 
     Definitions. Images are in one *family* when one is a planted copy of the other, or
     when the generator itself wrote them byte-identical (its own duplicates; none are
@@ -661,8 +678,8 @@ def audit_images(
     unreadable = [{"path": str(p), "reason": e} for p, e in zip(ds.paths, errors) if e]
     if not valid.any():
         raise DataError(
-            f"none of the {len(ds)} images under {ds.root} can be read (first: {unreadable[0]['path']}: "
-            f"{unreadable[0]['reason']}); re-download the dataset"
+            f"none of the {len(ds)} images under {ds.root} can be read (first: "
+            f"{unreadable[0]['path']}: {unreadable[0]['reason']}); re-download the dataset"
         )
     pairs = near_duplicate_pairs(
         signatures,
@@ -684,8 +701,8 @@ def audit_images(
         "method": {
             "hash": "+".join(f"{h}{HASH_SIZE}" for h in HASH_TYPES),
             "bits": HASH_BITS,
-            "variants": f"8 flips/rotations x central crops {list(CROP_SCALES)}; dark borders trimmed "
-            f"(gray < {DARK_LEVEL})",
+            "variants": f"8 flips/rotations x central crops {list(CROP_SCALES)}; "
+            f"dark borders trimmed (gray < {DARK_LEVEL})",
             "library": f"imagehash {version('imagehash')}",
             "n_framed": int(framed[valid].sum()),
         },
@@ -710,15 +727,18 @@ def audit_images(
 
 
 def summary_line(result: dict) -> str:
-    """One line: dataset, source, images, groups, images in groups, largest group, unreadable, method."""
+    """One line: dataset, source, images, groups, images in groups, largest group, unreadable,
+    method."""
     largest = len(result["groups"][0]) if result["groups"] else 0
     share = result["n_images_in_groups"] / max(1, result["n_readable"])
     return (
-        f"{result['dataset']} ({result['source']}): {result['n_images']:,} images, {result['n_groups']:,} "
-        f"near-duplicate group(s) holding {result['n_images_in_groups']:,} ({share:.1%}), largest {largest}; "
-        f"{len(result['unreadable'])} unreadable; {result['method']['hash']} over flips/rotations/crops, "
-        f"distance <= {result['threshold']} of {result['method']['bits']} bits "
-        f"(<= {result['framed_threshold']} on dark backgrounds)"
+        f"{result['dataset']} ({result['source']}): {result['n_images']:,} images, "
+        f"{result['n_groups']:,} near-duplicate group(s) holding "
+        f"{result['n_images_in_groups']:,} ({share:.1%}), largest {largest}; "
+        f"{len(result['unreadable'])} unreadable; {result['method']['hash']} over "
+        f"flips/rotations/crops, distance <= {result['threshold']} of "
+        f"{result['method']['bits']} bits (<= {result['framed_threshold']} on dark "
+        "backgrounds)"
     )
 
 
@@ -780,7 +800,8 @@ def contact_sheet(
 
 
 def save_contact_sheet(ds: Dataset, result: dict, path: Path | str) -> Path | None:
-    """Draw :func:`contact_sheet` for ``result['groups']`` into the PNG ``path``; None when there are no groups."""
+    """Draw :func:`contact_sheet` for ``result['groups']`` into the PNG ``path``; None when there
+    are no groups."""
     import matplotlib.pyplot as plt
 
     from common.plots import save_figure

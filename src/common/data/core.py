@@ -114,7 +114,8 @@ def build_dataset(
     labels = np.asarray(list(labels), dtype=str)
     if sample_ids.size == 0:
         raise DataError(
-            f"no samples found under {root}; check the path and the expected layout (python -m common.data list)"
+            f"no samples found under {root}; check the path and the expected layout "
+            "(python -m common.data list)"
         )
     classes = sorted(set(labels.tolist())) if classes is None else list(classes)
     lookup = {c: i for i, c in enumerate(classes)}

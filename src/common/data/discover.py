@@ -111,23 +111,26 @@ def find_root(name: str) -> Path:
         return conventional
     if name not in MATCHERS:
         raise DataError(
-            f"{conventional} does not exist; put the {name} dataset there or pass its folder as root"
+            f"{conventional} does not exist; put the {name} dataset there or pass its "
+            "folder as root"
         )
     if not base.is_dir():
         raise DataError(
-            f"data root {base} does not exist; set REPRO_DATA_DIR to the folder holding the {name} dataset, "
-            f"or pass its folder as root"
+            f"data root {base} does not exist; set REPRO_DATA_DIR to the folder holding "
+            f"the {name} dataset, or pass its folder as root"
         )
     found = search(name, base, exclude=(cache_root(),))
     if not found:
         raise DataError(
-            f"no folder under {base} (searched {MAX_DEPTH} levels deep) has the {name} layout; put the dataset at "
-            f"{conventional} or pass its folder as root (python -m common.data list shows each layout)"
+            f"no folder under {base} (searched {MAX_DEPTH} levels deep) has the {name} "
+            f"layout; put the dataset at {conventional} or pass its folder as root (python "
+            "-m common.data list shows each layout)"
         )
     if len(found) > 1:
         raise DataError(
-            f"two folders under {base} have the {name} layout: {found[0]} and {found[1]}"
-            f"{f' (and {len(found) - 2} more)' if len(found) > 2 else ''}; pick one with data_root=<folder> "
-            f"(papermill: -p data_root <folder>; CLI: --root <folder>)"
+            f"two folders under {base} have the {name} layout: {found[0]} and "
+            f"{found[1]}{f' (and {len(found) - 2} more)' if len(found) > 2 else ''}; pick "
+            "one with data_root=<folder> (papermill: -p data_root <folder>; CLI: --root "
+            "<folder>)"
         )
     return found[0]

@@ -92,7 +92,8 @@ def load_cnmc(root: Path, *, include_prelim: bool = True) -> Dataset:
             for f in files:
                 if not CNMC_NAME.match(f.name):
                     raise DataError(
-                        f"{f}: name does not follow UID_<subject>_<image>_<cell>_<all|hem>.bmp; rename or remove it"
+                        f"{f}: name does not follow "
+                        "UID_<subject>_<image>_<cell>_<all|hem>.bmp; rename or remove it"
                     )
                 suffix_label = f.stem.rsplit("_", 1)[-1].lower()
                 if suffix_label != folder.name:
@@ -138,7 +139,8 @@ def _read_cnmc_prelim(base: Path) -> list[dict]:
     csv = base / CNMC_PRELIM_CSV
     if not csv.is_file():
         raise DataError(
-            f"{csv} is missing; the prelim images cannot be labelled without it (or pass include_prelim=False)"
+            f"{csv} is missing; the prelim images cannot be labelled without it (or pass "
+            "include_prelim=False)"
         )
     table = pd.read_csv(csv)
     missing = [c for c in ("Patient_ID", "new_names", "labels") if c not in table.columns]
@@ -155,7 +157,8 @@ def _read_cnmc_prelim(base: Path) -> list[dict]:
         path = folder / str(r["new_names"])
         if not path.is_file():
             raise DataError(
-                f"{csv}: row {r['new_names']} matches no file in {folder}; fix the CSV or restore the image"
+                f"{csv}: row {r['new_names']} matches no file in {folder}; fix the CSV or "
+                "restore the image"
             )
         rows.append(
             {
@@ -170,7 +173,8 @@ def _read_cnmc_prelim(base: Path) -> list[dict]:
     unlisted = {p.name for p in image_files(folder)} - set(table["new_names"].astype(str))
     if unlisted:
         raise DataError(
-            f"{len(unlisted)} prelim image(s) in {folder} have no row in {csv.name} (e.g. {sorted(unlisted)[0]})"
+            f"{len(unlisted)} prelim image(s) in {folder} have no row in {csv.name} (e.g. "
+            f"{sorted(unlisted)[0]})"
         )
     return rows
 
@@ -240,7 +244,8 @@ def read_aml_metadata(path: Path) -> pd.DataFrame:
 
 
 def load_aml_mll(root: Path) -> Dataset:
-    """AML-Cytomorphology_MLL_Helmholtz: class / patient / image; every cell takes its patient's label.
+    """AML-Cytomorphology_MLL_Helmholtz: class / patient / image; every cell takes its patient's
+    label.
 
     ``root`` holds ``data/`` (or is ``data/`` itself). Every image file in a patient
     folder is taken. A metadata CSV beside ``data/`` is merged by ``patient_id``.
@@ -256,7 +261,8 @@ def load_aml_mll(root: Path) -> Dataset:
         patients = sorted(p for p in folder.iterdir() if p.is_dir())
         if not patients:
             raise DataError(
-                f"class folder {folder} has no patient folders; expected {folder}/<patient>/<images>"
+                f"class folder {folder} has no patient folders; expected "
+                f"{folder}/<patient>/<images>"
             )
         for patient in patients:
             files = image_files(patient)
@@ -277,7 +283,8 @@ def load_aml_mll(root: Path) -> Dataset:
         unmatched = sorted(set(table["patient"]) - set(md["patient_id"]))
         if unmatched:
             problems.append(
-                f"{len(unmatched)} patient folder(s) have no row in {csvs[0].name} (e.g. {unmatched[0]})"
+                f"{len(unmatched)} patient folder(s) have no row in {csvs[0].name} (e.g. "
+                f"{unmatched[0]})"
             )
         info["metadata"] = str(csvs[0])
     return build_dataset(

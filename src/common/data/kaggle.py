@@ -54,7 +54,8 @@ def fetch_kaggle(handle: str, dest: Path) -> FetchOutcome:
     except ImportError:
         return FetchOutcome(
             None,
-            "kagglehub is not installed: pip install kagglehub (make setup installs it), then rerun",
+            "kagglehub is not installed: pip install kagglehub (make setup installs it), "
+            "then rerun",
         )
     try:
         path = kagglehub.dataset_download(handle, output_dir=str(dest))

@@ -219,8 +219,9 @@ def match_chip_samples(
     shared = [p for p in first.columns[2:] if p in in_second]
     if len(shared) < 3:
         raise DataError(
-            f"cannot pair the samples of {names[0]} and {names[1]}: their sample ids differ and they share "
-            f"{len(shared)} probe id(s); load one of the two chips only (series=...)"
+            f"cannot pair the samples of {names[0]} and {names[1]}: their sample ids "
+            f"differ and they share {len(shared)} probe id(s); load one of the two chips "
+            "only (series=...)"
         )
     from scipy.optimize import linear_sum_assignment
 
@@ -235,7 +236,8 @@ def match_chip_samples(
         matched.extend(corr[rows_a[pick_a], rows_b[pick_b]])
     return (
         order,
-        f"by profile correlation over {len(shared)} shared probe ids (median r = {np.median(matched):.2f})",
+        f"by profile correlation over {len(shared)} shared probe ids (median r = "
+        f"{np.median(matched):.2f})",
     )
 
 
@@ -377,22 +379,27 @@ def load_cumida(
     if merge == "compatible" and series is not None and left_out:
         name, count = next(iter(left_out.items()))
         raise DataError(
-            f"series {name} shares {count} of its {len(probe_sets[name])} probe ids with {compatible} "
-            f"(a different platform); leave it out of series=... or use merge='paper_width'"
+            f"series {name} shares {count} of its {len(probe_sets[name])} probe ids with "
+            f"{compatible} (a different platform); leave it out of series=... or use "
+            "merge='paper_width'"
         )
     if merge == "compatible":
         merged = [name for name in tables if name in compatible]
         probes, same = shared_ids, None
         shared = {name: left_out.get(name, len(shared_ids)) for name in tables}
         rule = (
-            f"compatible: probe ids shared by {len(merged)} series of compatible platforms (largest first; "
-            f"a series joins when it shares at least {min_overlap:.0%} of the smaller probe set)"
+            f"compatible: probe ids shared by {len(merged)} series of compatible platforms "
+            f"(largest first; a series joins when it shares at least {min_overlap:.0%} of "
+            "the smaller probe set)"
         )
     else:
         merged = list(tables)
         probes, same = _merge_positional(tables, width)
         shared = {name: width for name in tables}
-        rule = f"paper_width: the first {width} probe columns of every series, stacked by position (probe ids ignored)"
+        rule = (
+            f"paper_width: the first {width} probe columns of every series, stacked by "
+            "position (probe ids ignored)"
+        )
     if len(probes) < min_features:
         raise DataError(
             f"merging series {merged} keeps {len(probes)} features, fewer than min_features="
@@ -464,8 +471,9 @@ def fetch_debian(dest: Path, *, packages: Sequence[str] = DEBIAN_PACKAGES) -> Pa
     for tool in ("apt-get", "dpkg"):
         if shutil.which(tool) is None:
             raise DataError(
-                f"{tool} not found: on a Debian/Ubuntu machine run `apt-get download {' '.join(packages)}` "
-                f"and `dpkg -x <file.deb> {dest}` for each file, or copy ALL.rda and golub.RData under {dest}"
+                f"{tool} not found: on a Debian/Ubuntu machine run `apt-get download "
+                f"{' '.join(packages)}` and `dpkg -x <file.deb> {dest}` for each file, or "
+                f"copy ALL.rda and golub.RData under {dest}"
             )
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
@@ -482,7 +490,8 @@ def fetch_debian(dest: Path, *, packages: Sequence[str] = DEBIAN_PACKAGES) -> Pa
                     "" if update.returncode == 0 else " (apt-get update failed too: run it as root)"
                 )
                 raise DataError(
-                    f"apt-get download {' '.join(packages)} failed: {reason}{hint}; run `sudo apt-get update` and retry"
+                    f"apt-get download {' '.join(packages)} failed: {reason}{hint}; run "
+                    "`sudo apt-get update` and retry"
                 )
         debs = sorted(Path(tmp).glob("*.deb"))
         staging = Path(tempfile.mkdtemp(dir=dest.parent if dest.parent.exists() else None))
@@ -505,7 +514,8 @@ def _find(root: Path, suffix: str, dataset: str) -> Path:
     hits = sorted(Path(root).glob(f"**/{suffix}")) if Path(root).is_dir() else []
     if not hits:
         raise DataError(
-            f"{suffix} not found under {root}; run `python -m common.data fetch {dataset}` (or `make data`)"
+            f"{suffix} not found under {root}; run `python -m common.data fetch {dataset}` "
+            "(or `make data`)"
         )
     return hits[0]
 
@@ -602,7 +612,8 @@ def _parse_rda(path: Path) -> Any:
             return rdata.parser.parse_file(path)
         except Exception as exc:
             raise DataError(
-                f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m common.data fetch`"
+                f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m "
+                "common.data fetch`"
             ) from None
 
 
@@ -628,7 +639,8 @@ def read_bioc_all_file(path: Path) -> tuple[np.ndarray, list[str], list[str], pd
                 pheno = node
     if matrix is None or pheno is None:
         raise DataError(
-            f"{path} holds no {ALL_SHAPE[0]} x {ALL_SHAPE[1]} expression matrix with BT/mol.biol phenotypes; is it Bioconductor's ALL?"
+            f"{path} holds no {ALL_SHAPE[0]} x {ALL_SHAPE[1]} expression matrix with "
+            "BT/mol.biol phenotypes; is it Bioconductor's ALL?"
         )
     X = np.asarray(matrix.value, dtype=np.float64).reshape(ALL_SHAPE, order="F").T
     dimnames = _r_attributes(matrix)["dimnames"]
@@ -638,7 +650,8 @@ def read_bioc_all_file(path: Path) -> tuple[np.ndarray, list[str], list[str], pd
     row_names = _r_attributes(pheno).get("row.names")
     if row_names is not None and row_names.info.type == T.STR and _r_strings(row_names) != samples:
         raise DataError(
-            f"{path}: phenotype rows and expression columns are in different orders; the file is not as expected"
+            f"{path}: phenotype rows and expression columns are in different orders; the "
+            "file is not as expected"
         )
     return X, probes, samples, table
 
@@ -656,7 +669,8 @@ def load_bioc_all(root: Path, *, label: str = "BT") -> Dataset:
     pheno = pheno.assign(lineage=pheno["BT"].str[0])
     if label not in pheno.columns:
         raise DataError(
-            f"label {label!r} is not a phenotype column of ALL; choose one of BT, mol.biol, lineage, ..."
+            f"label {label!r} is not a phenotype column of ALL; choose one of BT, "
+            "mol.biol, lineage, ..."
         )
     missing = pheno[label].isna()
     if missing.any():
@@ -678,7 +692,8 @@ def load_bioc_all(root: Path, *, label: str = "BT") -> Dataset:
 
 
 def load_golub(root: Path) -> Dataset:
-    """Golub et al. (1999) as preprocessed by Dudoit et al.: 38 samples x 3,051 genes, ALL vs AML."""
+    """Golub et al. (1999) as preprocessed by Dudoit et al.: 38 samples x 3,051 genes, ALL vs
+    AML."""
     import warnings
 
     import rdata
@@ -690,7 +705,8 @@ def load_golub(root: Path) -> Dataset:
             data = rdata.read_rda(path)
         except Exception as exc:
             raise DataError(
-                f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m common.data fetch golub`"
+                f"cannot parse {path} ({type(exc).__name__}); delete it and run `python -m "
+                "common.data fetch golub`"
             ) from None
     X = np.asarray(data["golub"], dtype=np.float64).T
     codes = np.asarray(data["golub.cl"]).astype(int)

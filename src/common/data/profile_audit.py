@@ -1,4 +1,5 @@
-"""Duplicate profiles: microarray samples whose expression profiles are too alike to be two patients.
+"""Duplicate profiles: microarray samples whose expression profiles are too alike to be two
+patients.
 
 The same patient, or the same RNA, can reach a merged microarray set twice: a GSM
 deposited in two GEO series, a re-hybridised sample, GSE22529's two chips of one
@@ -261,13 +262,17 @@ def _summary(ds: Dataset, result: dict[str, Any]) -> str:
     new = [p for p in result["pairs"] if not p["already_same_patient"]]
     highest = result["highest_correlation"]
     text = (
-        f"{ds.name} ({ds.source}): {result['n_samples']} samples in {result['n_blocks']} comparable block(s), "
-        f"{result['method']} correlation >= {result['threshold']}: {len(result['pairs'])} pair(s) "
-        f"({len(new)} not already one patient) in {len(result['groups'])} group(s); highest correlation "
+        f"{ds.name} ({ds.source}): {result['n_samples']} samples in {result['n_blocks']} "
+        f"comparable block(s), {result['method']} correlation >= {result['threshold']}: "
+        f"{len(result['pairs'])} pair(s) ({len(new)} not already one patient) in "
+        f"{len(result['groups'])} group(s); highest correlation "
         f"{'n/a' if highest is None else f'{highest:.2f}'}"
     )
     if result["chip_pairs"]:
-        text += f"; {len(result['chip_pairs'])} patients already matched across chips/series by the loader"
+        text += (
+            f"; {len(result['chip_pairs'])} patients already matched across chips/series by "
+            "the loader"
+        )
     return text
 
 

@@ -35,7 +35,8 @@ def load_image(path: str | Path, *, size: tuple[int, int] | None = None) -> np.n
             return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise DataError(
-            f"cannot read image {path} ({type(exc).__name__}); re-download it or remove it from the list"
+            f"cannot read image {path} ({type(exc).__name__}); re-download it or remove it "
+            "from the list"
         ) from None
 
 
@@ -188,7 +189,8 @@ def write_transformed(
             rel = path.relative_to(root)
         except ValueError:
             raise DataError(
-                f"{path} is not under the dataset root {root}; pass the root the paths were listed from"
+                f"{path} is not under the dataset root {root}; pass the root the paths "
+                "were listed from"
             ) from None
         target = (out / rel).with_suffix(".png")
         if not (target.is_file() and (not info or target.with_suffix(".json").is_file())):
@@ -205,7 +207,8 @@ def write_transformed(
             result = np.asarray(result)
             if result.dtype != np.uint8 or result.shape != (*size, 3):
                 raise DataError(
-                    f"transform returned {result.dtype} {result.shape} for {path}; expected uint8 {(*size, 3)}"
+                    f"transform returned {result.dtype} {result.shape} for {path}; "
+                    f"expected uint8 {(*size, 3)}"
                 )
             target.parent.mkdir(parents=True, exist_ok=True)
             if info:
@@ -232,6 +235,7 @@ def read_info(paths: Sequence[str | Path]) -> list[dict]:
             facts.append(json.loads(sidecar.read_text()))
         except (OSError, ValueError):
             raise DataError(
-                f"{sidecar} is missing or unreadable; rerun write_transformed(..., info=True) to recompute it"
+                f"{sidecar} is missing or unreadable; rerun write_transformed(..., "
+                "info=True) to recompute it"
             ) from None
     return facts

@@ -249,11 +249,13 @@ def _split_counts(total: int, parts: int) -> list[int]:
 def _check_sizes(n_per_class: int, patients_per_class: int, size: int) -> None:
     if n_per_class < 1 or patients_per_class < 1:
         raise DataError(
-            f"n_per_class ({n_per_class}) and patients_per_class ({patients_per_class}) must be at least 1"
+            f"n_per_class ({n_per_class}) and patients_per_class ({patients_per_class}) "
+            "must be at least 1"
         )
     if patients_per_class > n_per_class:
         raise DataError(
-            f"patients_per_class ({patients_per_class}) exceeds n_per_class ({n_per_class}); every patient needs an image"
+            f"patients_per_class ({patients_per_class}) exceeds n_per_class "
+            f"({n_per_class}); every patient needs an image"
         )
     if size < 16:
         raise DataError(f"size {size} is too small to draw a cell; use 16 or more")
@@ -453,7 +455,8 @@ def synth_aml_mll(
     difficulty: float = 0.5,
 ) -> Path:
     """AML-Cytomorphology_MLL_Helmholtz twin: ``data/<class>/<patient>/*.tif`` and a metadata CSV
-    (semicolon-free, comma-separated, ages with decimal commas in quotes). Counts: an int, or one per class."""
+    (semicolon-free, comma-separated, ages with decimal commas in quotes). Counts: an int, or one
+    per class."""
     for label in AML_CLASSES:
         _check_sizes(_per_class(n_per_class, label), _per_class(patients_per_class, label), size)
     styles = _styles("aml_mll", difficulty)
@@ -569,7 +572,8 @@ def _affy_ids(first: int, last: int, count: int, suffixes: tuple[str, ...]) -> l
 
 
 def cumida_platform_ids(n_probes: int, *, seed: int = 0) -> dict[str, dict[str, int]]:
-    """Probe ids of each CuMiDa platform, scaled so that HG-U133A has ``n_probes``: {platform: {id: gene}}.
+    """Probe ids of each CuMiDa platform, scaled so that HG-U133A has ``n_probes``: {platform: {id:
+    gene}}.
 
     As on the real chips: U133A's ids lie in 200000..222384 plus the AFFX controls,
     U133A_2 is U133A minus a few ids, U133B's lie in 222385..244889 (other genes) and
@@ -626,8 +630,10 @@ def cumida_platform_ids(n_probes: int, *, seed: int = 0) -> dict[str, dict[str, 
 def _write_cumida_platforms(
     root: Path, series: dict[str, list[str]], n_per_class, n_probes: int, seed: int, shift: float
 ) -> None:
-    """The platform-faithful twin: every series on its real platform's probe ids (sorted, as GEO orders them);
-    the chips of one series (``<GSE>_U133A``/``_U133B``) hold the same patients, rows shuffled, own GSM ids."""
+    """The platform-faithful twin: every series on its real platform's probe ids (sorted, as GEO
+    orders them);
+    the chips of one series (``<GSE>_U133A``/``_U133B``) hold the same patients, rows shuffled, own
+    GSM ids."""
     unknown = sorted(set(series) - set(CUMIDA_PLATFORMS))
     if unknown:
         raise DataError(
@@ -802,7 +808,8 @@ def synth(dataset: str, out: Path, **kwargs) -> Path:
 
 
 def cached_twin(dataset: str, *, root: Path | None = None, **kwargs) -> Path:
-    """The synthetic twin of ``dataset`` under ``<cache root>/synthetic/<dataset>-<hash of kwargs>``,
+    """The synthetic twin of ``dataset`` under ``<cache root>/synthetic/<dataset>-<hash of
+    kwargs>``,
     written once and reused: the same parameters give the same files at the same paths,
     so feature caches keyed on paths hit on a rerun. ``root`` overrides the cache folder.
     """
