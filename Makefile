@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch for the PyTorch Keras backend (a CPU build of this version installs offline here)
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help setup data lint format test test-unit test-notebooks test-backends reproduce report sweep rehearse rehearsal-report clean distclean
+.PHONY: help setup data lint format check-structure test test-demo test-unit test-notebooks test-backends reproduce report sweep rehearse rehearsal-report clean distclean
 
 help: ## list every target with one line each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,8 +34,14 @@ format: ## apply ruff's formatter and its safe fixes (then `make lint` shows wha
 
 test: lint test-unit test-notebooks ## run the whole suite: the style gate, unit tests, then every notebook in smoke mode (nbval)
 
+test-demo: ## README's demo numbers vs results/canonical/ (RUN=1: rerun the demo profiles first, ~30 min; TOL=0.02)
+	$(PY) -m common.demo_check $(if $(filter 1 yes true,$(RUN)),--run) $(if $(TOL),--tolerance $(TOL))
+
 test-unit: ## pytest over tests/ (the harness itself; each notebook runs once, in test-notebooks)
-	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend and not notebooks" tests
+	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend and not notebooks and not structure" tests
+
+check-structure: ## the cell-order rules over every notebook (joins make test once notebooks 01-04 pass it)
+	$(PY) -m pytest -q -m structure tests/test_notebook_structure.py
 
 test-notebooks: ## nbval over notebooks/ in the smoke profile, then check each run's declared outputs
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \

@@ -4,10 +4,9 @@ rule, Tables 2-3's values, and the pre-processing written to disk once with its 
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
 
 from common import acrnn as A
 from common.data import stream
@@ -21,7 +20,7 @@ from common.imaging import (
 
 def test_acrnn_has_the_papers_layers_in_order():
     model = A.build_acrnn((56, 56, 48))
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [(c.filters, tuple(c.kernel_size), tuple(c.strides)) for c in convs] == [
         (32, (3, 5), (1, 1)),
         (32, (3, 5), (1, 1)),
@@ -32,21 +31,27 @@ def test_acrnn_has_the_papers_layers_in_order():
         (256, (3, 3), (1, 1)),
         (256, (3, 3), (1, 1)),
     ]
-    pools = [tuple(l.strides) for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)]
+    pools = [
+        tuple(layer.strides)
+        for layer in model.layers
+        if isinstance(layer, keras.layers.MaxPooling2D)
+    ]
     assert pools == [(4, 3), (4, 1), (1, 3), (2, 2)]
-    names = [l.name for l in model.layers]
+    names = [layer.name for layer in model.layers]
     for k in range(1, 9):  # BN then ReLU after every convolution
         i = names.index(f"l{k}_conv")
         assert names[i + 1 : i + 3] == [f"l{k}_bn", f"l{k}_relu"]
-    grus = [l for l in model.layers if isinstance(l, keras.layers.Bidirectional)]
+    grus = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
     assert [g.name for g in grus] == ["l9_bigru", "l10_bigru"]
     l9_cell, l10 = grus[0].forward_layer.cell.gru, grus[1].forward_layer
     assert [(g.units, g.activation.__name__) for g in (l9_cell, l10)] == [(256, "tanh")] * 2
-    # 56 x 56 -> pools (4,3), (4,1), (1,3), (2,2) with 'same' padding -> 2 x 4 regions of 256 channels
+    # 56 x 56 -> pools (4,3), (4,1), (1,3), (2,2) with 'same' padding -> 2 x 4 regions of 256
+    # channels
     assert tuple(model.get_layer("pool_7_8").output.shape[1:]) == (2, 4, 256) and A.pooled_grid(
         56, 56
     ) == (2, 4)
-    # equations 4-6 inside l9, one attention per direction: W_h is E x C with E = 256, the GRU unit's size
+    # equations 4-6 inside l9, one attention per direction: W_h is E x C with E = 256, the GRU
+    # unit's size
     for direction in (grus[0].forward_layer, grus[0].backward_layer):
         att = direction.cell.attention
         assert [tuple(w.shape) for w in (att.w_delta, att.w_h, att.w_a)] == [
@@ -57,7 +62,8 @@ def test_acrnn_has_the_papers_layers_in_order():
 
 
 def test_the_softmax_reads_the_second_bigru_output():
-    """Section 3.4: the features go through the Bi-GRU layers, whose output feeds the FC softmax layer."""
+    """Section 3.4: the features go through the Bi-GRU layers, whose output feeds the FC softmax
+    layer."""
     model = A.build_acrnn((24, 24, 8))
     softmax = model.get_layer("softmax")
     assert softmax.input is model.get_layer("l10_bigru").output
@@ -255,7 +261,8 @@ def test_preprocessing_is_written_once_and_reused(tmp_path):
 
 
 def test_preprocessing_keeps_each_images_watershed_outcome_beside_it(tmp_path):
-    """The fallback count must survive a rerun that reuses the cached images (run.json records it)."""
+    """The fallback count must survive a rerun that reuses the cached images (run.json records
+    it)."""
     root = cached_twin(
         "cnmc", root=tmp_path / "synthetic", n_per_class=3, patients_per_class=1, size=96, seed=0
     )

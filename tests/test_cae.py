@@ -40,7 +40,8 @@ def test_code_cnn_parameter_count_is_far_from_the_claimed_86_5_million():
 
 def test_learnables_leave_out_the_batchnorm_moving_statistics():
     model = cae.build_code_cnn(67500)
-    # MATLAB's learnables: conv1 1320, bn gamma/beta 2*40, ln 2*40, conv2 102480, bn 2*80, ln 2*80, dense 162
+    # MATLAB's learnables: conv1 1320, bn gamma/beta 2*40, ln 2*40, conv2 102480, bn 2*80, ln 2*80,
+    # dense 162
     assert cae.learnable_count(model) == 1320 + 80 + 80 + 102480 + 160 + 160 + 162 == 104442
     assert model.count_params() - cae.learnable_count(model) == 2 * (40 + 80), (
         "moving mean and variance per channel"

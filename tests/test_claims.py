@@ -7,9 +7,20 @@ import pytest
 from common import claims
 from common import evaluate as ev
 
-CLAIMS_YAML = textwrap.dedent("""
-    paper: 99_test
-    citation: Someone et al. (2024)
+#: a complete ``paper:`` reference (common.claims.REFERENCE_FIELDS), for the files written here
+REFERENCE_YAML = textwrap.dedent("""
+    paper:
+      authors: [A. Someone, B. Other]
+      title: A test paper
+      venue: not printed in the paper
+      year: 2024
+      doi: DOI not printed in the paper
+""")
+
+CLAIMS_YAML = (
+    "id: 99_test\n"
+    + REFERENCE_YAML
+    + textwrap.dedent("""
     defaults: {unit: percent, protocol: "SMOTE on all data, then 80/20 split"}
     claims:
       - {table: "Table 6", model: hybrid, metric: Accuracy, value: 96.6}
@@ -17,6 +28,7 @@ CLAIMS_YAML = textwrap.dedent("""
       - {table: "Table 7", model: hybrid, class: a, metric: F1-score, value: 0.9, unit: fraction}
       - {table: "Table 8", model: vit, metric: accuracy, value: 90}
 """)
+)
 
 
 @pytest.fixture
@@ -102,6 +114,48 @@ def test_bad_claims_files(tmp_path, text, message):
         claims.load_claims("bad", directory=tmp_path)
 
 
+@pytest.mark.parametrize("key", claims.REFERENCE_FIELDS)
+def test_a_claims_file_without_a_complete_reference_is_a_one_line_error(claims_dir, key):
+    path = claims_dir / "99_test.yaml"
+    assert claims.load_reference("99_test", directory=claims_dir)["year"] == 2024
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(line for line in lines if not line.startswith(f"  {key}:")) + "\n")
+    for load in (claims.load_claims, claims.load_reference):
+        with pytest.raises(ValueError) as err:
+            load("99_test", directory=claims_dir)
+        message = str(err.value)
+        assert str(path) in message and f"'{key}'" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("paper:\n", "reference:\n", "no 'paper' reference mapping"),
+        ("title: A test paper", "title: ''", "lacks 'title'"),
+        ("authors: [A. Someone, B. Other]", "authors: []", "lacks 'authors'"),
+        ("authors: [A. Someone, B. Other]", "authors: A. Someone", "list of names"),
+        ("doi: DOI not printed in the paper", "doi: 10.54392/irjmt2563", "'doi' is"),
+        ("doi: DOI not printed in the paper", "doi: https://doi.org/", "'doi' is"),
+    ],
+)
+def test_a_bad_reference_names_the_file_and_the_key(claims_dir, old, new, message):
+    path = claims_dir / "99_test.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    with pytest.raises(ValueError, match=message) as err:
+        claims.load_claims("99_test", directory=claims_dir)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_doi_link_copied_from_the_paper_is_accepted(claims_dir):
+    path = claims_dir / "99_test.yaml"
+    # paper 04's own DOI, printed on its first page
+    doi = "https://doi.org/10.54392/irjmt2563"
+    path.write_text(path.read_text().replace("DOI not printed in the paper", doi))
+    assert claims.load_reference("99_test", directory=claims_dir)["doi"] == doi
+
+
 def test_missing_claims_file_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="claims/README.md"):
         claims.load_claims("nope", directory=tmp_path)
@@ -145,7 +199,8 @@ def test_count_claims_compare_as_printed(tmp_path):
     from common.evaluate import measurement_rows
 
     (tmp_path / "p.yaml").write_text(
-        "paper: p\nclaims:\n  - {table: T3, model: dataset, class: AML, metric: n_before_smote, value: 58, unit: count}\n"
+        REFERENCE_YAML + "claims:\n  - {table: T3, model: dataset, class: AML, "
+        "metric: n_before_smote, value: 58, unit: count}\n"
     )
     rows = measurement_rows({"n_before_smote": 60}, "published", "dataset", cls="AML")
     comparison = compare(load_claims("p", directory=tmp_path), rows)
@@ -169,8 +224,8 @@ def test_a_qualified_run_model_answers_its_claim_and_says_how_it_ran(claims_dir)
 
 def test_cited_claims_get_no_reproduced_value_and_no_delta(tmp_path):
     (tmp_path / "98_test.yaml").write_text(
-        textwrap.dedent("""
-        paper: 98_test
+        REFERENCE_YAML
+        + textwrap.dedent("""
         claims:
           - {table: "Table 3", model: hybrid, metric: accuracy, value: 90, cited: true}
           - {table: "Table 3", model: hybrid, metric: accuracy, value: 91}

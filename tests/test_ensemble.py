@@ -42,8 +42,8 @@ def test_grid_scores_all_images_and_keeps_coverage_as_secondary_columns():
 
 
 def test_selection_does_not_reward_abstaining():
-    """Raising gamma from 0.7 to 0.8 drops one wrong (0.75) and one right (0.75) image: accuracy on the
-    covered images rises from 3/4 to 2/2, accuracy on all images falls from 3/4 to 2/4. The
+    """Raising gamma from 0.7 to 0.8 drops one wrong (0.75) and one right (0.75) image: accuracy
+    on the covered images rises from 3/4 to 2/2, accuracy on all images falls from 3/4 to 2/4. The
     selection keeps gamma 0.7 (selecting by covered-only accuracy would pick 0.8)."""
     proba = np.array([[0.9, 0.1], [0.75, 0.25], [0.75, 0.25], [0.1, 0.9]])
     y = np.array([0, 0, 1, 1])
@@ -62,19 +62,23 @@ COVERED3 = np.array([True, False, True, True, True, False])
 
 
 def test_abstention_confusion_has_an_abstention_column():
-    cm = E.abstention_confusion(Y3, PRED3, COVERED3, 3)
+    cm = E.abstention_confusion(Y3, PRED3, COVERED3, num_classes=3)
     assert cm.tolist() == [[1, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]]
     with pytest.raises(ValueError, match=r"label\(s\) \[3\] outside 0..2"):
-        E.abstention_confusion(Y3, PRED3 + 1, COVERED3, 3)
+        E.abstention_confusion(Y3, PRED3 + 1, COVERED3, num_classes=3)
 
 
 def test_abstention_is_wrong_for_its_class_and_predicts_no_class():
     """Worked by hand (6 images, 2 abstentions, 1 error: a class-1 image called 0):
-    class 0: TP 1, FN 1 (abstained), FP 1 -> precision 1/2, sensitivity 1/2, TN 3, specificity 3/4, accuracy 4/6;
-    class 1: TP 1, FN 1, FP 0 -> precision 1, sensitivity 1/2, specificity 4/4, F1 2/3, accuracy 5/6;
-    class 2: TP 1, FN 1 (abstained), FP 0 (the abstention of a class-1 image predicts no class) -> same as class 1.
+    class 0: TP 1, FN 1 (abstained), FP 1 -> precision 1/2, sensitivity 1/2, TN 3,
+    specificity 3/4, accuracy 4/6;
+    class 1: TP 1, FN 1, FP 0 -> precision 1, sensitivity 1/2, specificity 4/4, F1 2/3,
+    accuracy 5/6;
+    class 2: TP 1, FN 1 (abstained), FP 0 (the abstention of a class-1 image predicts no class)
+    -> same as class 1.
     Dropping the abstentions instead would give classes 0 and 2 sensitivity 1."""
-    values = E.abstention_metrics(E.abstention_confusion(Y3, PRED3, COVERED3, 3), ["a", "b", "c"])
+    cm = E.abstention_confusion(Y3, PRED3, COVERED3, num_classes=3)
+    values = E.abstention_metrics(cm, ["a", "b", "c"])
     assert values[("overall", "accuracy")] == pytest.approx(3 / 6)
     assert values[("a", "precision")] == 0.5 and values[("a", "sensitivity")] == 0.5
     assert values[("a", "specificity")] == 0.75 and values[("a", "accuracy")] == pytest.approx(
@@ -95,8 +99,9 @@ def test_abstention_is_wrong_for_its_class_and_predicts_no_class():
 
 
 def test_abstention_metrics_reproduce_the_papers_selected_row_from_its_counts():
-    """Figure 6 / P360: 176 Benign, 345 Early, 337 Pre, 281 Pro test images, one Pre-B image called Benign,
-    no abstention. Table 3's (0.7, 0.3), gamma 0.7 rows follow (printed to 2 decimals: tolerance 0.005 pp)."""
+    """Figure 6 / P360: 176 Benign, 345 Early, 337 Pre, 281 Pro test images, one Pre-B image
+    called Benign, no abstention. Table 3's (0.7, 0.3), gamma 0.7 rows follow (printed to 2
+    decimals: tolerance 0.005 pp)."""
     cm = np.zeros((4, 5), int)
     cm[[0, 1, 2, 3], [0, 1, 2, 3]] = [176, 345, 336, 281]
     cm[2, 0] = 1
@@ -146,7 +151,8 @@ def test_score_all_images_equals_evaluate_without_abstentions_and_reports_second
         rows.loc[("overall", "coverage"), "value"] == 1.0
         and rows.loc[("overall", "abstentions"), "value"] == 0
     )
-    # at gamma 0.6 some images abstain: overall accuracy counts them as errors, accuracy_covered does not
+    # at gamma 0.6 some images abstain: overall accuracy counts them as errors,
+    # accuracy_covered does not
     rows = E.score_all_images(
         y, scores, 0.6, ["a", "b", "c"], protocol="p", model="m", n_bootstrap=200, seed=1
     )
@@ -169,7 +175,7 @@ def test_score_all_images_equals_evaluate_without_abstentions_and_reports_second
 def test_confusion_figure_shows_the_abstentions():
     from common import plots
 
-    cm = E.abstention_confusion(Y3, PRED3, COVERED3, 3)
+    cm = E.abstention_confusion(Y3, PRED3, COVERED3, num_classes=3)
     fig = plots.plot_confusion_matrix(cm, ["a", "b", "c"], extra_columns=[E.ABSTAIN])
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", E.ABSTAIN]
@@ -189,7 +195,7 @@ def test_dataset_table_and_count_rows():
     assert E.dataset_table({"Benign": 5, "Early": 7}, patients={"Benign": 2, "Early": 1})[
         "patients"
     ].tolist() == [2, 1, 3]
-    rows = E.count_rows({"Benign": 5, "Early": 7}, "images")
+    rows = E.count_rows({"Benign": 5, "Early": 7}, metric="images")
     assert dict(zip(rows["class"], rows["value"])) == {"Benign": 5, "Early": 7, "overall": 12}
     assert set(rows["model"]) == {"dataset"} and set(rows["metric"]) == {"images"}
 
@@ -210,7 +216,8 @@ def test_corrected_images_are_exported_by_kind(tmp_path):
         paths,
         ["Benign", "Early", "Pre"],
     )
-    # image 0: densenet called a benign cell Early -> fp_to_tn; image 1: resnet missed Early -> fn_to_tp;
+    # image 0: densenet called a benign cell Early -> fp_to_tn;
+    # image 1: resnet missed Early -> fn_to_tp;
     # image 2 is not covered by the ensemble, so it is not a correction
     assert sorted(zip(table["name"], table["kind"])) == [
         ("img0.jpg", "fp_to_tn"),
@@ -229,7 +236,8 @@ def test_alexnet_gets_227_or_at_least_96_px():
 
 def test_fine_tune_bn_momentum_moves_running_statistics_faster(tmp_path):
     """With momentum 0.5 the BatchNorm running means move further from their initial
-    zeros in the same steps than with the model's own (0.999 in MobileNetV2): the setting reaches the trained graph."""
+    zeros in the same steps than with the model's own (0.999 in MobileNetV2): the setting reaches
+    the trained graph."""
     import keras
 
     from common import data
@@ -302,3 +310,70 @@ def test_fine_tune_resumes_an_interrupted_run_from_its_backup(tmp_path):
     assert not (tmp_path / "ck" / "mobilenetv2").exists() or not any(
         (tmp_path / "ck" / "mobilenetv2").rglob("*")
     )
+
+
+def test_prediction_table_names_the_abstentions_and_keeps_the_weighted_scores():
+    scores = E.weighted_scores([P1, P2], (0.7, 0.3))  # 0.78 (class 0), 0.55 (0), 0.83 (1)
+    table = E.prediction_table(Y, scores, 0.7, ["a", "b"], protocol="published", model="ens")
+    assert table["predicted_class"].tolist() == ["a", E.ABSTAIN, "b"]
+    np.testing.assert_allclose(table["score_a"], scores[:, 0])
+    assert set(table["model"]) == {"ens"} and set(table["protocol"]) == {"published"}
+
+
+def test_grid_table_names_each_setting_and_says_what_each_column_scores():
+    table = E.grid_table(E.grid(Y, [P1, P2], weight_sets=[(0.7, 0.3)], thresholds=[0.7, 0.8]))
+    assert table["setting"].tolist() == ["ensemble w=0.7/0.3 g=0.7", "ensemble w=0.7/0.3 g=0.8"]
+    assert list(table.columns) == [
+        "setting",
+        "weights",
+        "gamma",
+        "accuracy (all test images)",
+        "coverage (secondary)",
+        "accuracy on covered images (secondary)",
+    ]
+    # gamma 0.8 covers only row 2 (0.83): 1 of 3 right on all images
+    assert table["accuracy (all test images)"].tolist() == pytest.approx([2 / 3, 1 / 3])
+
+
+def test_split_counts_counts_each_class_in_each_part_and_fills_absent_classes():
+    y = np.array([0, 0, 1, 2, 2, 2])
+    table = E.split_counts(y, {"train": np.array([0, 1, 3]), "test": np.array([2, 4, 5])}, "abc")
+    assert table.loc["a"].tolist() == [2, 0] and table.loc["c"].tolist() == [1, 2]
+    assert table.loc["b"].tolist() == [0, 1]
+
+
+def test_network_names_put_the_papers_two_first_once():
+    assert E.network_names(["mobilenetv2", "resnet50", "vgg16"]) == [
+        "densenet201",
+        "resnet50",
+        "mobilenetv2",
+        "vgg16",
+    ]
+    assert E.network_weights("alexnet", pretrained="imagenet") == "none"
+    assert E.network_weights("alexnet", pretrained="imagenet", alexnet_weights="a.h5") == "a.h5"
+    assert E.network_weights("resnet50", pretrained="imagenet") == "imagenet"
+
+
+def test_profiles_resolve_and_the_notebook_overrides_only_what_it_set():
+    from common.runs import notebook_overrides, resolve_params
+
+    smoke = resolve_params(E.PROFILES, profile="smoke")
+    assert smoke["epochs"] == 1 and smoke["batch_size"] == 32 and smoke["eager"] is True
+    assert resolve_params(E.PROFILES, profile="paper")["image_size"] == 224
+    namespace = {"epochs": 3, "image_size": None, "unrelated": 1}
+    params = resolve_params(
+        E.PROFILES, profile="smoke", **notebook_overrides(namespace, E.PROFILES)
+    )
+    assert params["epochs"] == 3 and params["image_size"] == 32
+
+
+def test_architecture_table_shows_densenet201_and_resnet50_stages():
+    """Dense blocks of 6/12/48/32 layers (DenseNet-201) and 3/4/6/3 bottleneck blocks
+    (ResNet-50), each with a new softmax head of K outputs; stage parameters sum to the total."""
+    for name, blocks in (("densenet201", [6, 12, 48, 32]), ("resnet50", [3, 4, 6, 3])):
+        table = E.architecture_table(name, 4, image_size=32)
+        stages = table[table["stage"].str.endswith("blocks")]
+        assert stages["blocks"].tolist() == blocks, name
+        assert table["output shape"].iloc[-2] == "(4,)"
+        parts, total = table["parameters"].iloc[:-1], table["parameters"].iloc[-1]
+        assert parts.sum() == total and table["layers"].iloc[:-1].sum() == table["layers"].iloc[-1]

@@ -13,12 +13,14 @@ def layer_params(model):
 
 
 def test_classifiers_have_the_papers_layers():
-    # CNN: conv 3*3*1*32+32; conv 3*3*32*64+64; 16->14->7->5->2, so dense (2*2*64)*128+128; out 128*13+13
+    # CNN: conv 3*3*1*32+32; conv 3*3*32*64+64; 16->14->7->5->2, so dense (2*2*64)*128+128; out
+    # 128*13+13
     assert layer_params(mm.build_cnn(13)) == [320, 18496, 32896, 1677]
     # SimpleRNN(128) on 16 features: 16*128 + 128*128 + 128
     assert layer_params(mm.build_rnn(13)) == [18560, 1677]
     assert layer_params(mm.build_mlp(13)) == [131584, 131328, 3341]
-    # hybrid: conv 320; LSTM 4*(16*32+32*32+32), 4*(32*32+32*32+32); dense (7*7*32 + 32)*64+64, 64*32+32, 32*13+13
+    # hybrid: conv 320; LSTM 4*(16*32+32*32+32), 4*(32*32+32*32+32); dense (7*7*32 + 32)*64+64,
+    # 64*32+32, 32*13+13
     assert layer_params(mm.build_hybrid(13)) == [320, 6272, 8320, 102464, 2080, 429]
 
 
@@ -121,7 +123,8 @@ def test_predict_subtype_names_a_missing_probe_plainly():
 
 # ------------------------------------------------------------------ leave one series out
 def series_data(seed=0):
-    """Three studies; class 2 exists only in study 'c', so its samples cannot be learnt when 'c' is held out."""
+    """Three studies; class 2 exists only in study 'c', so its samples cannot be learnt when 'c' is
+    held out."""
     X, y = toy_data(n_per_class=6, seed=seed)
     studies = np.where(y == 2, "c", np.where(np.arange(y.size) % 2, "a", "b"))
     return X, y, studies
@@ -191,6 +194,7 @@ def test_accuracy_with_ci():
 def test_sigmoid_floor_is_the_error_of_clipping_to_the_unit_interval():
     assert mm.sigmoid_mse_floor(np.array([[-1.0, 0.5, 2.0]])) == pytest.approx(2 / 3)
     # standard normal values: E[x^2; x<0] + E[(x-1)^2; x>1] = 0.5 + 2(1 - Phi(1)) - phi(1) = 0.5754;
-    # 200,000 draws (per-value SD about 1.1) give a standard error near 0.0025, so 0.01 is four of them
+    # 200,000 draws (per-value SD about 1.1) give a standard error near 0.0025, so 0.01 is four of
+    # them
     z = np.random.default_rng(0).normal(size=(1000, 200))
     assert mm.sigmoid_mse_floor(z) == pytest.approx(0.5754, abs=0.01)

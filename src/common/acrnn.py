@@ -3,6 +3,11 @@
 models of Table 3 that can be trained here (a plain CNN and a CNN with an ECA module), and
 the tables and figure values of Tables 2-3 and Figures 6-7 and 10-11.
 
+Paper id ``03_vinurajan`` (notebook, results folder and claims/03_vinurajan.yaml): I. Vinurajan,
+K. P. SanalKumar and S. Anu H Nair, "Optimal Attention based Deep Learning with Segmentation
+Approach for Automated Leukemia Detection and Classification", 2023 (venue and DOI not printed
+in the paper); the full reference is in claims/03_vinurajan.yaml.
+
 The ACRNN, as section 3.4 lists it (pure Keras 3, every backend):
 
 - l1-l2: Conv 32 filters (3, 5), stride 1; max-pool (4, 3)
@@ -81,7 +86,8 @@ class RegionAttention(layers.Layer):
             ),
             self.w_a,
         )  # (B, R, 1)
-        # softmax over the regions; with a single region lambda is 1 (written out: Keras warns on a size-1 softmax)
+        # softmax over the regions; with a single region lambda is 1 (written out: Keras warns on a
+        # size-1 softmax)
         lam = ops.softmax(zeta, axis=1) if regions.shape[1] != 1 else ops.ones_like(zeta)
         epsilon = ops.sum(lam * regions, axis=1)  # (B, C)
         return (epsilon, ops.squeeze(lam, -1)) if return_weights else epsilon
@@ -179,7 +185,8 @@ def build_acrnn(
     seq = layers.Permute((2, 1, 3), name="columns_as_time")(x)  # T = W' steps, each an H' x 1 map
     seq = layers.Reshape((w_, h_ * c_), name="regional_maps")(seq)
     cell = AttentionGRUCell(GRU_UNITS, h_, c_, l2, name="attention_gru")
-    # unrolled: T = W' is a handful of steps (4 at 224 px), and the unrolled graph compiles faster than a loop
+    # unrolled: T = W' is a handful of steps (4 at 224 px), and the unrolled graph compiles faster
+    # than a loop
     seq = layers.Bidirectional(
         layers.RNN(cell, return_sequences=True, unroll=True), name="l9_bigru"
     )(seq)
@@ -207,7 +214,8 @@ def spatial_maps(
 ) -> dict:
     """Feature-map backbones (:class:`~common.backbones.Backbone`, ``spatial=True``) of ``name`` at
     several layers from one build: the network is built up to the last of ``layer_names`` (list them
-    from shallow to deep) and the others are read from inside it, with the same weights and cache keys
+    from shallow to deep) and the others are read from inside it, with the same weights and cache
+    keys
     as building each on its own. Returns {layer: Backbone}."""
     import dataclasses
 
@@ -307,7 +315,8 @@ def fit_on_grid(
     label: str = "acrnn",
 ) -> dict:
     """Train a compiled ``model`` on ``grid[train]`` (validated on ``grid[val]``) with one progress
-    line per epoch; ``eager`` runs Keras eagerly (faster only for tiny smoke data). Returns the history."""
+    line per epoch; ``eager`` runs Keras eagerly (faster only for tiny smoke data). Returns the
+    history."""
     from common.progress import EpochLog
 
     model.run_eagerly = bool(eager)
@@ -327,7 +336,8 @@ def fit_on_grid(
 
 
 def positive_precision(y_true: np.ndarray, proba: np.ndarray, *, positive: int = 1) -> float:
-    """Equation 11, P = TP / (TP + FP) for the positive class; 0 when nothing is predicted positive."""
+    """Equation 11, P = TP / (TP + FP) for the positive class; 0 when nothing is predicted
+    positive."""
     pred = np.asarray(proba).argmax(1)
     called = pred == positive
     return float((np.asarray(y_true)[called] == positive).mean()) if called.any() else 0.0
@@ -411,7 +421,8 @@ TABLE_METRICS = ("accuracy", "precision", "sensitivity", "specificity", "f1")
 
 
 def _metric_row(keyed: pd.DataFrame, protocol: str, model: str, cls: str, metric: str) -> pd.Series:
-    """One tidy metric row; the class-mean ('macro') row stands for a class average, plain accuracy for 'Overall'."""
+    """One tidy metric row; the class-mean ('macro') row stands for a class average, plain accuracy
+    for 'Overall'."""
     if cls == "Overall":
         cls = "overall" if metric == "accuracy" else "macro"
     try:

@@ -1,5 +1,10 @@
 """Paper 02 (AL-Hammadi): convolutional autoencoder (CAE) and the 1-D CNN on its code.
 
+Paper id ``02_alhammadi`` (notebook, results folder and claims/02_alhammadi.yaml): M. M.
+AL-Hammadi, "Computer-Aided Diagnosis of Acute Lymphoblastic Leukemia Using a Novel CAE-CNN
+Framework", 2024 (venue and DOI not printed in the paper); the full reference is in
+claims/02_alhammadi.yaml.
+
 Pure Keras 3 (runs on TensorFlow, JAX and PyTorch). The CAE's encoder is three
 3x3 convolutions (9, 27, 27 filters) with Leaky ReLU and 3x3 average pooling
 between them, so a 450 px image becomes a 50 x 50 x 27 = 67,500-value code; the
@@ -152,8 +157,8 @@ def correlations_by_class(
     correlations, labels = np.asarray(correlations, dtype=float), np.asarray(labels)
     if correlations.shape != labels.shape:
         raise ValueError(
-            f"{correlations.shape[0]} correlations for {labels.shape[0]} labels; pass the labels of the "
-            "images the correlations were computed on, in the same order"
+            f"{correlations.shape[0]} correlations for {labels.shape[0]} labels; pass the "
+            "labels of the images the correlations were computed on, in the same order"
         )
     unknown = sorted(set(labels.tolist()) - set(range(len(class_names))))
     if unknown:
@@ -183,7 +188,8 @@ def step_decay(*, initial: float = 1e-3, factor: float = 0.1, period: int = 10):
 
 
 class ImagesOnly(keras.utils.PyDataset):
-    """(x, x) batches of images in [0, 1] from an :class:`~common.data.stream.ImageBatches` (CAE training)."""
+    """(x, x) batches of images in [0, 1] from an :class:`~common.data.stream.ImageBatches` (CAE
+    training)."""
 
     def __init__(self, batches: keras.utils.PyDataset, **kwargs: Any):
         super().__init__(**kwargs)

@@ -2,8 +2,13 @@
 
 The YAML schema is documented in ``claims/README.md``. In short::
 
-    paper: 01_kandi
-    citation: Kandi et al. ...
+    id: 01_kandi
+    paper:  # the full reference, as the paper prints it (:func:`load_reference`)
+      authors: [Nithin Kandi, ...]
+      title: Analysis of LEUKEMIA classification using Microarray Data with Deep Learning models
+      venue: not printed in the paper
+      year: not printed in the paper
+      doi: DOI not printed in the paper
     defaults: {unit: percent, class: overall, protocol: "SMOTE on all data, then split"}
     claims:
       - {table: "Table 6", model: hybrid, metric: accuracy, value: 96.6}
@@ -30,7 +35,12 @@ from common.paths import claims_dir, read_yaml
 
 REQUIRED_FIELDS = ("table", "model", "metric", "value")
 OPTIONAL_FIELDS = ("class", "unit", "protocol", "note", "cited", "dataset")
-UNITS = ("percent", "fraction", "count", "value")  # count/value: raw numbers (class counts, errors)
+UNITS = ("percent", "fraction", "count", "value")
+#: The keys of a claims file's ``paper:`` reference; every one is required and non-empty.
+REFERENCE_FIELDS = ("authors", "title", "venue", "year", "doi")
+#: ``doi`` when the paper prints none (never a guessed one); otherwise a https://doi.org/ link.
+NO_DOI = "DOI not printed in the paper"
+DOI_PREFIX = "https://doi.org/"  # count/value: raw numbers (class counts, errors)
 METRIC_ALIASES = {
     "recall": "sensitivity",
     "tpr": "sensitivity",
@@ -59,9 +69,11 @@ CLAIM_COLUMNS = [
     "dataset",
 ]
 VERDICTS = ("reproduced", "not reproduced", "not comparable")
-#: ``unit: value`` claims (and score claims whose run gives no interval) agree within this share of the claim.
+#: ``unit: value`` claims (and score claims whose run gives no interval) agree within this share
+#: of the claim.
 RELATIVE_TOLERANCE = 0.01
-#: Slack for float rounding at an interval's edge or a tolerance's bound (a fraction turned into percent).
+#: Slack for float rounding at an interval's edge or a tolerance's bound (a fraction turned into
+#: percent).
 EDGE_SLACK = 1e-9
 
 
@@ -69,6 +81,38 @@ def normalise_metric(name: str) -> str:
     """Map a paper's metric name (Recall, F1-score, ...) to this package's name."""
     key = str(name).strip().lower()
     return METRIC_ALIASES.get(key, key)
+
+
+def check_reference(doc: Any, path: Path | str) -> dict[str, Any]:
+    """The ``paper:`` reference of a claims file's parsed ``doc``, checked: a mapping with every
+    :data:`REFERENCE_FIELDS` key non-empty, ``authors`` a list of names, ``doi`` a
+    https://doi.org/ link or :data:`NO_DOI`. Raises a one-line ValueError naming the file
+    (``path``) and the missing or bad key."""
+    ref = doc.get("paper") if isinstance(doc, dict) else None
+    if not isinstance(ref, dict):
+        raise ValueError(
+            f"{path}: no 'paper' reference mapping (keys {', '.join(REFERENCE_FIELDS)}); "
+            "see claims/README.md"
+        )
+    for key in REFERENCE_FIELDS:
+        value = ref.get(key)
+        if value is None or (isinstance(value, str | list) and not value):
+            raise ValueError(f"{path}: paper reference lacks '{key}'; see claims/README.md")
+    authors = ref["authors"]
+    if not isinstance(authors, list) or not all(isinstance(a, str) and a for a in authors):
+        raise ValueError(f"{path}: paper reference 'authors' must be a list of names")
+    doi = str(ref["doi"])
+    if doi != NO_DOI and not (doi.startswith(DOI_PREFIX) and len(doi) > len(DOI_PREFIX)):
+        raise ValueError(
+            f"{path}: paper reference 'doi' is {doi!r}; write a {DOI_PREFIX}... link or {NO_DOI!r}"
+        )
+    return ref
+
+
+def load_reference(paper: str, *, directory: Path | None = None) -> dict[str, Any]:
+    """The checked ``paper:`` reference of ``claims/<paper>.yaml`` (:func:`check_reference`)."""
+    path = Path(directory or claims_dir()) / f"{paper}.yaml"
+    return check_reference(read_yaml(path, "see claims/README.md"), path)
 
 
 def load_claims(paper: str, *, directory: Path | None = None) -> pd.DataFrame:
@@ -98,7 +142,8 @@ def load_claims(paper: str, *, directory: Path | None = None) -> pd.DataFrame:
         extra = sorted(set(claim) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
         if missing or extra:
             raise ValueError(
-                f"{path}: claim {i} lacks {missing} / has unknown fields {extra}; see claims/README.md"
+                f"{path}: claim {i} lacks {missing} / has unknown fields {extra}; "
+                "see claims/README.md"
             )
         row = {**defaults, **claim}
         if row["unit"] not in UNITS:
@@ -116,11 +161,13 @@ def load_claims(paper: str, *, directory: Path | None = None) -> pd.DataFrame:
         row["model"] = str(row["model"])
         row["dataset"] = str(row["dataset"] or "")
         rows.append({c: row[c] for c in CLAIM_COLUMNS})
+    check_reference(doc, path)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
 def load_headline(paper: str, *, directory: Path | None = None) -> dict[str, Any] | None:
-    """The paper's headline claim: the claim matching the YAML's ``headline: {model, metric, class}``.
+    """The paper's headline claim: the claim matching the YAML's
+    ``headline: {model, metric, class}``.
 
     Returns that claim as a dict (:data:`CLAIM_COLUMNS`) or None when the file names no headline.
     """
@@ -131,7 +178,8 @@ def load_headline(paper: str, *, directory: Path | None = None) -> dict[str, Any
         return None
     if not isinstance(head, dict) or not {"model", "metric"} <= set(head):
         raise ValueError(
-            f"{path}: headline must be a mapping with model, metric (and class); see claims/README.md"
+            f"{path}: headline must be a mapping with model, metric (and class); "
+            "see claims/README.md"
         )
     claims = load_claims(paper, directory=directory)
     match = claims[
@@ -141,7 +189,8 @@ def load_headline(paper: str, *, directory: Path | None = None) -> dict[str, Any
     ]
     if match.empty:
         raise ValueError(
-            f"{path}: headline {head} matches no claim; copy model, metric and class from one of the claims"
+            f"{path}: headline {head} matches no claim; copy model, metric and class from one of "
+            "the claims"
         )
     return match.iloc[0].to_dict()
 
@@ -169,7 +218,8 @@ def compare(
         ] or sorted(set(metrics["protocol"]))
     out = claims.copy()
     scale = np.where(out["unit"] == "percent", 100.0, 1.0)
-    # a run's model "alexnet [from scratch]" answers the claim on "alexnet"; the table says how it was run
+    # a run's model "alexnet [from scratch]" answers the claim on "alexnet"; the table says how it
+    # was run
     qualified = metrics.assign(
         model=[base_model(m) for m in metrics["model"]], reproduced_as=metrics["model"]
     )
@@ -287,7 +337,8 @@ def add_verdicts(
 
 
 def verdict_counts(comparison: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per protocol: how many claims got each verdict, and the reasons of the not comparable ones."""
+    """Per protocol: how many claims got each verdict, and the reasons of the not comparable
+    ones."""
     rows = []
     for protocol in comparison.attrs.get("protocols", []):
         verdicts, reasons = comparison[f"verdict_{protocol}"], comparison[f"reason_{protocol}"]
@@ -383,7 +434,8 @@ def comparison_markdown(comparison: pd.DataFrame, source: str, *, note: str = ""
 
 
 def _plain(value: float) -> str:
-    """A count or raw value as printed: integers without decimals, others to 4 significant digits."""
+    """A count or raw value as printed: integers without decimals, others to 4 significant
+    digits."""
     if value is None or not np.isfinite(value):
         return ""
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"
@@ -404,9 +456,11 @@ def protocol_gap(
     pub, free = by["published"], by["leak_free"]
     gap = 100 * (pub["value"] - free["value"])
     overlap = not (pub["ci_low"] > free["ci_high"] or free["ci_low"] > pub["ci_high"])
+    pub_text = format_value(pub["value"], ci_low=pub["ci_low"], ci_high=pub["ci_high"])
+    free_text = format_value(free["value"], ci_low=free["ci_low"], ci_high=free["ci_high"])
     return (
-        f"{model}: {metric} {format_value(pub['value'], ci_low=pub['ci_low'], ci_high=pub['ci_high'])}% under the paper's "
-        f"protocol (published) and {format_value(free['value'], ci_low=free['ci_low'], ci_high=free['ci_high'])}% without the "
+        f"{model}: {metric} {pub_text}% under the paper's "
+        f"protocol (published) and {free_text}% without the "
         f"leak (leak_free), a difference of {gap:+.1f} percentage points; the 95% intervals "
         + ("overlap, so this run cannot tell the two apart." if overlap else "do not overlap.")
     )
@@ -465,7 +519,8 @@ def main() -> int:
     written = write_report()
     if not written:
         print(
-            "no run under results/ has both metrics.json and a claims file yet: run `make reproduce` first"
+            "no run under results/ has both metrics.json and a claims file yet: "
+            "run `make reproduce` first"
         )
     for path in written:
         print(f"wrote {path}")

@@ -1,5 +1,10 @@
 """Paper 05 (Patel et al., ALL subtypes): fine-tuned networks and the weighted threshold ensemble.
 
+Paper id ``05_patel_all`` (notebook, results folder and claims/05_patel_all.yaml): H. Patel, A.
+Patel, G. Patel and H. Shah, "Identification and Classification of Acute Lymphocytic Leukemia
+Using Weighted Ensemble Neural Networks", 2025 (venue and DOI not printed in the paper); the
+full reference is in claims/05_patel_all.yaml.
+
 Equation 8 of the paper: the ensemble's class scores are the weighted sum of the base
 networks' class probabilities; its prediction is the arg-max, and when the winning
 score is below a threshold gamma there is no confident prediction (an abstention).
@@ -26,9 +31,65 @@ import pandas as pd
 
 from common import evaluate
 
+#: The paper's five weight sets, as (DenseNet-201, ResNet-50) (P232).
 WEIGHT_SETS = ((0.5, 0.5), (0.6, 0.4), (0.4, 0.6), (0.3, 0.7), (0.7, 0.3))
+#: The paper's two thresholds gamma (P232).
 THRESHOLDS = (0.7, 0.8)
+#: The predicted "class" of an image whose winning weighted score is below gamma.
 ABSTAIN = "no confident prediction"
+#: The two networks the paper's ensemble combines, in the order of its weight sets (P76, P232).
+PAPER_NETWORKS = ("densenet201", "resnet50")
+
+#: Parameter values the three profiles share (each profile overrides some of them).
+SHARED_PARAMS = dict(
+    seed=0,
+    data_root=None,
+    batch_size=32,
+    learning_rate=1e-4,
+    test_fraction=0.35,
+    val_fraction=0.15,
+    eager=False,
+    bn_momentum=None,
+    alexnet_weights=None,
+)
+#: The notebook's profiles: ``smoke`` (seconds, synthetic twin), ``demo`` (synthetic twin,
+#: networks from scratch on a CPU), ``paper`` (the paper's settings on the real data, a GPU).
+PROFILES = {
+    "smoke": {
+        **SHARED_PARAMS,
+        "synthetic": True,
+        "n_per_class": 16,
+        "image_size": 32,
+        "pretrained": "none",
+        "epochs": 1,
+        "baselines": ["mobilenetv2"],
+        "n_bootstrap": 200,
+        "eager": True,
+        "bn_momentum": 0.9,
+    },
+    "demo": {
+        **SHARED_PARAMS,
+        "synthetic": True,
+        "n_per_class": 48,
+        "image_size": 32,
+        "pretrained": "none",
+        "epochs": 10,
+        "learning_rate": 1e-3,
+        "bn_momentum": 0.9,
+        "baselines": ["alexnet", "vgg16", "mobilenetv2"],
+        "n_bootstrap": 1000,
+    },
+    "paper": {
+        **SHARED_PARAMS,
+        "synthetic": False,
+        "n_per_class": 0,
+        "image_size": 224,
+        "pretrained": "imagenet",
+        "epochs": 10,
+        "baselines": ["alexnet", "vgg16", "mobilenetv2"],
+        "n_bootstrap": 1000,
+    },
+}
 
 
 def weighted_scores(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -48,7 +109,7 @@ def threshold_predict(scores: np.ndarray, gamma: float) -> tuple[np.ndarray, np.
 
 
 def abstention_confusion(
-    y_true: Sequence[int], pred: Sequence[int], covered: Sequence[bool], num_classes: int
+    y_true: Sequence[int], pred: Sequence[int], covered: Sequence[bool], *, num_classes: int
 ) -> np.ndarray:
     """Counts on all images, shape (K, K + 1): rows the true class, columns the predicted
     class, the last column the abstentions (``covered`` False). Labels are 0..K-1."""
@@ -73,7 +134,8 @@ def abstention_confusion(
 
 
 def abstention_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[tuple[str, str], float]:
-    """{(class, metric): value} from an :func:`abstention_confusion` matrix, the rule of the module docstring.
+    """{(class, metric): value} from an :func:`abstention_confusion` matrix, by the rule of the
+    module docstring.
 
     The matrix gets an empty row for the abstention outcome, which makes it square with the
     counts above (abstentions: false negatives of their true class, no class's false
@@ -105,9 +167,12 @@ def abstention_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[tuple
 def _all_image_values(
     y: np.ndarray, scores: np.ndarray, gamma: float, names: list[str], with_scores: bool = True
 ) -> dict[tuple[str, str], float]:
-    """Label metrics on all images, AUC of the weighted scores (threshold-free), coverage and covered-only accuracy."""
+    """Label metrics on all images, AUC of the weighted scores (threshold-free), coverage and
+    covered-only accuracy."""
     pred, covered = threshold_predict(scores, gamma)
-    values = abstention_metrics(abstention_confusion(y, pred, covered, len(names)), names)
+    values = abstention_metrics(
+        abstention_confusion(y, pred, covered, num_classes=len(names)), names
+    )
     if with_scores:
         values.update(evaluate._auc_values(np.eye(len(names), dtype=int)[y], scores, names))
     values[("overall", "coverage")] = float(covered.mean())
@@ -130,7 +195,8 @@ def score_all_images(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Metric rows (:data:`common.evaluate.ROW_COLUMNS`) of the ensemble at threshold ``gamma`` on ALL images.
+    """Metric rows (:data:`common.evaluate.ROW_COLUMNS`) of the ensemble at threshold ``gamma``
+    on ALL images.
 
     ``scores``: (n, K) weighted class scores (:func:`weighted_scores`), labels 0..K-1.
     Per-class, macro and weighted accuracy, precision, sensitivity, specificity, F1 and
@@ -178,6 +244,26 @@ def score_all_images(
     return pd.DataFrame(rows, columns=evaluate.ROW_COLUMNS)
 
 
+def prediction_table(
+    y_true: Sequence[int],
+    scores: np.ndarray,
+    gamma: float,
+    class_names: Sequence[str],
+    *,
+    protocol: str,
+    model: str,
+    samples: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """``predictions.csv`` rows (:func:`common.evaluate.prediction_rows`) of the ensemble at
+    threshold ``gamma``: its weighted ``scores`` as the score columns, and as the predicted
+    class the arg-max, or :data:`ABSTAIN` where the winning score is below ``gamma``."""
+    pred, covered = threshold_predict(scores, gamma)
+    named = np.where(covered, np.asarray(class_names, dtype=object)[pred], ABSTAIN)
+    return evaluate.prediction_rows(
+        y_true, {model: scores}, class_names, protocol, samples=samples, y_pred={model: named}
+    )
+
+
 def grid(
     y: np.ndarray,
     probas: Sequence[np.ndarray],
@@ -218,7 +304,25 @@ def select(table: pd.DataFrame, *, by: str = "accuracy") -> pd.Series:
 
 
 def setting_name(weights: Sequence[float], gamma: float) -> str:
+    """A grid setting's model name in the metric rows, e.g. ``ensemble w=0.7/0.3 g=0.7``."""
     return f"ensemble w={weights[0]:g}/{weights[1]:g} g={gamma:g}"
+
+
+def grid_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`grid` for display: each setting's name (:func:`setting_name`) first, the
+    columns renamed to say what they score (accuracy on all images; the secondary ones)."""
+    named = table.assign(
+        setting=[setting_name(w, g) for w, g in zip(table["weights"], table["gamma"])]
+    )
+    return named[
+        ["setting", "weights", "gamma", "accuracy", "coverage", "accuracy_covered"]
+    ].rename(
+        columns={
+            "accuracy": "accuracy (all test images)",
+            "coverage": "coverage (secondary)",
+            "accuracy_covered": "accuracy on covered images (secondary)",
+        }
+    )
 
 
 def dataset_table(
@@ -241,7 +345,11 @@ def dataset_table(
 
 
 def count_rows(
-    counts: Mapping[str, int], metric: str, *, protocol: str = "published", model: str = "dataset"
+    counts: Mapping[str, int],
+    *,
+    metric: str,
+    protocol: str = "published",
+    model: str = "dataset",
 ) -> pd.DataFrame:
     """Metric rows (unit: count) for images per class plus their total (class ``overall``),
     so claims such as Table 1's counts sit beside the run's."""
@@ -255,6 +363,21 @@ def count_rows(
             for cls, n in values.items()
         ],
         ignore_index=True,
+    )
+
+
+def split_counts(
+    y: np.ndarray, parts: Mapping[str, np.ndarray], class_names: Sequence[str]
+) -> pd.DataFrame:
+    """Images per class (rows) in each part of the split (columns; ``parts`` maps a part's
+    name to its row indices into ``y``, labels 0..K-1); a class absent from a part counts 0."""
+    names = dict(enumerate(class_names))
+    return (
+        pd.DataFrame(
+            {part: pd.Series(y[idx]).map(names).value_counts() for part, idx in parts.items()}
+        )
+        .fillna(0)
+        .astype(int)
     )
 
 
@@ -317,7 +440,13 @@ def alexnet_size(image_size: int) -> int:
     return 227 if image_size == 224 else max(image_size, 96)
 
 
-def network_weights(name: str, pretrained: str, *, alexnet_weights: str | None = None) -> str:
+def network_names(baselines: Sequence[str]) -> list[str]:
+    """The networks to fine-tune: the paper's two (:data:`PAPER_NETWORKS`), then each of
+    ``baselines`` not already among them, in the order given."""
+    return [*PAPER_NETWORKS, *[b for b in baselines if b not in PAPER_NETWORKS]]
+
+
+def network_weights(name: str, *, pretrained: str, alexnet_weights: str | None = None) -> str:
     """What network ``name`` starts from.
 
     keras.applications networks: ``pretrained`` (``imagenet``, ``none`` or a weights
@@ -336,7 +465,8 @@ def model_label(name: str, weights: str) -> str:
     else with its start in brackets (``alexnet [from scratch]``, ``alexnet [weights: a.h5]``)."""
     if str(weights) == "imagenet":
         return name
-    return f"{name} [{'from scratch' if str(weights) == 'none' else 'weights: ' + Path(str(weights)).name}]"
+    start = "from scratch" if str(weights) == "none" else f"weights: {Path(str(weights)).name}"
+    return f"{name} [{start}]"
 
 
 def build_classifier(
@@ -374,6 +504,54 @@ def build_classifier(
     model.run_eagerly = eager
     model._repro_preprocess, model._repro_size = backbone.preprocess, size
     return model
+
+
+def _stage(layer_name: str) -> str:
+    """The stage of a keras.applications DenseNet or ResNet layer, from its name."""
+    first = layer_name.split("_")[0]
+    if first.startswith("input"):
+        return "input"
+    if first in ("zero", "conv1", "pool1"):
+        return "stem (7x7 conv, 3x3 max-pool)"
+    if first.startswith("conv"):
+        return f"{first} blocks"
+    if first.startswith("pool"):
+        return f"{first} (transition)"
+    if first in ("bn", "relu"):
+        return "final BatchNorm, ReLU"
+    if first == "avg":
+        return "global average pooling"
+    return "new head (Dense, softmax)" if first == "head" else layer_name
+
+
+def architecture_table(name: str, num_classes: int, *, image_size: int) -> pd.DataFrame:
+    """Network ``name`` as :func:`build_classifier` builds it, one row per stage (the stem,
+    each block stage, DenseNet's transitions, the pooling and the new softmax head): its
+    blocks, Keras layers, output shape and parameters, then the total.
+
+    Built without pretrained weights: a start changes the weights, not the architecture.
+    """
+    model = build_classifier(
+        name, num_classes, image_size=image_size, pretrained="none", learning_rate=1e-4
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    for layer in model.layers:
+        row = rows.setdefault(_stage(layer.name), {"blocks": set(), "layers": 0, "parameters": 0})
+        if "_block" in layer.name:
+            row["blocks"].add(layer.name.split("_")[1])
+        row["layers"] += 1
+        row["parameters"] += int(layer.count_params())
+        row["output shape"] = str(tuple(layer.output.shape[1:]))
+    table = pd.DataFrame(
+        [
+            {"network": name, "stage": stage, **row, "blocks": len(row["blocks"]) or ""}
+            for stage, row in rows.items()
+        ]
+    )
+    total = {"network": name, "stage": "total", "blocks": "", "layers": len(model.layers)}
+    total.update({"parameters": int(model.count_params()), "output shape": ""})
+    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    return table[["network", "stage", "blocks", "layers", "output shape", "parameters"]]
 
 
 def fit_classifier(

@@ -1,6 +1,10 @@
 """Paper 01 (Kandi et al.): the autoencoder, the four classifiers on its codes, prediction,
 and the leave-one-series-out check.
 
+Paper id ``01_kandi`` (notebook, results folder and claims/01_kandi.yaml): Kandi et al.,
+"Analysis of LEUKEMIA classification using Microarray Data with Deep Learning models" (venue,
+year and DOI not printed in the paper); the full reference is in claims/01_kandi.yaml.
+
 Every layer is the paper's (section 2.4, Figures 1, 7, 8); pure Keras 3, so the
 models run on TensorFlow, JAX or PyTorch. The 256-value codes are reshaped to
 (16, 16, 1) for the CNN, (16, 16) for the RNN and (256,) for the MLP; the hybrid
@@ -203,8 +207,9 @@ class SubtypePredictor:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != len(names):
             raise ValueError(
-                f"new samples have {X.shape[-1]} features, the model was trained on {len(names)} probes; "
-                "pass a DataFrame with probe-id columns or an array in the training probe order"
+                f"new samples have {X.shape[-1]} features, the model was trained on "
+                f"{len(names)} probes; pass a DataFrame with probe-id columns or an array "
+                "in the training probe order"
             )
         return X
 
@@ -369,7 +374,8 @@ def published_round(
         seed=seed,
         **fit_kw,
     )
-    # autoencoder_rows: the split's rows the autoencoder was fitted on (all of them), for the leakage sheet
+    # autoencoder_rows: the split's rows the autoencoder was fitted on (all of them), for the
+    # leakage sheet
     return {
         **out,
         "split": split,
@@ -531,7 +537,8 @@ def loso_metric_rows(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Tidy metric rows (``accuracy_scorable``, with 95% bootstrap intervals) on the scorable
-    samples: protocol ``leave_one_series_out`` and, on the same samples, ``leak_free`` (pooled CV)."""
+    samples: protocol ``leave_one_series_out`` and, on the same samples, ``leak_free`` (pooled
+    CV)."""
     from common.evaluate import ROW_COLUMNS
 
     y, mask = loso["y_test"], loso["scorable"]

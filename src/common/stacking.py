@@ -1,6 +1,12 @@
 """Paper 04 (Patel et al., AML subtypes): fused CNN features, row-wise z-score, PCA and
 SVM + RF stacking, and the training rows that augmentation and oversampling add.
 
+Paper id ``04_patel_aml`` (notebook, results folder and claims/04_patel_aml.yaml): H. Patel, H.
+Shah, G. Patel and A. Patel, "Detection and Classification of Genetic Acute Myeloid Leukemia
+Cells using Deep Learning Techniques", International Research Journal of Multidisciplinary
+Technovation, 2025, https://doi.org/10.54392/irjmt2563; the full reference is in
+claims/04_patel_aml.yaml.
+
 Reading of the paper (recorded in the notebook's Interpretation cells):
 
 - MobileNetV2 (global average pooling, 1280), ResNet-101 ("pool5", 2048) and VGG-16
@@ -46,6 +52,96 @@ import numpy as np
 from common.balance import replicate_oversample
 from common.isolate import call_in_child
 
+# ------------------------------------------------------------ the notebook's profiles
+#: Parameter values the three profiles share (each profile overrides some of them).
+SHARED_PARAMS = dict(
+    seed=0,
+    data_root=None,
+    difficulty=0.5,
+    pca_variance=0.95,
+    rf_trees=100,
+    folds=5,
+    vit_learning_rate=1e-4,
+    batch_size=32,
+    n_bootstrap=1000,
+    fine_tune_cnns=False,
+    cnn_epochs=50,
+    cnn_learning_rate=1e-4,
+)
+#: The notebook's profiles: ``smoke`` (the test suite's seconds-long run on the synthetic twin),
+#: ``demo`` (the synthetic twin on a CPU, frozen extractors without ImageNet weights), ``paper``
+#: (the real set, ImageNet weights, the three CNNs fine-tuned before extraction, a GPU).
+PROFILES = {
+    "smoke": {
+        **SHARED_PARAMS,
+        "synthetic": True,
+        "n_per_class": 21,
+        "patients_per_class": 7,
+        "image_size": 32,
+        "pretrained": "none",
+        "rf_trees": 25,
+        "folds": 3,
+        "vit_epochs": 1,
+        "tsne_points": 200,
+        "n_bootstrap": 200,
+    },
+    "demo": {
+        **SHARED_PARAMS,
+        "synthetic": True,
+        "n_per_class": 64,
+        "patients_per_class": 8,
+        "image_size": 96,
+        "pretrained": "none",
+        "vit_epochs": 10,
+        "vit_learning_rate": 1e-3,
+        "tsne_points": 1000,
+    },
+    "paper": {
+        **SHARED_PARAMS,
+        "synthetic": False,
+        "n_per_class": 0,
+        "patients_per_class": 0,
+        "image_size": 224,
+        "pretrained": "imagenet",
+        "vit_epochs": 50,
+        "tsne_points": 3000,
+        "fine_tune_cnns": True,
+    },
+}
+
+#: Cells per class of the real AML-Cytomorphology_MLL_Helmholtz set (81,214 cells): the synthetic
+#: twin, which has equal classes, is sub-sampled to these proportions (:func:`subsample_to_counts`).
+REAL_COUNTS = {
+    "control": 20305,
+    "CBFB_MYH11": 17212,
+    "NPM1": 17710,
+    "RUNX1_RUNX1T1": 14403,
+    "PML_RARA": 11584,
+}
+
+
+def subsample_to_counts(
+    y: np.ndarray, classes: Sequence[str], counts: Mapping[str, int], *, seed: int
+) -> np.ndarray:
+    """The sorted indices of a seeded per-class sample of ``y`` (class indices into ``classes``)
+    in the proportions of ``counts`` (class name -> count): the class with the largest count keeps
+    all its cells, each other class ``round(its cells x its count / largest count)``."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    largest = max(counts.values())
+    return np.sort(
+        np.concatenate(
+            [
+                rng.choice(
+                    np.flatnonzero(y == c),
+                    int(round((y == c).sum() * counts[name] / largest)),
+                    replace=False,
+                )
+                for c, name in enumerate(classes)
+            ]
+        )
+    )
+
 
 def row_zscore(X: np.ndarray) -> np.ndarray:
     """Each row minus its mean, over its standard deviation (rows of zeros stay zero)."""
@@ -60,7 +156,8 @@ def fuse(blocks: Sequence[np.ndarray]) -> np.ndarray:
     """Row-z-score each network's matrix, then concatenate them (equations 5-7)."""
     if not blocks or len({b.shape[0] for b in blocks}) != 1:
         raise ValueError(
-            f"need one or more feature matrices with the same number of rows, got {[b.shape for b in blocks]}"
+            "need one or more feature matrices with the same number of rows, got "
+            f"{[b.shape for b in blocks]}"
         )
     return np.hstack([row_zscore(b) for b in blocks]).astype(np.float32)
 
@@ -73,13 +170,13 @@ def build_stacker(*, seed: int = 0, rf_trees: int = 100, inner_folds: int = 5):
 
     from common.linear_svm import ChunkedLinearSVC
 
-    # LinearSVC's primal problem (squared hinge, L2, columns standardised for the solver), solved by
-    # common.linear_svm.ChunkedLinearSVC with liblinear's own method but on chunks of the rows: LinearSVC copies its
-    # rows to float64 and liblinear to its own (index, value) pairs, 32 bytes per value in all (measured), about
-    # 34 GB for the 142k x 7,424 rows of the settings without PCA at the paper's size; this one copies nothing
-    svm = ChunkedLinearSVC(
-        C=1.0, random_state=seed
-    )  # rows <= columns: LinearSVC(dual="auto")'s dual, as before
+    # LinearSVC's primal problem (squared hinge, L2, columns standardised for the solver), solved
+    # by common.linear_svm.ChunkedLinearSVC with liblinear's own method but on chunks of the rows:
+    # LinearSVC copies its rows to float64 and liblinear to its own (index, value) pairs, 32 bytes
+    # per value in all (measured), about 34 GB for the 142k x 7,424 rows of the settings without
+    # PCA at the paper's size; this one copies nothing. With rows <= columns it runs
+    # LinearSVC(dual="auto")'s dual, as before.
+    svm = ChunkedLinearSVC(C=1.0, random_state=seed)
     return StackingClassifier(
         estimators=[
             ("svm", svm),
@@ -100,8 +197,8 @@ def _pca_components(pca_variance: float | None) -> float | None:
 
 def fit_pca(
     blocks: Sequence[np.ndarray],
-    n_components: float | int | None,
     *,
+    n_components: float | int | None,
     seed: int = 0,
     chunk_rows: int = 4096,
 ):
@@ -133,9 +230,8 @@ def fit_pca(
     n, d = sum(len(b) for b in blocks), blocks[0].shape[1]
     if n < 2:
         raise ValueError("PCA needs at least 2 rows")
-    if (
-        n < d
-    ):  # fewer rows than columns (smoke, demo): the full SVD is the cheaper one, and the rows are few
+    if n < d:
+        # fewer rows than columns (smoke, demo): the full SVD is the cheaper one, and rows are few
         return PCA(n_components=n_components, svd_solver="full", random_state=seed).fit(
             np.vstack(blocks) if len(blocks) > 1 else blocks[0]
         )
@@ -203,7 +299,8 @@ def _stack(
     folds = int(min(inner_folds, counts[counts > 0].min()))
     if folds < 2:
         raise ValueError(
-            f"a class has {counts[counts > 0].min()} training row(s); stacking needs at least 2 per class"
+            f"a class has {counts[counts > 0].min()} training row(s); "
+            "stacking needs at least 2 per class"
         )
     model = build_stacker(seed=seed, rf_trees=rf_trees, inner_folds=folds).fit(X_train, y_train)
     return model, model.predict_proba(X_test)
@@ -213,14 +310,15 @@ def fit_predict(
     X_train: np.ndarray,
     y_train: np.ndarray,
     X_test: np.ndarray,
-    pca_variance: float | None,
     *,
+    pca_variance: float | None,
     pca_fit: str = "train",
     seed: int = 0,
     rf_trees: int = 100,
     inner_folds: int = 5,
 ) -> dict:
-    """PCA (optional, :func:`fit_pca`) then the stacker; returns test probabilities and what was fitted.
+    """PCA (optional, :func:`fit_pca`) then the stacker; returns test probabilities and what was
+    fitted.
 
     ``pca_fit``: ``train`` fits PCA on the training rows only; ``all`` on training and
     test rows together (the `published` reading of "X_TrainCombined and X_TestCombined
@@ -233,7 +331,7 @@ def fit_predict(
     if pca_variance:
         pca = fit_pca(
             [X_train, X_test] if pca_fit == "all" else [X_train],
-            _pca_components(pca_variance),
+            n_components=_pca_components(pca_variance),
             seed=seed,
         )
         X_train, X_test = pca.transform(X_train), pca.transform(X_test)
@@ -247,7 +345,7 @@ def fit_predict(
 
 
 def training_rows(
-    train: np.ndarray, y: np.ndarray, augment: bool, oversample: bool, *, seed: int = 0
+    train: np.ndarray, y: np.ndarray, *, augment: bool, oversample: bool, seed: int = 0
 ) -> np.ndarray:
     """The training rows of one ablation setting, as (image index, copy) pairs (n, 2).
 
@@ -284,6 +382,20 @@ def subset_counts(available: dict[int, int], wanted: dict[int, int]) -> dict[int
     return {c: int(np.floor(n * scale)) for c, n in wanted.items()}
 
 
+def draw_subset(
+    y: np.ndarray, pool: np.ndarray, wanted: Mapping[int, int], *, seed: int
+) -> np.ndarray:
+    """Table 7's subset: per class (in ``wanted``'s order) a seeded random draw of the cells of
+    ``pool`` without replacement, ``wanted`` scaled down together where a class has fewer cells
+    (:func:`subset_counts`)."""
+    y, pool = np.asarray(y), np.asarray(pool)
+    sizes = subset_counts({c: int((y[pool] == c).sum()) for c in wanted}, dict(wanted))
+    rng = np.random.default_rng(seed)
+    return np.concatenate(
+        [rng.choice(pool[y[pool] == c], n, replace=False) for c, n in sizes.items() if n]
+    )
+
+
 # ----------------------------------------------------------------- feature banks
 #: Paper 04's augmentation (P218-222): rotation within +/-10 degrees, horizontal and vertical flips,
 #: scaling 0.9-1.1 "along the X and Y axes" (one factor per axis).
@@ -297,7 +409,8 @@ AUGMENTATION = dict(
 
 
 def augment_hook(copy: int, *, seed: int = 0):
-    """The augmentation of augmented copy ``copy`` (>= 1): paper 04's transformations, seeded per copy."""
+    """The augmentation of augmented copy ``copy`` (>= 1): paper 04's transformations, seeded per
+    copy."""
     from common import augment
 
     return augment.batch_hook(augment.build_augmenter(**AUGMENTATION, seed=seed * 1000 + copy))
@@ -327,9 +440,10 @@ class FeatureBank:
         return list(self.matrices)
 
     def rows(self, version, cells) -> np.ndarray:
-        """The features of ``cells`` (dataset indices, any order) in ``version``: an in-memory float32
-        copy of those rows only. The mapped pages are released after reading (they stay in the
-        operating system's page cache), so reading never leaves the bank resident in this process."""
+        """The features of ``cells`` (dataset indices, any order) in ``version``: an in-memory
+        float32 copy of those rows only. The mapped pages are released after reading (they stay in
+        the operating system's page cache), so reading never leaves the bank resident in this
+        process."""
         if version not in self.cells:
             raise KeyError(f"this bank has no version {version!r} (versions: {self.versions})")
         held, cells = self.cells[version], np.asarray(cells, dtype=np.int64).reshape(-1)
@@ -369,12 +483,13 @@ def extract_bank(
     seed: int = 0,
     batch_size: int = 32,
 ) -> FeatureBank:
-    """The features from ``backbone`` that the (cell, copy) ``rows`` will read (:func:`training_rows`;
-    the union over every training set that uses this bank), cached under the cache root and
-    memory-mapped (float32): ``"original"`` (resized only, the ablation's baseline) and ``0``
-    (resized, then segmented) for every cell (test cells need only these), and augmented copy
-    ``k`` (resized, augmented, then segmented: the paper's order, P372) only for the cells with a
-    row of copy ``k``. The cache keys of ``"original"`` and ``0`` do not depend on ``rows``."""
+    """The features from ``backbone`` that the (cell, copy) ``rows`` will read
+    (:func:`training_rows`; the union over every training set that uses this bank), cached under
+    the cache root and memory-mapped (float32): ``"original"`` (resized only, the ablation's
+    baseline) and ``0`` (resized, then segmented) for every cell (test cells need only these), and
+    augmented copy ``k`` (resized, augmented, then segmented: the paper's order, P372) only for the
+    cells with a row of copy ``k``. The cache keys of ``"original"`` and ``0`` do not depend on
+    ``rows``."""
     from common import features
 
     rows = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
@@ -458,7 +573,8 @@ def fused_rows(
 # ------------------------------------------------------------------ fine-tuning
 def validate_every_callback(val_feed, *, every: int = 30):
     """A Keras callback that evaluates ``val_feed`` every ``every`` mini-batches (the paper
-    validates "After every 30 mini-batches", P374) and keeps (step, loss, accuracy) in ``.records``."""
+    validates "After every 30 mini-batches", P374) and keeps (step, loss, accuracy) in
+    ``.records``."""
     import keras
 
     class ValidateEvery(keras.callbacks.Callback):
@@ -477,12 +593,12 @@ def validate_every_callback(val_feed, *, every: int = 30):
 
 
 def fine_tune_extractor(
-    name: str,
-    layer: str,
     train: tuple[Sequence[str], np.ndarray],
     val: tuple[Sequence[str], np.ndarray],
-    num_classes: int,
     *,
+    name: str,
+    layer: str,
+    num_classes: int,
     image_size: int,
     pretrained: str,
     epochs: int,
@@ -587,11 +703,11 @@ def fine_tune_extractor(
     if isolate and not stored.complete():
         call_in_child(
             _fine_tune_and_store,
-            name,
-            layer,
             train,
             val,
-            num_classes,
+            name=name,
+            layer=layer,
+            num_classes=num_classes,
             image_size=image_size,
             pretrained=pretrained,
             epochs=epochs,
@@ -624,7 +740,8 @@ def fine_tune_extractor(
 
 
 def _fine_tune_and_store(*args, **kwargs) -> None:
-    """:func:`fine_tune_extractor` for its side effect (the network in the model store): a child's job."""
+    """:func:`fine_tune_extractor` for its side effect (the network in the model store): a child's
+    job."""
     fine_tune_extractor(*args, **kwargs)
 
 
@@ -697,14 +814,16 @@ def fit_rows(
         hit = _load_setting(stored.dir, stored.key, keep_model)
         if hit is not None:
             log(
-                f"{label}: reusing the stacking result in {stored.dir} (same features, rows, settings and code)"
+                f"{label}: reusing the stacking result in {stored.dir} "
+                "(same features, rows, settings and code)"
             )
             return hit
     scratch = None
     if not pca_variance and len(train_rows) > scratch_rows:
-        # without PCA the stacker reads the fused rows themselves, up to 142,140 x 7,424 (3.9 GB) at the paper's size:
-        # kept in a file-backed scratch matrix (page cache, which the kernel can reclaim), not in anonymous memory;
-        # the stacker's inner folds still copy 4/5 of them in memory (measured: python -m common.rehearse_stacking)
+        # without PCA the stacker reads the fused rows themselves, up to 142,140 x 7,424 (3.9 GB)
+        # at the paper's size: kept in a file-backed scratch matrix (page cache, which the kernel
+        # can reclaim), not in anonymous memory; the stacker's inner folds still copy 4/5 of them
+        # in memory (measured: python -m common.rehearse_stacking)
         folder = cache_root() / "stacking" / "scratch"
         folder.mkdir(parents=True, exist_ok=True)
         scratch = folder / f"{label}-{os.getpid()}.npy"
@@ -729,7 +848,7 @@ def fit_rows(
         if pca_variance:
             pca = fit_pca(
                 [X_train, X_test] if pca_fit == "all" else [X_train],
-                _pca_components(pca_variance),
+                n_components=_pca_components(pca_variance),
                 seed=seed,
             )
             X_train, X_test = (
@@ -751,6 +870,153 @@ def fit_rows(
     if stored is not None:
         _save_setting(stored.dir, stored.key, result, keep_model)
     return result
+
+
+def predict_cells(
+    fitted: Mapping[str, Any], bank: Mapping[str, FeatureBank], cells: np.ndarray, *, nets
+) -> np.ndarray:
+    """Class probabilities of a fitted setting (a :func:`fit_rows` result with ``keep_model``) for
+    the segmented, unaugmented ``cells``: their fused features, its PCA (if any), its stacker."""
+    cells = np.asarray(cells, dtype=np.int64)
+    X = fused_rows(bank, tuple(nets), np.stack([cells, np.zeros_like(cells)], axis=1), True)
+    X = fitted["pca"].transform(X) if fitted["pca"] is not None else X
+    return fitted["model"].predict_proba(X)
+
+
+def fit_setting(
+    bank: Mapping[str, FeatureBank],
+    train_rows: np.ndarray,
+    y: np.ndarray,
+    test_cells: np.ndarray,
+    *,
+    setting: tuple[bool, bool, bool, bool],
+    nets: Sequence[str],
+    pca_fit: str,
+    pca_variance: float,
+    rf_trees: int,
+    seed: int,
+    label: str,
+    keep_model: bool = False,
+) -> dict:
+    """One setting of Table 6 (or one network alone, Figure 13): :func:`fit_rows` on the networks
+    ``nets`` with the setting's flags. ``setting`` is (segment, augment, oversample, PCA): augment
+    and oversample are already in ``train_rows`` (:func:`training_rows`), segment picks the bank's
+    segmented versions, and PCA keeps ``pca_variance`` of the variance only when the setting has it.
+    The result is cached under ``label`` followed by the networks' names."""
+    segmented, _, _, with_pca = setting
+    nets = tuple(nets)
+    return fit_rows(
+        bank,
+        nets,
+        train_rows,
+        y,
+        test_cells,
+        segmented=segmented,
+        pca_variance=pca_variance if with_pca else None,
+        pca_fit=pca_fit,
+        seed=seed,
+        rf_trees=rf_trees,
+        keep_model=keep_model,
+        label=f"{label}-{'+'.join(nets)}",
+    )
+
+
+# ------------------------------------------------------------------ the ViT baseline
+def vit_baseline(
+    paths: Sequence[str],
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    test_idx: np.ndarray,
+    *,
+    fingerprint: str,
+    label: str,
+    num_classes: int,
+    image_size: int,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    segment,
+    seed: int,
+    paper: str = "04_patel_aml",
+) -> np.ndarray:
+    """Figure 13's ViT (:func:`common.backbones.build_backbone`'s small ``vit``, from scratch)
+    trained end to end on the cells ``train_idx`` (rows may repeat: the oversampled cells),
+    segmented and augmented on the fly (rotation +/-10 degrees, flips, zoom 0.1), with the paper's
+    policy (Adam, ``batch_size``, ``learning_rate``, ``epochs``) and ``val_idx`` for its curves;
+    returns its class probabilities of the cells ``test_idx``. The network is kept in the model
+    store as ``vit-<label>`` (keyed by its settings, the data ``fingerprint``, the rows and the
+    code): a rerun reuses it, a killed session resumes from its last finished epoch."""
+    import keras
+
+    from common import augment, modelstore
+    from common.backbones import build_backbone, fine_tune_model
+    from common.data.stream import ImageBatches
+    from common.imaging import hsv_segment
+    from common.progress import EpochLog
+
+    paths, y = np.asarray(paths), np.asarray(y)
+    keras.utils.set_random_seed(seed)
+    hook = augment.batch_hook(
+        augment.build_augmenter(
+            rotation_deg=10, flip="horizontal_and_vertical", zoom=0.1, translate=0, seed=seed
+        )
+    )
+    shape = dict(batch_size=batch_size, image_size=(image_size, image_size), segment=segment)
+    feed = ImageBatches(
+        paths[train_idx], y[train_idx], augment=hook, shuffle=True, seed=seed, **shape
+    )
+    val = ImageBatches(paths[val_idx], y[val_idx], **shape)
+
+    def build():
+        return fine_tune_model(
+            build_backbone("vit", input_size=image_size, seed=seed),
+            num_classes,
+            trainable_layers=None,
+            optimizer="adam",
+            learning_rate=learning_rate,
+        )
+
+    def fit(model, callbacks):
+        return model.fit(
+            feed,
+            validation_data=val,
+            epochs=epochs,
+            callbacks=[*callbacks, EpochLog(f"vit {label}")],
+            verbose=0,
+        ).history
+
+    def test(model):
+        return {"test": model.predict(ImageBatches(paths[test_idx], None, **shape), verbose=0)}
+
+    key = {
+        "image_size": image_size,
+        "vit_epochs": epochs,
+        "vit_learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "seed": seed,
+        "data": fingerprint,
+        "rows": modelstore.indices_digest(train_idx, val_idx, test_idx),
+        "code": modelstore.code_version(build_backbone, fine_tune_model, augment, hsv_segment),
+        "augment": "rot10 flips zoom0.1",
+    }
+    stored = modelstore.entry(paper, f"vit-{label}", key)
+    return modelstore.train_or_load(stored, build, fit, test)[1]["test"]
+
+
+def extractor_summary(backbone) -> dict:
+    """One row of the architecture table: a feature extractor's network, the Keras layer its
+    features come from, its input and feature sizes, its layer count and its parameters (up to
+    that layer)."""
+    model = backbone.model
+    return {
+        "network": backbone.name,
+        "Keras layer": backbone.layer,  # the paper's names: gap, pool5, fc7
+        "input": f"{backbone.input_size} x {backbone.input_size} x 3",
+        "features": backbone.n_features,
+        "layers": len(model.layers),
+        "parameters": int(model.count_params()),
+    }
 
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:

@@ -3,7 +3,8 @@
 A sweep is a YAML file::
 
     notebook: notebooks/02_alhammadi_cae_cnn.ipynb   # relative to the repository (or the spec)
-    name: cae-epochs          # optional: results go to <results>/sweeps/<name>/ (default: file stem)
+    name: cae-epochs          # optional: results go to <results>/sweeps/<name>/ (default: file
+    stem)
     profile: smoke            # smoke | demo | paper
     fixed: {n_bootstrap: 200}                 # the same in every run
     grid: {cnn_epochs: [2, 4]}                # every combination of these ...
@@ -143,7 +144,8 @@ def load_spec(path: Path | str) -> Sweep:
         raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(SPEC_KEYS)}")
     if "notebook" not in doc:
         raise ValueError(
-            f"{path}: 'notebook' is missing (the notebook to run, e.g. notebooks/01_kandi_microarray_hybrid.ipynb)"
+            f"{path}: 'notebook' is missing (the notebook to run, e.g. "
+            "notebooks/01_kandi_microarray_hybrid.ipynb)"
         )
     notebook = Path(doc["notebook"])
     candidates = (
@@ -152,7 +154,8 @@ def load_spec(path: Path | str) -> Sweep:
     notebook = next((c for c in candidates if c.is_file()), None)
     if notebook is None:
         raise FileNotFoundError(
-            f"{path}: notebook {doc['notebook']!r} not found (looked in {', '.join(map(str, candidates))})"
+            f"{path}: notebook {doc['notebook']!r} not found (looked in "
+            f"{', '.join(map(str, candidates))})"
         )
     from common.notebooks import notebook_meta
     from common.runs import PROFILE_NAMES
@@ -184,12 +187,14 @@ def load_spec(path: Path | str) -> Sweep:
     reserved = sorted(used & RESERVED)
     if reserved:
         raise ValueError(
-            f"{path}: {reserved} are set by the sweep itself (use 'profile:' and 'seeds:'), not in fixed/grid/settings"
+            f"{path}: {reserved} are set by the sweep itself (use 'profile:' and "
+            "'seeds:'), not in fixed/grid/settings"
         )
     unknown = sorted(used - names)
     if unknown:
         raise ValueError(
-            f"{path}: {notebook.name} has no parameter(s) {unknown}; its parameters are {sorted(names - RESERVED)}"
+            f"{path}: {notebook.name} has no parameter(s) {unknown}; its parameters are "
+            f"{sorted(names - RESERVED)}"
         )
     overlap = sorted(set(fixed) & (set(grid) | {k for s in settings for k in s}))
     if overlap:
@@ -328,7 +333,10 @@ def execute(
             if not (run_dir / "run.json").is_file():
                 raise RuntimeError("the notebook finished without writing run.json")
         except Exception as exc:  # recorded, and the other runs go on
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            error = (
+                f"{type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            )
             atomic_write_text(
                 run_dir / FAILURE_FILE,
                 json.dumps(
@@ -398,7 +406,8 @@ def collect(sweep: Sweep, results: Path | None = None) -> dict[str, Any]:
         )
     if not per_run:
         raise ValueError(
-            f"no run of sweep {sweep.name!r} is complete under {root}; run `python -m common.sweep run` first"
+            f"no run of sweep {sweep.name!r} is complete under {root}; run `python -m "
+            "common.sweep run` first"
         )
     runs = pd.concat(per_run, ignore_index=True)
     keys = ["setting", *sweep.varied, "protocol", "model", "class", "metric"]
@@ -435,7 +444,8 @@ def chosen_rows(sweep: Sweep, table: pd.DataFrame) -> pd.DataFrame:
     for key, value in sweep.metric.items():
         if key not in table:
             raise ValueError(
-                f"metric selection key {key!r} is not a column of the metrics (use metric, model, class, protocol)"
+                f"metric selection key {key!r} is not a column of the metrics (use metric, "
+                "model, class, protocol)"
             )
         mask &= table[key].astype(str) == str(value)
     return table[mask]
@@ -560,8 +570,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             table = plan_table(sweep, args.results)
             print(
-                f"sweep {sweep.name}: {len(table)} runs of {sweep.notebook.name} (profile {sweep.profile}) "
-                f"under {sweep.root(args.results)}"
+                f"sweep {sweep.name}: {len(table)} runs of {sweep.notebook.name} (profile "
+                f"{sweep.profile}) under {sweep.root(args.results)}"
             )
             print(table.to_string(index=False))
             return 0
@@ -570,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
                 sweep, parse_shard(args.shard), args.results, retry_failed=args.retry_failed
             )
             print(
-                f"completed {len(outcome['completed'])}, skipped {len(outcome['skipped'])}, failed {len(outcome['failed'])}"
+                f"completed {len(outcome['completed'])}, skipped "
+                f"{len(outcome['skipped'])}, failed {len(outcome['failed'])}"
             )
             return 1 if outcome["failed"] else 0
         result = collect(sweep, args.results)
