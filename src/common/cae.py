@@ -18,12 +18,13 @@ cells" (:func:`correlations_by_class` keeps the classes apart).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -31,6 +32,62 @@ import pandas as pd
 from keras import layers, ops
 
 POOL = 3  # average pooling and depth-to-space block size: 450 -> 150 -> 50
+
+# The notebook's profiles (``smoke``, ``demo``, ``paper``); the values all three share first.
+PROFILE_SHARED = dict(
+    seed=0,
+    data_root=None,
+    difficulty=0.5,
+    cae_batch=6,
+    cnn_batch=16,
+    learning_rate=1e-3,
+    drop_factor=0.1,
+    drop_period=10,
+    test_fraction=0.2,
+)
+PROFILES = {
+    "smoke": {
+        **PROFILE_SHARED,
+        "synthetic": True,
+        "n_per_class": 24,
+        "patients_per_class": 3,
+        "image_size": 54,
+        "cae_epochs": 1,
+        "cnn_epochs": 2,
+        "n_bootstrap": 200,
+    },
+    "demo": {
+        **PROFILE_SHARED,
+        "synthetic": True,
+        "n_per_class": 120,
+        "patients_per_class": 6,
+        "image_size": 72,
+        "cae_epochs": 10,
+        "cnn_epochs": 15,
+        "n_bootstrap": 1000,
+    },
+    "paper": {
+        **PROFILE_SHARED,
+        "synthetic": False,
+        "n_per_class": 0,
+        "patients_per_class": 0,
+        "image_size": 450,
+        "cae_epochs": 30,
+        "cnn_epochs": 15,
+        "n_bootstrap": 1000,
+    },
+}
+# The parameters that :func:`fit_round` takes from the notebook's resolved parameters.
+FIT_OPTIONS = (
+    "image_size",
+    "cae_epochs",
+    "cae_batch",
+    "cnn_epochs",
+    "cnn_batch",
+    "learning_rate",
+    "drop_factor",
+    "drop_period",
+)
 
 
 @keras.saving.register_keras_serializable(package="common")
@@ -58,6 +115,7 @@ class DepthToSpace(layers.Layer):
 
 
 def code_shape(image_size: int) -> tuple[int, int, int]:
+    """The encoder's output (height, width, channels) for a square image of ``image_size`` px."""
     if image_size % (POOL * POOL):
         raise ValueError(
             f"image_size {image_size} must be divisible by 9 (two 3x3 poolings, two depth-to-space "
@@ -146,7 +204,7 @@ def learnables_by_layer(model: keras.Model) -> dict[str, int]:
 
 
 def correlations_by_class(
-    correlations: Sequence[float], labels: Sequence[int], class_names: Sequence[str]
+    correlations: Sequence[float], labels: Sequence[int], *, class_names: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """Split per-image reconstruction correlations by class.
 
@@ -235,6 +293,7 @@ class CodeBatches(keras.utils.PyDataset):
         self,
         codes: np.ndarray,
         labels: np.ndarray | None,
+        *,
         batch_size: int = 16,
         shuffle: bool = False,
         seed: int = 0,
@@ -376,10 +435,9 @@ def fit_round(
         **{part: paths for part, (paths, _) in (extra_tests or {}).items()},
     }
 
+    # A part's codes are encoded only when the CNN is trained or scored, not when it is reused.
     @functools.cache
-    def codes_of(
-        part: str,
-    ) -> np.ndarray:  # encoded only when the CNN is trained or scored, not when it is reused
+    def codes_of(part: str) -> np.ndarray:
         return encode_to_disk(
             encoder,
             ImageBatches(sets[part], batch_size=32, image_size=size),
@@ -401,7 +459,7 @@ def fit_round(
             step_decay(initial=learning_rate, factor=drop_factor, period=drop_period)
         )
         return model.fit(
-            CodeBatches(codes_of("train"), train_y, cnn_batch, shuffle=True, seed=seed),
+            CodeBatches(codes_of("train"), train_y, batch_size=cnn_batch, shuffle=True, seed=seed),
             epochs=cnn_epochs,
             callbacks=[*callbacks, schedule, EpochLog(f"{name} CNN")],
             verbose=0,
@@ -409,7 +467,8 @@ def fit_round(
 
     def scores(model: keras.Model) -> dict[str, np.ndarray]:
         return {
-            part: model.predict(CodeBatches(codes_of(part), None, 64), verbose=0) for part in sets
+            part: model.predict(CodeBatches(codes_of(part), None, batch_size=64), verbose=0)
+            for part in sets
         }
 
     cnn, proba, cnn_history, _ = modelstore.train_or_load(
@@ -419,9 +478,8 @@ def fit_round(
         outputs=scores,
     )
     codes_of.cache_clear()
-    for (
-        part
-    ) in sets:  # a round's codes (270 kB an image at 450 px) are not needed once its CNN is scored
+    # A round's codes (270 kB an image at 450 px) are not needed once its CNN is scored.
+    for part in sets:
         (workdir / f"{part}_codes.npy").unlink(missing_ok=True)
     return {
         "proba": proba,
@@ -433,3 +491,163 @@ def fit_round(
         "correlations": kept["correlations"],
         "code_length": code_length,
     }
+
+
+def fit_rotations(
+    paths: np.ndarray,
+    labels: np.ndarray,
+    *,
+    folds: np.ndarray,
+    subjects: np.ndarray,
+    workdir: Path | str,
+    fingerprint: str,
+    seed: int,
+    extra_tests: dict[str, tuple[Sequence[str], np.ndarray]] | None = None,
+    stage: Any = None,
+    **fit_options: Any,
+) -> dict[str, Any]:
+    """The ``leak_free`` protocol: one :func:`fit_round` per fold, trained on the other folds.
+
+    Fold ``k``'s round is named ``fold<k>``, seeded ``seed + k`` and works in
+    ``workdir/fold<k>``; ``fit_options`` (:data:`FIT_OPTIONS`) go to every round. The folds
+    must be subject-disjoint (``subjects`` per image), else ValueError before any training.
+    ``stage`` (e.g. ``run.stage``) wraps each round as ``stage("leak_free_fold<k>")``.
+
+    Returns ``proba`` and ``correlations``: each image's out-of-fold scores and reconstruction
+    r, in input order; ``extra_proba``: ``{name: [scores of each rotation's model]}`` for
+    ``extra_tests``; ``rotations``: ``[(train rows, test rows)]`` per fold; ``per_fold``: one
+    row per fold (test fold, train and test images, accuracy).
+    """
+    from common.modelstore import indices_digest
+
+    labels = np.asarray(labels)
+    proba = np.zeros((len(labels), 2))
+    correlations = np.full(len(labels), np.nan)
+    extra_proba: dict[str, list[np.ndarray]] = {name: [] for name in extra_tests or {}}
+    rotations, per_fold = [], []
+    for k in np.unique(folds):
+        test_k = np.flatnonzero(folds == k)
+        train_k = np.flatnonzero(folds != k)
+        if set(subjects[train_k]) & set(subjects[test_k]):
+            raise ValueError(f"fold {k} shares subjects with the other folds; C-NMC's do not")
+        rotations.append((train_k, test_k))
+    for train_k, test_k in rotations:
+        k = folds[test_k[0]]
+        with stage(f"leak_free_fold{k}") if stage else contextlib.nullcontext():
+            out = fit_round(
+                paths[train_k],
+                labels[train_k],
+                paths[test_k],
+                labels[test_k],
+                Path(workdir) / f"fold{k}",
+                data_key={"fingerprint": fingerprint, "rows": indices_digest(train_k, test_k)},
+                name=f"fold{k}",
+                extra_tests=extra_tests,
+                seed=seed + int(k),
+                **fit_options,
+            )
+        proba[test_k], correlations[test_k] = out["proba"]["test"], out["correlations"]
+        for name, scores in extra_proba.items():
+            scores.append(out["proba"][name])
+        per_fold.append(
+            {
+                "test fold": int(k),
+                "train images": len(train_k),
+                "test images": len(test_k),
+                "accuracy": float((out["proba"]["test"].argmax(1) == labels[test_k]).mean()),
+            }
+        )
+    return {
+        "proba": proba,
+        "correlations": correlations,
+        "extra_proba": extra_proba,
+        "rotations": rotations,
+        "per_fold": per_fold,
+    }
+
+
+class ScoredSet(NamedTuple):
+    """One model's scores on one set of images, for :func:`score_sets`."""
+
+    protocol: str  # "published" or "leak_free"
+    model: str  # the model's name in metrics.csv and predictions.csv
+    split: str  # "test", "train", "out-of-fold", "prelim"
+    y: np.ndarray  # true class indices
+    proba: np.ndarray  # one row of class scores per image
+    rows: np.ndarray  # the images' rows in the dataset (their sample ids and subjects)
+    fold: np.ndarray | None = None  # the fold each image was tested in (out-of-fold sets)
+
+
+def score_sets(
+    scored: Sequence[ScoredSet],
+    *,
+    dataset: Any,
+    class_names: Sequence[str],
+    n_bootstrap: int,
+    seed: int,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Metric rows and per-image prediction rows of each scored set, in the order given.
+
+    Returns the metrics (:func:`common.evaluate.evaluate_models`, with bootstrap CIs) as one
+    table, and one prediction table (:func:`common.evaluate.prediction_rows`) per set for
+    :func:`common.evaluate.write_predictions`; sample ids and subjects come from ``dataset``.
+    """
+    from common import evaluate
+
+    metrics, predictions = [], []
+    for item in scored:
+        proba = {item.model: item.proba}
+        metrics.append(
+            evaluate.evaluate_models(
+                item.y,
+                proba,
+                class_names,
+                protocol=item.protocol,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
+        )
+        predictions.append(
+            evaluate.prediction_rows(
+                item.y,
+                proba,
+                class_names,
+                item.protocol,
+                samples=evaluate.dataset_samples(dataset, index=item.rows),
+                split=item.split,
+                fold=item.fold,
+            )
+        )
+    return pd.concat(metrics, ignore_index=True), predictions
+
+
+def measurements(
+    correlations: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    architecture: Mapping[str, float],
+    cnn_learnables: int,
+    counts: Mapping[str, Mapping[str, int]],
+) -> list[pd.DataFrame]:
+    """The numbers beside the scores that claims are compared with, under each protocol.
+
+    ``correlations``: ``{protocol: {class: per-image r}}`` (:func:`correlations_by_class`);
+    per protocol, in this order: the mean r per class (model ``cae``), the CAE's
+    ``architecture`` numbers, the CNN's learnables (model ``cnn``) and the dataset's
+    ``counts`` per class (:func:`dataset_counts`, model ``dataset``).
+    """
+    from common import evaluate
+
+    tables = []
+    for protocol, by_class in correlations.items():
+        tables += [
+            evaluate.measurement_rows({"pearson_r_mean": values.mean()}, protocol, "cae", cls=cls)
+            for cls, values in by_class.items()
+        ]
+        tables += [
+            evaluate.measurement_rows(architecture, protocol, "cae"),
+            evaluate.measurement_rows({"learnable_parameters": cnn_learnables}, protocol, "cnn"),
+        ]
+        tables += [
+            evaluate.measurement_rows(n, protocol, "dataset", cls=cls) for cls, n in counts.items()
+        ]
+    return tables
