@@ -198,3 +198,78 @@ def test_sigmoid_floor_is_the_error_of_clipping_to_the_unit_interval():
     # them
     z = np.random.default_rng(0).normal(size=(1000, 200))
     assert mm.sigmoid_mse_floor(z) == pytest.approx(0.5754, abs=0.01)
+
+
+# ------------------------------------------------------------------ the notebook's helpers
+def test_profiles_name_the_same_parameters_and_the_papers_values():
+    from common.runs import notebook_overrides, resolve_params
+
+    assert {name: set(values) for name, values in mm.PROFILES.items()} == {
+        name: set(mm.PROFILES["demo"]) for name in ("smoke", "demo", "paper")
+    }
+    paper = resolve_params(mm.PROFILES, profile="paper")
+    assert paper["ae_epochs"] == 50 and paper["merge_width"] == 16382  # P165, P77
+    assert paper["dataset"] == "cumida" and paper["synthetic"] is False
+    assert set(mm.FIT_OPTIONS) <= set(paper)
+    overrides = notebook_overrides({"epochs": 2, "folds": None, "other": 1}, mm.PROFILES)
+    assert resolve_params(mm.PROFILES, profile="smoke", **overrides)["epochs"] == 2
+
+
+def test_architecture_table_counts_every_layer_and_each_total():
+    table = mm.architecture_table(40, 13)
+    assert list(table["model"].unique()) == ["autoencoder", *mm.CLASSIFIERS]
+    totals = table[table["layer"] == "total"].set_index("model")["parameters"]
+    assert totals["autoencoder"] == (40 * 256 + 256) + (256 * 40 + 40)
+    assert totals["cnn"] == 320 + 18496 + 32896 + 1677  # as test_classifiers_have_the_papers_layers
+    assert totals["hybrid"] == 320 + 6272 + 8320 + 102464 + 2080 + 429
+    layers = table[table["layer"] != "total"]
+    assert (layers.groupby("model", sort=False)["parameters"].sum() == totals).all()
+    assert table.loc[table["layer"] == "decoder", "output shape"].item() == "(40,)"
+
+
+class _Samples:
+    """The three fields of a Dataset that scored_samples reads."""
+
+    def __init__(self, n):
+        self.sample_ids = [f"GSM{i}" for i in range(n)]
+        self.paths = None
+        self.patients = [f"P{i // 2}" for i in range(n)]
+
+
+def test_scored_samples_names_the_test_rows_and_the_smote_rows():
+    from common.splits import make_split
+
+    X, y = toy_data()
+    ds = _Samples(len(y))
+    split = make_split(  # SMOTE before the split, as published_round does (on unscaled rows here)
+        y,
+        "published",
+        X=X,
+        balance="smote",
+        paper_order=("scale", "balance", "split"),
+        smote_fallback="reduce_k",
+        seed=0,
+    )
+    out = mm.scored_samples(ds, {"split": split}, protocol="published")
+    assert out["split"] == "test" and set(out) == {"samples", "split"}
+    samples, rows = out["samples"], split.samples.iloc[split.test]
+    assert len(samples) == len(split.test)
+    made = (rows["kind"] != "original").to_numpy()
+    assert made.any() and (~made).any(), "the test rows mix original and SMOTE samples"
+    origin = rows["origin"].to_numpy()
+    kept = samples[~made]
+    assert list(kept["sample_id"]) == [f"GSM{i}" for i in origin[~made]]
+    assert list(kept["patient"]) == [f"P{i // 2}" for i in origin[~made]]
+    synthetic = samples[made]
+    assert (synthetic["patient"] == "").all()
+    assert list(synthetic["sample"]) == [f"smote from GSM{i}" for i in origin[made]]
+    assert list(synthetic["sample_id"]) == [f"smote-{i}" for i in split.test[made]]
+
+
+def test_scored_samples_leak_free_scores_every_sample_out_of_fold():
+    ds, fold = _Samples(6), np.array([0, 1, 0, 1, 1, 0])
+    out = mm.scored_samples(ds, {"fold": fold}, protocol="leak_free")
+    assert out["split"] == "out-of-fold" and out["fold"] is fold
+    assert list(out["samples"]["sample_id"]) == ds.sample_ids
+    with pytest.raises(ValueError, match="unknown protocol"):
+        mm.scored_samples(ds, {"fold": fold}, protocol="loso")

@@ -25,6 +25,60 @@ from keras import layers
 CODE_SIZE = 256
 CLASSIFIERS = ("cnn", "rnn", "mlp", "hybrid")
 
+# The notebook's profiles (``smoke``, ``demo``, ``paper``); the values all three share first.
+PROFILE_SHARED = dict(
+    seed=0,
+    label_column="mol.biol",
+    data_root=None,
+    batch_size=32,
+    test_fraction=0.2,
+    logreg_C=0.01,
+    eager=False,
+    merge="paper_width",
+    merge_width=16382,
+    min_features=10000,
+    loso_models=["hybrid"],
+)
+PROFILES = {
+    "smoke": {
+        **PROFILE_SHARED,
+        "dataset": "cumida",
+        "synthetic": True,
+        "min_class_size": 4,
+        "ae_epochs": 3,
+        "epochs": 3,
+        "folds": 2,
+        "n_bootstrap": 200,
+        "eager": True,
+        "merge_width": 200,
+        "min_features": 100,
+        "loso_models": [],
+    },
+    "demo": {
+        **PROFILE_SHARED,
+        "dataset": "bioc_all",
+        "synthetic": False,
+        "min_class_size": 5,
+        "ae_epochs": 50,
+        "epochs": 30,
+        "folds": 5,
+        "n_bootstrap": 1000,
+    },
+    "paper": {
+        **PROFILE_SHARED,
+        "dataset": "cumida",
+        "synthetic": False,
+        "min_class_size": 5,
+        "ae_epochs": 50,
+        "epochs": 30,
+        "folds": 5,
+        "n_bootstrap": 1000,
+    },
+}
+# The parameters that :func:`published_round`, :func:`leak_free_rounds` and
+# :func:`leave_one_series_out` pass on to :func:`fit_and_score`.
+FIT_OPTIONS = ("ae_epochs", "epochs", "batch_size", "logreg_C", "eager")
+
 
 def build_autoencoder(
     n_features: int, *, code_size: int = CODE_SIZE, learning_rate: float = 1e-3
@@ -114,6 +168,38 @@ def build_classifier(name: str, num_classes: int) -> keras.Model:
     if name not in BUILDERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(BUILDERS)}")
     return BUILDERS[name](num_classes)
+
+
+def architecture_table(n_features: int, num_classes: int) -> pd.DataFrame:
+    """The autoencoder (for ``n_features`` inputs) and the four classifiers (for
+    ``num_classes`` classes) as built here: one row per layer (model, layer, type, output
+    shape, parameters), then each model's total. The counts are Keras' ``count_params()``
+    (these networks have no non-trainable weights)."""
+    autoencoder, _ = build_autoencoder(n_features)
+    models = [autoencoder, *(build_classifier(name, num_classes) for name in CLASSIFIERS)]
+    rows = []
+    for model in models:
+        for layer in model.layers:
+            shape = layer.output.shape if hasattr(layer, "output") else ()
+            rows.append(
+                {
+                    "model": model.name,
+                    "layer": layer.name,
+                    "type": type(layer).__name__,
+                    "output shape": str(tuple(shape[1:])),
+                    "parameters": int(layer.count_params()),
+                }
+            )
+        rows.append(
+            {
+                "model": model.name,
+                "layer": "total",
+                "type": "",
+                "output shape": "",
+                "parameters": int(model.count_params()),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def model_inputs(name: str, codes: np.ndarray) -> Any:
@@ -477,6 +563,36 @@ def leave_one_series_out(
             proba.setdefault(name, np.zeros((len(y), num_classes)))[np.ix_(test, seen)] = p
         scorable[test] = np.isin(y[test], seen)
     return {"y_test": y, "proba": proba, "scorable": scorable, "study": studies}
+
+
+def scored_samples(dataset: Any, result: dict[str, Any], *, protocol: str) -> dict[str, Any]:
+    """Who each scored row of ``result`` is, as keyword arguments of
+    :func:`common.evaluate.prediction_rows` (``samples``, ``split`` and, for ``leak_free``,
+    ``fold``).
+
+    ``leak_free`` (a :func:`leak_free_rounds` result) scores every sample of ``dataset`` out
+    of fold. ``published`` (a :func:`published_round` result) scores its split's test rows;
+    a SMOTE row among them has no patient and is named after the sample it was drawn from
+    (``sample``: ``"<kind> from <sample id>"``, ``sample_id``: ``"<kind>-<row>"``).
+    """
+    from common.evaluate import dataset_samples
+
+    if protocol == "leak_free":
+        return dict(samples=dataset_samples(dataset), split="out-of-fold", fold=result["fold"])
+    if protocol != "published":
+        raise ValueError(f"unknown protocol {protocol!r}; choose published or leak_free")
+    split = result["split"]
+    rows = split.samples.iloc[split.test]
+    known = dataset_samples(dataset, index=rows["origin"].to_numpy())
+    made = (rows["kind"] != "original").to_numpy()
+    known.loc[made, "sample"] = [
+        f"{k} from {s}" for k, s in zip(rows["kind"][made], known["sample_id"][made])
+    ]
+    known.loc[made, "sample_id"] = [
+        f"{k}-{i}" for k, i in zip(rows["kind"][made], split.test[made])
+    ]
+    known.loc[made, "patient"] = ""
+    return dict(samples=known, split="test")
 
 
 def accuracy_with_ci(
