@@ -381,3 +381,211 @@ def test_spatial_maps_read_shallower_layers_from_one_build():
     assert maps["block_5_add"].layer == "block_5_add:grid"
     with pytest.raises(ValueError, match="from shallow to deep"):
         A.spatial_maps("mobilenetv2", ["block_5_add", "block_2_add"], input_size=32)
+
+
+# ----------------------------------------- the notebook's steps moved into common.acrnn
+def test_profiles_hold_the_papers_subset_and_every_profile_the_same_names():
+    from common.runs import resolve_params
+
+    assert set(A.PROFILES) == {"smoke", "demo", "paper"}
+    names = set(A.PROFILES["demo"])
+    assert all(set(values) == names for values in A.PROFILES.values())
+    paper = resolve_params(A.PROFILES, profile="paper")
+    assert (paper["subset_normal"], paper["subset_all"]) == (1927, 1948)  # P149, Table 1
+    assert paper["baselines"] == list(A.BASELINES) and not paper["synthetic"]
+    assert set(A.END_TO_END) < set(A.BASELINES)
+
+
+def test_starting_weights_and_disk_per_image():
+    starts = A.starting_weights(["cnn", "vit", "vgg16"], pretrained="imagenet")
+    assert starts == {
+        "efficientnetv2m": "imagenet",
+        "acrnn": "none",
+        "cnn": "none",
+        "vit": "none",
+        "vgg16": "imagenet",
+    }
+    with pytest.raises(ValueError, match=r"unknown baseline\(s\) \['resnet'\]"):
+        A.starting_weights(["cnn", "resnet"])
+    # 224 px: PNG 150,528 + stage 2 (56 x 56 x 48) + stage 3 (28 x 28 x 80) float32 + 5,000 floats
+    assert A.bytes_per_image(224) == 3 * 224**2 + 4 * 56 * 56 * 48 + 4 * 28 * 28 * 80 + 4 * 5000
+
+
+def test_table1_counts_images_and_subjects_per_class_with_a_total():
+    y = np.array([0, 0, 1, 1, 1])
+    table = A.table1_counts(y, ["a", "a", "b", "c", "c"], classes=["Normal", "ALL"])
+    assert table.index.tolist() == ["Normal", "ALL", "Total"]
+    assert table["images"].tolist() == [2, 3, 5] and table["subjects"].tolist() == [1, 2, 3]
+
+
+def tiny_grid(n=12, seed=5):
+    rng = np.random.default_rng(seed)
+    y = np.array([0, 1] * (n // 2))
+    grid = rng.normal(size=(n, 8, 8, 3)).astype("float32") + y[:, None, None, None]
+    return grid, y, (np.arange(0, 6), np.arange(6, 9), np.arange(9, n))
+
+
+def test_search_on_grid_keeps_every_candidate_and_selects_by_validation_precision(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
+    grid, y, rows = tiny_grid()
+    options = dict(epochs=1, batch_size=4, eager=True, seed=0, key={"k": 1}, name="acrnn-p")
+    model, history, candidates = A.search_on_grid(
+        grid, y, rows, learning_rates=[1e-3, 1e-4], rhos=[0.9], **options
+    )
+    assert [(c["learning_rate"], c["rho"]) for c in candidates] == [(1e-3, 0.9), (1e-4, 0.9)]
+    assert sum(c["selected"] for c in candidates) == 1 and len(history["loss"]) == 1
+    stored = sorted(p.name for p in (tmp_path / "models" / "03_vinurajan").iterdir())
+    assert [s.rsplit("-", 1)[0] for s in stored] == [
+        "acrnn-p-lr0.0001-rho0.9",
+        "acrnn-p-lr0.001-rho0.9",
+    ]
+    best = next(c for c in candidates if c["selected"])
+    assert best["val_precision"] == max(c["val_precision"] for c in candidates)
+    assert model.predict(grid[rows[1]], verbose=0).shape == (3, 2)
+    again = A.search_on_grid(grid, y, rows, learning_rates=[1e-3, 1e-4], rhos=[0.9], **options)
+    assert again[2] == candidates  # reused from the store: same validation scores
+
+
+def test_train_selected_on_grid_returns_test_probabilities_and_reuses_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
+    grid, y, rows = tiny_grid()
+    setting = {"learning_rate": 1e-3, "rho": 0.9, "selected": True}
+    options = dict(rmsprop=setting, epochs=1, batch_size=4, eager=True, name="deep", key={})
+    proba = A.train_selected_on_grid(grid, y, rows, **options)
+    assert proba.shape == (len(rows[2]), 2)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    (folder,) = (tmp_path / "models" / "03_vinurajan").iterdir()
+    assert folder.name.startswith("deep-") and (folder / "key.json").is_file()
+    np.testing.assert_array_equal(A.train_selected_on_grid(grid, y, rows, **options), proba)
+
+
+def test_compiled_sets_the_rmsprop_setting_and_eager_mode():
+    model = A.compiled(A.feature_head(4), rmsprop={"learning_rate": 0.01, "rho": 0.8}, eager=True)
+    assert isinstance(model.optimizer, keras.optimizers.RMSprop) and model.run_eagerly
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    assert float(model.optimizer.rho) == pytest.approx(0.8)
+
+
+def test_kept_trains_once_and_then_reuses_the_test_probabilities(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
+    x, y = np.eye(4, dtype="float32"), np.array([0, 1, 0, 1])
+    fits = []
+
+    def fit(model, callbacks):
+        fits.append(len(callbacks))
+        return model.fit(x, y, epochs=1, verbose=0, callbacks=callbacks).history
+
+    def build():
+        return A.compiled(A.feature_head(4), rmsprop={"learning_rate": 1e-3, "rho": 0.9})
+
+    first = A.kept(build, fit, lambda m: m.predict(x, verbose=0), name="head-p", key={"a": 1})
+    second = A.kept(build, fit, lambda m: m.predict(x, verbose=0), name="head-p", key={"a": 1})
+    assert fits == [1] and first.shape == (4, 2)  # trained once, with the resumable backup
+    np.testing.assert_array_equal(first, second)
+
+
+def write_images(folder, n, size=16, seed=0):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return np.asarray(paths)
+
+
+def test_image_batches_stream_square_images_with_or_without_labels(tmp_path):
+    paths = write_images(tmp_path, 5, size=20)
+    labelled = A.image_batches(paths, np.arange(5) % 2, image_size=16, batch_size=2)
+    x, y = labelled[0]
+    assert x.shape == (2, 16, 16, 3) and y.tolist() == [0, 1] and len(labelled) == 3
+    images_only = A.image_batches(paths, image_size=16, batch_size=4)
+    assert np.asarray(images_only[0]).shape == (4, 16, 16, 3)
+
+
+def test_train_baseline_trains_end_to_end_and_feature_models_per_protocol(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    paths = write_images(tmp_path / "images", 8, size=32)
+    y = np.array([0, 1] * 4)
+    split = {
+        "published": (np.arange(4), np.arange(4, 6), np.arange(6, 8)),
+        "leak_free": (np.arange(2, 6), np.arange(6, 8), np.arange(0, 2)),
+    }
+    setting = {"learning_rate": 1e-3, "rho": 0.9}
+    options = dict(
+        settings={"published": setting, "leak_free": setting},
+        fingerprint="fp",
+        image_size=32,
+        pretrained="none",
+        epochs=1,
+        batch_size=4,
+        eager=True,
+        key={"k": 1},
+    )
+    for name in ("cnn_eca", "mobilenetv2"):
+        proba = A.train_baseline(name, paths, y, split, **options)
+        assert list(proba) == ["published", "leak_free"]
+        assert all(p.shape == (2, 2) for p in proba.values())
+    stored = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache" / "models").rglob("*-*"))
+    assert {"cnn_eca-published", "cnn_eca-leak_free", "mobilenetv2-published"} <= set(stored)
+    with pytest.raises(ValueError, match="not trained end to end"):
+        A.train_image_model("vgg16", paths, y, split["published"], rmsprop=setting)
+
+
+def test_train_feature_head_trains_five_times_the_epochs(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
+    feats = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    y, rows = np.array([0, 1] * 4), (np.arange(4), np.arange(4, 6), np.arange(6, 8))
+    setting = {"learning_rate": 1e-3, "rho": 0.9}
+    proba = A.train_feature_head(feats, y, rows, rmsprop=setting, name="vgg16", epochs=2, label="p")
+    assert proba.shape == (2, 2)
+    (folder,) = (tmp_path / "models" / "03_vinurajan").iterdir()
+    history = __import__("json").loads((folder / "history.json").read_text())
+    assert folder.name.startswith("vgg16-p-") and len(history["loss"]) == 2 * A.HEAD_EPOCH_FACTOR
+
+
+def test_scored_writes_one_row_per_image_with_its_sample():
+    from types import SimpleNamespace
+
+    dataset = SimpleNamespace(
+        sample_ids=np.array([f"c/{i}.png" for i in range(6)]),
+        paths=np.array([f"/data/c/{i}.png" for i in range(6)]),
+        patients=np.array(list("aabbcc")),
+    )
+    y, idx = np.array([0, 1, 1]), np.array([0, 2])
+    table = A.scored(
+        y,
+        {"m": np.array([[0.9, 0.1], [0.2, 0.8]])},
+        idx,
+        dataset=dataset,
+        dataset_rows=np.array([3, 1, 5]),
+        classes=["Normal", "ALL"],
+        protocol="published",
+        split="train",
+    )
+    assert table["sample_id"].tolist() == ["c/3.png", "c/5.png"]
+    assert table["patient"].tolist() == ["b", "c"] and set(table["split"]) == {"train"}
+    assert table["score_ALL"].tolist() == [0.1, 0.8]
+
+
+def test_sensitivity_table_names_each_models_layer_map_and_regions():
+    rows = table2_rows()
+    rows = rows.assign(model=rows["model"].replace({"cnn": "oadls-aldc [deep]"}))
+    table = A.sensitivity_table(
+        rows,
+        layer_models={
+            "main": ("oadls-aldc", (56, 56, 48)),
+            "deep": ("oadls-aldc [deep]", (28, 28, 80)),
+        },
+    )
+    by_model = table.set_index("model")
+    assert list(table.columns[2:5]) == ["EfficientNetV2M layer", "map per image", "ACRNN regions"]
+    assert by_model.loc["oadls-aldc", "EfficientNetV2M layer"] == "main"
+    assert by_model.loc["oadls-aldc", "map per image"] == "56 x 56 x 48"
+    assert by_model.loc["oadls-aldc", "ACRNN regions"] == "2 x 4"  # P99-P103's poolings at 224 px
+    assert by_model.loc["oadls-aldc [deep]", "ACRNN regions"] == "1 x 2"

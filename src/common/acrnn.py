@@ -49,6 +49,77 @@ CONV_PAIRS = (
     (256, (3, 3), (2, 2)),
 )
 GRU_UNITS = 256
+#: The paper id: the model store's folder and the results folder
+PAPER_ID = "03_vinurajan"
+#: Table 3's comparison models that can be trained here; :data:`END_TO_END` are trained on the
+#: images, the others are frozen ImageNet feature extractors under a trained softmax layer
+BASELINES = ("cnn", "cnn_eca", "vit", "vgg16", "densenet121", "mobilenetv2", "inceptionv3")
+END_TO_END = ("cnn", "cnn_eca", "vit")
+#: the frozen-feature softmax heads train this many times the end-to-end models' epochs
+HEAD_EPOCH_FACTOR = 5
+
+# The notebook's profiles (``smoke``, ``demo``, ``paper``); the values all three share first.
+PROFILE_SHARED = dict(
+    seed=0,
+    data_root=None,
+    difficulty=0.5,
+    subset_normal=0,
+    subset_all=0,
+    subset_seed=0,
+    feature_layer="block2e_add",
+    deeper_layer="block3e_add",
+    batch_size=32,
+    learning_rates=[1e-3, 1e-4],
+    rhos=[0.9, 0.99],
+    test_fraction=0.2,
+    val_fraction=0.15,
+    eager=False,
+)
+PROFILES = {
+    "smoke": {
+        **PROFILE_SHARED,
+        "synthetic": True,
+        "n_per_class": 20,
+        "patients_per_class": 4,
+        "image_size": 96,
+        "pretrained": "none",
+        "epochs": 2,
+        "deeper_epochs": 1,
+        "learning_rates": [1e-3],
+        "baselines": ["cnn", "cnn_eca"],
+        "baseline_epochs": 1,
+        "n_bootstrap": 200,
+        "eager": True,
+    },
+    "demo": {
+        **PROFILE_SHARED,
+        "synthetic": True,
+        "n_per_class": 80,
+        "patients_per_class": 8,
+        "image_size": 128,
+        "pretrained": "none",
+        "epochs": 10,
+        "deeper_epochs": 10,
+        "baselines": list(BASELINES),
+        "baseline_epochs": 5,
+        "n_bootstrap": 1000,
+    },
+    "paper": {
+        **PROFILE_SHARED,
+        "synthetic": False,
+        "n_per_class": 0,
+        "patients_per_class": 0,
+        "subset_normal": 1927,
+        "subset_all": 1948,
+        "image_size": 224,
+        "pretrained": "imagenet",
+        "epochs": 30,
+        "deeper_epochs": 30,
+        "baselines": list(BASELINES),
+        "baseline_epochs": 10,
+        "n_bootstrap": 1000,
+    },
+}
 
 
 class RegionAttention(layers.Layer):
@@ -503,3 +574,417 @@ def comparison_values(
         },
         index=list(metrics),
     )
+
+
+# ----------------------------------------------------------------- the run's plan
+def starting_weights(baselines: Sequence[str], *, pretrained: str = "imagenet") -> dict[str, str]:
+    """Each network's starting weights, as :func:`common.preflight.preflight` checks them:
+    EfficientNetV2M and the ImageNet comparison models start from ``pretrained``, the ACRNN and
+    the end-to-end models (:data:`END_TO_END`) from random weights. Raises ValueError for a
+    baseline that is not one of :data:`BASELINES`."""
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    return {
+        "efficientnetv2m": pretrained,
+        "acrnn": "none",
+        **{b: "none" if b in END_TO_END else pretrained for b in baselines},
+    }
+
+
+def bytes_per_image(image_size: int) -> int:
+    """Disk bytes one image needs at ``image_size`` px: the pre-processed PNG (at most 3 bytes a
+    pixel), EfficientNetV2M's stage-2 (1/4 size, 48 channels) and stage-3 (1/8 size, 80 channels)
+    maps in float32, and a comparison model's pooled features (up to 5,000 float32 values)."""
+    side = int(image_size)
+    return 3 * side**2 + 4 * 48 * (side // 4) ** 2 + 4 * 80 * (side // 8) ** 2 + 4 * 5000
+
+
+def table1_counts(
+    y: np.ndarray, subjects: Sequence[str], *, classes: Sequence[str]
+) -> pd.DataFrame:
+    """Table 1's layout: images and subjects per class (``y`` indexes ``classes``), in the order
+    of ``classes``, and a 'Total' row."""
+    named = pd.Series(np.asarray(y)).map(dict(enumerate(classes)))
+    table = pd.DataFrame(
+        {
+            "images": named.value_counts(),
+            "subjects": pd.Series(np.asarray(subjects)).groupby(named.values).nunique(),
+        }
+    )
+    table = table.reindex(list(classes))
+    table.loc["Total"] = [len(y), len(set(subjects))]
+    return table
+
+
+# ------------------------------------------------- the ACRNN on a feature grid, one split
+def search_on_grid(
+    grid: np.ndarray,
+    y: np.ndarray,
+    rows: Sequence[np.ndarray],
+    *,
+    learning_rates: Sequence[float] = (1e-3, 1e-4),
+    rhos: Sequence[float] = (0.9, 0.99),
+    epochs: int = 30,
+    batch_size: int = 32,
+    eager: bool = False,
+    seed: int = 0,
+    key: dict | None = None,
+    name: str = "acrnn",
+    label: str = "acrnn",
+    paper: str = PAPER_ID,
+) -> tuple[keras.Model, dict, list[dict]]:
+    """:func:`rmsprop_search` of a fresh ACRNN on ``grid`` for one split ``rows`` = (train,
+    validation, test) indices: each candidate trained with :func:`fit_on_grid` on the training
+    rows (progress lines start with ``label``), scored on the validation rows and kept in the
+    model store as ``<name>-lr<lr>-rho<rho>`` under ``key`` plus a digest of ``rows``.
+    Returns (best model, its history, one row per candidate)."""
+    from common import modelstore
+
+    train, val, test = rows
+    stored_key = {**(key or {}), "rows": modelstore.indices_digest(train, val, test)}
+
+    def fit(model: keras.Model, callbacks: Sequence[Any] = ()) -> dict:
+        return fit_on_grid(
+            model,
+            grid,
+            y,
+            train=train,
+            val=val,
+            epochs=epochs,
+            batch_size=batch_size,
+            eager=eager,
+            callbacks=callbacks,
+            label=label,
+        )
+
+    return rmsprop_search(
+        lambda: build_acrnn(grid.shape[1:]),
+        fit,
+        lambda m: m.predict(grid[val], verbose=0),
+        y[val],
+        learning_rates,
+        rhos,
+        seed=seed,
+        store=lambda lr, rho: modelstore.entry(paper, f"{name}-lr{lr:g}-rho{rho:g}", stored_key),
+    )
+
+
+def train_selected_on_grid(
+    grid: np.ndarray,
+    y: np.ndarray,
+    rows: Sequence[np.ndarray],
+    *,
+    rmsprop: dict,
+    epochs: int = 30,
+    batch_size: int = 32,
+    eager: bool = False,
+    seed: int = 0,
+    key: dict | None = None,
+    name: str = "acrnn",
+    label: str = "acrnn",
+    paper: str = PAPER_ID,
+) -> np.ndarray:
+    """A fresh ACRNN on ``grid`` trained once with an RMSProp setting already chosen
+    (``rmsprop``: a row of :func:`search_on_grid` with ``learning_rate`` and ``rho``) on the
+    training rows of ``rows`` = (train, validation, test), kept in the model store as ``name``
+    under ``key`` plus the rows' digest and the setting. Returns its test probabilities."""
+    from common import modelstore
+
+    train, val, test = rows
+    stored = modelstore.entry(
+        paper,
+        name,
+        {**(key or {}), "rows": modelstore.indices_digest(train, val, test), "rmsprop": rmsprop},
+    )
+    keras.utils.set_random_seed(seed)
+    return modelstore.train_or_load(
+        stored,
+        build=lambda: compile_rmsprop(
+            build_acrnn(grid.shape[1:]), rmsprop["learning_rate"], rmsprop["rho"]
+        ),
+        fit=lambda m, callbacks: fit_on_grid(
+            m,
+            grid,
+            y,
+            train=train,
+            val=val,
+            epochs=epochs,
+            batch_size=batch_size,
+            eager=eager,
+            callbacks=callbacks,
+            label=label,
+        ),
+        outputs=lambda m: {"test": m.predict(grid[test], verbose=0)},
+    )[1]["test"]
+
+
+# -------------------------------------------------- Table 3's models trained here
+def image_batches(
+    paths: Sequence[str],
+    labels: np.ndarray | None = None,
+    *,
+    image_size: int = 224,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+):
+    """:class:`~common.data.stream.ImageBatches` of square ``image_size`` px images (with
+    ``labels``, or images only when None)."""
+    from common.data.stream import ImageBatches
+
+    return ImageBatches(
+        paths,
+        labels,
+        batch_size=batch_size,
+        image_size=(image_size, image_size),
+        shuffle=shuffle,
+        seed=seed,
+    )
+
+
+def compiled(model: keras.Model, *, rmsprop: dict, eager: bool = False) -> keras.Model:
+    """``model`` compiled with RMSProp at the setting ``rmsprop`` (``learning_rate``, ``rho``),
+    run eagerly when ``eager``."""
+    compile_rmsprop(model, rmsprop["learning_rate"], rmsprop["rho"])
+    model.run_eagerly = bool(eager)
+    return model
+
+
+def kept(
+    build: Callable[[], keras.Model],
+    fit: Callable[[keras.Model, list], dict],
+    predict: Callable[[keras.Model], np.ndarray],
+    *,
+    name: str,
+    key: dict,
+    paper: str = PAPER_ID,
+) -> np.ndarray:
+    """The test probabilities ``predict(model)`` of network ``name``, trained once (``build()``,
+    then ``fit(model, callbacks)``) and kept with them in the model store under ``key``."""
+    from common import modelstore
+
+    stored = modelstore.entry(paper, name, key)
+    return modelstore.train_or_load(stored, build, fit, lambda m: {"test": predict(m)})[1]["test"]
+
+
+def train_image_model(
+    name: str,
+    paths: np.ndarray,
+    y: np.ndarray,
+    rows: Sequence[np.ndarray],
+    *,
+    rmsprop: dict,
+    image_size: int = 224,
+    epochs: int = 10,
+    batch_size: int = 32,
+    eager: bool = False,
+    seed: int = 0,
+    key: dict | None = None,
+    label: str | None = None,
+    paper: str = PAPER_ID,
+) -> np.ndarray:
+    """An end-to-end comparison model (:data:`END_TO_END`: ``cnn``, ``cnn_eca``, ``vit``) trained
+    on the images ``paths[train]`` of ``rows`` = (train, validation, test) with RMSProp at
+    ``rmsprop``, kept as ``<name>-<label>`` under ``key`` (plus the rows' digest, the setting and
+    ``epochs``). Returns its test probabilities."""
+    from common import modelstore
+    from common.backbones import build_backbone, fine_tune_model
+    from common.progress import EpochLog
+
+    if name not in END_TO_END:
+        raise ValueError(f"{name!r} is not trained end to end; choose from {list(END_TO_END)}")
+    train, val, test = rows
+    batches = dict(image_size=image_size, batch_size=batch_size, seed=seed)
+
+    def build() -> keras.Model:
+        if name == "vit":
+            vit = build_backbone("vit", input_size=image_size, seed=seed)
+            return compiled(
+                fine_tune_model(vit, 2, trainable_layers=None), rmsprop=rmsprop, eager=eager
+            )
+        model = build_image_cnn(image_size, eca=name == "cnn_eca")
+        return compiled(model, rmsprop=rmsprop, eager=eager)
+
+    def fit(model: keras.Model, callbacks: list) -> dict:
+        return model.fit(
+            image_batches(paths[train], y[train], shuffle=True, **batches),
+            epochs=epochs,
+            callbacks=[*callbacks, EpochLog(f"{name} {label}" if label else name)],
+            verbose=0,
+        ).history
+
+    keras.utils.set_random_seed(seed)
+    return kept(
+        build,
+        fit,
+        lambda m: m.predict(image_batches(paths[test], **batches), verbose=0),
+        name=f"{name}-{label}" if label else name,
+        key={
+            **(key or {}),
+            "rows": modelstore.indices_digest(train, val, test),
+            "rmsprop": rmsprop,
+            "baseline_epochs": epochs,
+        },
+        paper=paper,
+    )
+
+
+def train_feature_head(
+    features: np.ndarray,
+    y: np.ndarray,
+    rows: Sequence[np.ndarray],
+    *,
+    rmsprop: dict,
+    name: str = "head",
+    epochs: int = 10,
+    batch_size: int = 32,
+    eager: bool = False,
+    seed: int = 0,
+    key: dict | None = None,
+    label: str | None = None,
+    paper: str = PAPER_ID,
+) -> np.ndarray:
+    """A softmax layer (:func:`feature_head`, named ``<name>_head``) on frozen ``features``,
+    trained on the training rows of ``rows`` = (train, validation, test) for
+    :data:`HEAD_EPOCH_FACTOR` x ``epochs`` epochs with RMSProp at ``rmsprop``, kept as
+    ``<name>-<label>`` under ``key`` (plus the rows' digest, the setting and ``epochs``).
+    Returns its test probabilities."""
+    from common import modelstore
+
+    train, val, test = rows
+
+    def fit(model: keras.Model, callbacks: list) -> dict:
+        return model.fit(
+            features[train],
+            y[train],
+            epochs=epochs * HEAD_EPOCH_FACTOR,
+            batch_size=batch_size,
+            callbacks=callbacks,
+            verbose=0,
+        ).history
+
+    keras.utils.set_random_seed(seed)
+    return kept(
+        lambda: compiled(
+            feature_head(features.shape[1], name=f"{name}_head"), rmsprop=rmsprop, eager=eager
+        ),
+        fit,
+        lambda m: m.predict(features[test], verbose=0),
+        name=f"{name}-{label}" if label else name,
+        key={
+            **(key or {}),
+            "rows": modelstore.indices_digest(train, val, test),
+            "rmsprop": rmsprop,
+            "baseline_epochs": epochs,
+        },
+        paper=paper,
+    )
+
+
+def train_baseline(
+    name: str,
+    paths: np.ndarray,
+    y: np.ndarray,
+    split: dict[str, Sequence[np.ndarray]],
+    *,
+    settings: dict[str, dict],
+    fingerprint: str = "",
+    preprocessing: dict | None = None,
+    image_size: int = 224,
+    pretrained: str = "imagenet",
+    epochs: int = 10,
+    batch_size: int = 32,
+    eager: bool = False,
+    seed: int = 0,
+    key: dict | None = None,
+    paper: str = PAPER_ID,
+) -> dict[str, np.ndarray]:
+    """Table 3's comparison model ``name`` under every protocol of ``split`` (protocol ->
+    (train, validation, test)), each with that protocol's RMSProp setting ``settings[protocol]``:
+    end-to-end models with :func:`train_image_model`; the others as ``pretrained`` feature
+    extractors (features cached by ``fingerprint`` and ``preprocessing``, extracted once for all
+    protocols) under :func:`train_feature_head`. Returns {protocol: test probabilities}."""
+    options = dict(epochs=epochs, batch_size=batch_size, eager=eager, seed=seed, key=key)
+    if name in END_TO_END:
+        return {
+            protocol: train_image_model(
+                name,
+                paths,
+                y,
+                rows,
+                rmsprop=settings[protocol],
+                image_size=image_size,
+                label=protocol,
+                paper=paper,
+                **options,
+            )
+            for protocol, rows in split.items()
+        }
+    from common import features as feature_cache
+    from common.backbones import build_backbone
+
+    backbone = build_backbone(name, input_size=image_size, pretrained=pretrained, seed=seed)
+    feats = feature_cache.extract_features(
+        backbone, paths, fingerprint, batch_size=batch_size, preprocessing=preprocessing
+    )
+    return {
+        protocol: train_feature_head(
+            feats,
+            y,
+            rows,
+            rmsprop=settings[protocol],
+            name=name,
+            label=protocol,
+            paper=paper,
+            **options,
+        )
+        for protocol, rows in split.items()
+    }
+
+
+# --------------------------------------------------------- scored images and tables
+def scored(
+    y: np.ndarray,
+    proba: dict[str, np.ndarray],
+    idx: np.ndarray,
+    *,
+    dataset: Any,
+    dataset_rows: np.ndarray,
+    classes: Sequence[str],
+    protocol: str,
+    split: str = "test",
+) -> pd.DataFrame:
+    """One row per image ``idx`` and model of ``proba`` (name -> probabilities of the images
+    ``idx``) for ``predictions.csv``; ``dataset_rows[idx]`` are the images' rows in ``dataset``
+    (their sample ids, file names and subjects)."""
+    from common import evaluate
+
+    return evaluate.prediction_rows(
+        np.asarray(y)[idx],
+        proba,
+        classes,
+        protocol,
+        samples=evaluate.dataset_samples(dataset, index=np.asarray(dataset_rows)[idx]),
+        split=split,
+    )
+
+
+def sensitivity_table(
+    rows: pd.DataFrame, *, layer_models: dict[str, tuple[str, Sequence[int]]]
+) -> pd.DataFrame:
+    """The feature-layer sensitivity table: :func:`common.evaluate.paper_table` of ``rows`` with
+    each model's EfficientNetV2M layer, its map per image and the ACRNN's pooled regions;
+    ``layer_models`` maps a layer to (the model's name in ``rows``, its map shape (H, W, C))."""
+    from common.evaluate import paper_table
+
+    table = paper_table(rows)
+    layer_of = {name: layer for layer, (name, _) in layer_models.items()}
+    maps = {name: " x ".join(map(str, shape)) for name, shape in layer_models.values()}
+    regions = {
+        name: "{} x {}".format(*pooled_grid(*shape[:2])) for name, shape in layer_models.values()
+    }
+    table.insert(2, "EfficientNetV2M layer", table["model"].map(layer_of))
+    table.insert(3, "map per image", table["model"].map(maps))
+    table.insert(4, "ACRNN regions", table["model"].map(regions))
+    return table
