@@ -38,9 +38,9 @@ test-demo: ## README's demo numbers vs results/canonical/ (RUN=1: rerun the demo
 	$(PY) -m common.demo_check $(if $(filter 1 yes true,$(RUN)),--run) $(if $(TOL),--tolerance $(TOL))
 
 test-unit: ## pytest over tests/ (the harness itself; each notebook runs once, in test-notebooks)
-	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend and not notebooks and not structure" tests
+	REPRO_PROFILE=smoke $(PY) -m pytest -m "not multibackend and not notebooks" tests
 
-check-structure: ## the cell-order rules over every notebook (joins make test once notebooks 01-04 pass it)
+check-structure: ## the cell-order rules over every notebook alone (make test runs them too)
 	$(PY) -m pytest -q -m structure tests/test_notebook_structure.py
 
 test-notebooks: ## nbval over notebooks/ in the smoke profile, then check each run's declared outputs
