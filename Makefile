@@ -61,10 +61,10 @@ reproduce: ## run every notebook (demo profile) into results/, refresh results/c
 report: ## reviewer report over every run under results/ and the committed results/canonical/: results/report/
 	$(PY) -m common.report
 
-sweep: ## papermill sweep: make sweep SPEC=sweeps/x.yaml [SHARD=i/n] (runs this shard, then collects)
+sweep: ## papermill sweep: make sweep SPEC=sweeps/x.yaml [SHARD=i/n] [EXECUTOR=serial|pool|submitit] [WORKERS=n]
 	@test -n "$(SPEC)" || { echo "error: give the sweep spec, e.g. make sweep SPEC=sweeps/02_alhammadi_smoke_epochs.yaml (see sweeps/README.md)"; exit 2; }
 	$(PY) -m common.sweep plan $(SPEC)
-	$(PY) -m common.sweep run $(SPEC) $(if $(SHARD),--shard $(SHARD)); status=$$?; \
+	$(PY) -m common.sweep run $(SPEC) $(if $(SHARD),--shard $(SHARD)) --executor $(or $(EXECUTOR),serial) $(if $(WORKERS),--workers $(WORKERS)); status=$$?; \
 	  $(PY) -m common.sweep collect $(SPEC); exit $$status
 
 rehearse: ## what a paper profile costs: make rehearse NB=04 SCALE=0.01 [PX=32] [EPOCHS=1] (see README)

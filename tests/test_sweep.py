@@ -143,6 +143,7 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
         "skipped": [plan.runs[0].id],
         "completed": [r.id for r in plan.runs[1:]],
         "failed": [],
+        "interrupted": [],
     }
     assert (dirs[0] / "run.json").stat().st_mtime_ns == first_written, (
         "a complete run must not be re-executed"

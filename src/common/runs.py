@@ -195,7 +195,13 @@ def backend_and_devices() -> dict[str, Any]:
         devices = [str(d) for d in keras.distribution.list_devices()]
     except Exception as exc:  # a backend without device listing must not stop a run
         devices = [f"unknown ({type(exc).__name__})"]
-    return {"backend": keras.backend.backend(), "devices": devices, "machine": platform.machine()}
+    return {
+        "backend": keras.backend.backend(),
+        "devices": devices,
+        "machine": platform.machine(),
+        # the GPUs this process was given (a sweep's pool sets one per run); None: not set
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
 
 
 def _clean_json(value: Any) -> Any:

@@ -22,6 +22,17 @@ Colab/Kaggle sessions can share one sweep. A run whose folder holds ``run.json``
 resumes where it stopped. A run that raises is recorded in ``failure.json`` in its
 folder beside the executed notebook, and the other runs go on.
 
+``run --executor serial|pool|submitit`` chooses where the runs execute
+(:mod:`common.sweep_executors`): one after another here (the default), a pool of
+processes here with one GPU each (``--workers``), or a Slurm job array through submitit
+(its local executor where no Slurm exists). A spec may set their options::
+
+    pool: {workers: 4}
+    submitit: {partition: gpu, timeout_min: 600, gpus_per_job: 1, array_parallelism: 8}
+
+All three write the same run folders and resume the same way; a run whose process died
+without a result (killed, preempted, timed out) is recorded as interrupted and runs again.
+
 ``collect`` merges the completed runs' ``metrics.json`` into ``collected.csv`` and
 ``collected.md`` (mean, sd, 95% t-interval over seeds, per setting) and plots the
 chosen metric against each varied parameter; it lists failed and missing runs.
@@ -39,7 +50,7 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +59,18 @@ import pandas as pd
 
 from common.paths import atomic_write_text, read_yaml, repo_root, results_root
 
-SPEC_KEYS = {"notebook", "name", "profile", "fixed", "grid", "settings", "seeds", "metric"}
+SPEC_KEYS = {
+    "notebook",
+    "name",
+    "profile",
+    "fixed",
+    "grid",
+    "settings",
+    "seeds",
+    "metric",
+    "pool",
+    "submitit",
+}
 #: Parameters the sweep itself sets in every run; a spec may not vary or fix them.
 RESERVED = {"profile", "run", "seed"}
 FAILURE_FILE = "failure.json"
@@ -75,6 +97,8 @@ class Sweep:
     varied: list[str]
     runs: list[PlannedRun]
     metric: dict
+    spec: Path | None = None  # the spec file (pool and submitit workers load it again)
+    executor_options: dict = field(default_factory=dict)  # the spec's pool:/submitit: mappings
 
     def root(self, results: Path | None = None) -> Path:
         """``<results>/sweeps/<name>``: every run of this sweep lives below it."""
@@ -224,6 +248,16 @@ def load_spec(path: Path | str) -> Sweep:
                 )
             )
     metric = {"metric": "accuracy", "class": "overall", **(doc.get("metric") or {})}
+    from common.sweep_executors import POOL_DEFAULTS, SUBMITIT_DEFAULTS
+
+    executor_options = {}
+    for key, allowed in (("pool", POOL_DEFAULTS), ("submitit", SUBMITIT_DEFAULTS)):
+        given = doc.get(key) or {}
+        if not isinstance(given, dict) or set(given) - set(allowed):
+            raise ValueError(
+                f"{path}: {key} must be a mapping with keys among {sorted(allowed)}, got {given!r}"
+            )
+        executor_options[key] = dict(given)
     return Sweep(
         name=str(doc.get("name") or path.stem),
         notebook=notebook,
@@ -233,6 +267,8 @@ def load_spec(path: Path | str) -> Sweep:
         varied=varied,
         runs=runs,
         metric=metric,
+        spec=path.resolve(),
+        executor_options=executor_options,
     )
 
 
@@ -253,11 +289,13 @@ def shard_runs(runs: Sequence[PlannedRun], shard: tuple[int, int]) -> list[Plann
 
 
 def run_state(run_dir: Path) -> str:
-    """``complete`` (run.json written), ``failed`` (failure.json) or ``pending``."""
+    """``complete`` (run.json written), ``failed`` (the notebook raised: failure.json),
+    ``interrupted`` (its process died without a result: failure.json says so) or ``pending``."""
     if (run_dir / "run.json").is_file():
         return "complete"
     if (run_dir / FAILURE_FILE).is_file():
-        return "failed"
+        record = json.loads((run_dir / FAILURE_FILE).read_text())
+        return "interrupted" if record.get("interrupted") else "failed"
     return "pending"
 
 
@@ -277,20 +315,93 @@ def plan_table(sweep: Sweep, results: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def execute(
-    sweep: Sweep,
-    shard: tuple[int, int] = (1, 1),
-    results: Path | None = None,
-    retry_failed: bool = False,
-    progress: bool = False,
-) -> dict[str, list[str]]:
-    """Run this shard's share of the sweep; return run ids by outcome.
+def run_one(
+    sweep: Sweep, run: PlannedRun, *, results: Path | None = None, progress: bool = False
+) -> str:
+    """Execute one run of the sweep with papermill; return ``completed`` or ``failed``.
 
-    Complete runs are skipped; failed runs are skipped unless ``retry_failed``.
+    A notebook that raises is recorded in ``failure.json`` (the error, its traceback, the
+    executed notebook beside it). Every executor runs each run through this function.
     """
     from common.notebooks import run_notebook
 
     root = sweep.root(results)
+    run_dir = sweep.run_dir(run, results)
+    (run_dir / FAILURE_FILE).unlink(missing_ok=True)
+    start = time.time()
+    try:
+        run_notebook(
+            sweep.notebook,
+            root,
+            profile=sweep.profile,
+            run=run.id,
+            parameters=run.parameters,
+            progress=progress,
+        )
+        if not (run_dir / "run.json").is_file():
+            raise RuntimeError("the notebook finished without writing run.json")
+    except Exception as exc:  # recorded, and the other runs go on
+        error = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        )
+        _record_failure(
+            run_dir, run, error, notebook=sweep.notebook.name, seconds=time.time() - start
+        )
+        print(f"    failed after {time.time() - start:.0f} s: {error}", flush=True)
+        return "failed"
+    return "completed"
+
+
+def _record_failure(
+    run_dir: Path,
+    run: PlannedRun,
+    error: str,
+    *,
+    notebook: str,
+    seconds: float,
+    interrupted: bool = False,
+) -> None:
+    atomic_write_text(
+        run_dir / FAILURE_FILE,
+        json.dumps(
+            {
+                "id": run.id,
+                "error": error,
+                "interrupted": interrupted,
+                "traceback": "" if interrupted else traceback.format_exc()[-4000:],
+                "executed_notebook": notebook,
+                "seconds": round(seconds, 1),
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+
+
+def settle(
+    sweep: Sweep, run: PlannedRun, *, results: Path | None = None, exit_note: str = ""
+) -> str:
+    """The outcome of a run whose process has ended, read from its folder: ``completed``,
+    ``failed``, or ``interrupted`` (no result: recorded so, and run again on resume)."""
+    run_dir = sweep.run_dir(run, results)
+    state = run_state(run_dir)
+    if state == "complete":
+        return "completed"
+    if state in {"failed", "interrupted"}:
+        return state
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _record_failure(
+        run_dir,
+        run,
+        f"interrupted: its process ended without a result ({exit_note or 'no exit status'})",
+        notebook=sweep.notebook.name,
+        seconds=0.0,
+        interrupted=True,
+    )
+    return "interrupted"
+
+
+def _write_sweep_json(sweep: Sweep, root: Path) -> None:
     atomic_write_text(
         root / "sweep.json",
         json.dumps(
@@ -309,53 +420,63 @@ def execute(
         )
         + "\n",
     )
-    outcome: dict[str, list[str]] = {"skipped": [], "completed": [], "failed": []}
-    mine = shard_runs(sweep.runs, shard)
+
+
+def execute(
+    sweep: Sweep,
+    *,
+    shard: tuple[int, int] = (1, 1),
+    results: Path | None = None,
+    retry_failed: bool = False,
+    progress: bool = False,
+    executor: str = "serial",
+    options: dict | None = None,
+) -> dict[str, list[str]]:
+    """Run this shard's share of the sweep with ``executor``; return run ids by outcome
+    (``skipped``, ``completed``, ``failed``, ``interrupted``).
+
+    Complete runs are skipped; failed runs are skipped unless ``retry_failed``; pending and
+    interrupted runs run. ``options`` override the spec's ``pool:`` or ``submitit:`` mapping.
+    """
+    from common import sweep_executors
+
+    if executor not in sweep_executors.EXECUTORS:
+        raise ValueError(
+            f"executor {executor!r} is not one of {', '.join(sweep_executors.EXECUTORS)}"
+        )
+    results = Path(results or results_root()).resolve()
+    root = sweep.root(results)
+    _write_sweep_json(sweep, root)
+    outcome: dict[str, list[str]] = {
+        "skipped": [],
+        "completed": [],
+        "failed": [],
+        "interrupted": [],
+    }
+    mine, todo = shard_runs(sweep.runs, shard), []
     for k, run in enumerate(mine, start=1):
-        run_dir = sweep.run_dir(run, results)
-        state = run_state(run_dir)
+        state = run_state(sweep.run_dir(run, results))
         if state == "complete" or (state == "failed" and not retry_failed):
             print(f"[{k}/{len(mine)}] {run.id}: {state}, skipped", flush=True)
             outcome["skipped"].append(run.id)
-            continue
-        (run_dir / FAILURE_FILE).unlink(missing_ok=True)
-        print(f"[{k}/{len(mine)}] {run.id}: running ...", flush=True)
-        start = time.time()
-        try:
-            run_notebook(
-                sweep.notebook,
-                root,
-                profile=sweep.profile,
-                run=run.id,
-                parameters=run.parameters,
-                progress=progress,
-            )
-            if not (run_dir / "run.json").is_file():
-                raise RuntimeError("the notebook finished without writing run.json")
-        except Exception as exc:  # recorded, and the other runs go on
-            error = (
-                f"{type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-            )
-            atomic_write_text(
-                run_dir / FAILURE_FILE,
-                json.dumps(
-                    {
-                        "id": run.id,
-                        "error": error,
-                        "traceback": traceback.format_exc()[-4000:],
-                        "executed_notebook": sweep.notebook.name,
-                        "seconds": round(time.time() - start, 1),
-                    },
-                    indent=2,
-                )
-                + "\n",
-            )
-            print(f"    failed after {time.time() - start:.0f} s: {error}", flush=True)
-            outcome["failed"].append(run.id)
-            continue
-        print(f"    done in {time.time() - start:.0f} s", flush=True)
-        outcome["completed"].append(run.id)
+        else:
+            todo.append(run)
+    opts = {**sweep.executor_options.get(executor, {}), **(options or {})}
+    if executor == "serial" or not todo:
+        for k, run in enumerate(todo, start=1):
+            print(f"[{k}/{len(todo)}] {run.id}: running ...", flush=True)
+            start = time.time()
+            result = run_one(sweep, run, results=results, progress=progress)
+            if result == "completed":
+                print(f"    done in {time.time() - start:.0f} s", flush=True)
+            outcome[result].append(run.id)
+        return outcome
+    if executor == "pool":
+        done = sweep_executors.run_pool(sweep, todo, results=results, workers=opts.get("workers"))
+    else:
+        done = sweep_executors.run_submitit(sweep, todo, results=results, options=opts)
+    for run in todo:  # in plan order
+        outcome[done[run.id]].append(run.id)
     return outcome
 
 
@@ -389,7 +510,7 @@ def collect(sweep: Sweep, results: Path | None = None) -> dict[str, Any]:
         if state == "failed":
             failed[run.id] = json.loads((run_dir / FAILURE_FILE).read_text())["error"]
             continue
-        if state != "complete":
+        if state != "complete":  # pending or interrupted: it runs on the next `sweep run`
             missing.append(run.id)
             continue
         metrics = read_metrics(run_dir)
@@ -549,10 +670,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (
         ("plan", "print the expanded runs with their ids and states"),
         ("run", "execute this shard's runs, skipping complete ones"),
+        ("run-one", "execute one run of the plan by its id (what pool workers call)"),
         ("collect", "merge completed runs into tables and a plot"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("spec", type=Path)
+        if name == "run-one":
+            cmd.add_argument("run_id", help="a run id as `plan` prints it")
         cmd.add_argument(
             "--results",
             type=Path,
@@ -564,6 +688,28 @@ def main(argv: list[str] | None = None) -> int:
                 "--shard", default=None, help="i/n: run runs i, i+n, ... of the plan (1-based)"
             )
             cmd.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+            cmd.add_argument(
+                "--executor",
+                choices=("serial", "pool", "submitit"),
+                default="serial",
+                help="where the runs execute (default serial; see sweeps/README.md)",
+            )
+            cmd.add_argument(
+                "--workers",
+                type=int,
+                default=None,
+                help="pool: runs at once (default: one per GPU, else 1)",
+            )
+            for option, kind, what in (
+                ("cluster", str, "slurm | local (default: slurm where sbatch exists, else local)"),
+                ("partition", str, "Slurm partition"),
+                ("timeout-min", int, "time limit of one run's job, minutes (default 240)"),
+                ("gpus-per-job", int, "GPUs per run's job (default 0)"),
+                ("cpus-per-job", int, "CPUs per run's job (default 4)"),
+                ("mem-gb", float, "memory per run's job, GB (default 16)"),
+                ("array-parallelism", int, "runs at once (default 8)"),
+            ):
+                cmd.add_argument(f"--{option}", type=kind, default=None, help=f"submitit: {what}")
     args = parser.parse_args(argv)
     try:
         sweep = load_spec(args.spec)
@@ -575,15 +721,46 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(table.to_string(index=False))
             return 0
+        if args.command == "run-one":
+            run = next((r for r in sweep.runs if r.id == args.run_id), None)
+            if run is None:
+                raise ValueError(
+                    f"{args.spec}: no run {args.run_id!r} in the plan (`python -m common.sweep "
+                    "plan` lists the ids)"
+                )
+            return 0 if run_one(sweep, run, results=args.results) == "completed" else 1
         if args.command == "run":
+            if args.executor == "pool":
+                options = {"workers": args.workers}
+            elif args.executor == "submitit":
+                options = {
+                    key: getattr(args, key)
+                    for key in (
+                        "cluster",
+                        "partition",
+                        "timeout_min",
+                        "gpus_per_job",
+                        "cpus_per_job",
+                        "mem_gb",
+                        "array_parallelism",
+                    )
+                }
+            else:
+                options = {}
             outcome = execute(
-                sweep, parse_shard(args.shard), args.results, retry_failed=args.retry_failed
+                sweep,
+                shard=parse_shard(args.shard),
+                results=args.results,
+                retry_failed=args.retry_failed,
+                executor=args.executor,
+                options={k: v for k, v in options.items() if v is not None},
             )
             print(
                 f"completed {len(outcome['completed'])}, skipped "
-                f"{len(outcome['skipped'])}, failed {len(outcome['failed'])}"
+                f"{len(outcome['skipped'])}, failed {len(outcome['failed'])}, interrupted "
+                f"{len(outcome['interrupted'])}"
             )
-            return 1 if outcome["failed"] else 0
+            return 1 if outcome["failed"] or outcome["interrupted"] else 0
         result = collect(sweep, args.results)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
