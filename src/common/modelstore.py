@@ -13,6 +13,10 @@ holds the weights (``model.weights.h5``), the outputs the notebook needs later
 - A killed session: training resumes from the last finished epoch (Keras
   ``BackupAndRestore`` under ``backup/`` in the same folder, deleted on completion).
 - Another key (any parameter, the data or the builder's code changed): a new folder.
+
+Build, load and fit run inside :func:`common.distribute.data_parallel`: on a machine with
+several GPUs every network trains on all of them, the batch it is given being the global
+batch. The device count is not part of the key (the weights are the same model's).
 """
 
 from __future__ import annotations
@@ -148,6 +152,13 @@ def train_or_load(
     ``outputs(model)`` returns the arrays kept with it (e.g. ``{"val": ..., "test": ...}``).
     Returns ``(model, outputs, history, reused)``.
     """
+    from common.distribute import data_parallel
+
+    with data_parallel() as devices:
+        return _train_or_load(stored, build, fit, outputs, log=log, devices=devices)
+
+
+def _train_or_load(stored, build, fit, outputs, *, log, devices):
     import keras
 
     model = build()
@@ -166,6 +177,11 @@ def train_or_load(
     resumed = stored.backup.is_dir() and any(stored.backup.iterdir())
     if resumed:
         log(f"{stored.name}: resuming an interrupted training from its backup in {stored.backup}")
+    if devices["devices"] > 1:
+        log(
+            f"{stored.name}: training on {devices['devices']} devices ({devices['strategy']}); "
+            "the batch is the global batch"
+        )
     stored.dir.mkdir(parents=True, exist_ok=True)
     backup = keras.callbacks.BackupAndRestore(str(stored.backup), delete_checkpoint=True)
     history = dict(fit(model, [backup]) or {})

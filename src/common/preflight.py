@@ -365,6 +365,18 @@ def check_device(report: Preflight, expects_gpu: bool) -> None:
     else:
         why = f"{ALLOW_CPU_ENV}=1" if expects_gpu else "this profile is sized for a CPU"
         report.ok("device", f"{backend} backend on the CPU ({why})")
+    from common.distribute import describe
+
+    training = describe()
+    report.record["device"]["training"] = training
+    if training["devices"] is None:
+        report.fail("training devices", training["error"])
+    elif training["devices"] > 1:
+        report.ok(
+            "training devices",
+            f"each network trains on {training['devices']} devices ({training['strategy']}); "
+            "batch parameters are global batches",
+        )
 
 
 # ----------------------------------------------------------------------- entry

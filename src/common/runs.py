@@ -201,7 +201,18 @@ def backend_and_devices() -> dict[str, Any]:
         "machine": platform.machine(),
         # the GPUs this process was given (a sweep's pool sets one per run); None: not set
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # what each training uses (common.distribute): device count, strategy, global batch
+        "training": _training_devices(),
     }
+
+
+def _training_devices() -> dict[str, Any]:
+    from common.distribute import describe
+
+    try:
+        return describe()
+    except Exception as exc:  # a backend that cannot list devices must not stop a run
+        return {"devices": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _clean_json(value: Any) -> Any:
