@@ -69,13 +69,15 @@ def test_counts_per_class_reach_the_files(tmp_path):
 
 def test_bad_requests_fail_in_one_line_before_anything_runs():
     with pytest.raises(SystemExit, match="--scale 2.0 must be in"):
-        R.check_request("04", 2.0, None, None)
+        R.check_request("04", scale=2.0, size=None, epochs=None)
     with pytest.raises(SystemExit, match="image size divisible by 9"):
-        R.check_request("02", 0.1, 50, None)
+        R.check_request("02", scale=0.1, size=50, epochs=None)
     with pytest.raises(SystemExit, match="must be in \\[75, 224\\]"):
-        R.check_request("03", 0.1, 32, None)  # InceptionV3 does not build below 75 px
+        R.check_request(
+            "03", scale=0.1, size=32, epochs=None
+        )  # InceptionV3 does not build below 75 px
     with pytest.raises(SystemExit, match="no notebook '07'"):
-        R.check_request("07", 0.1, None, None)
+        R.check_request("07", scale=0.1, size=None, epochs=None)
 
 
 def test_every_reduced_parameter_exists_in_its_notebook():

@@ -230,19 +230,19 @@ def test_fused_rows_equal_the_whole_bank_fusion_of_the_same_rows(tmp_path):
     }  # every version, every cell
     position = {v: {c: i for i, c in enumerate(bank["a"].cells[v])} for v in whole}
     expected = np.stack([whole[c][position[c][i]] for i, c in rows])
-    got = S.fused_rows(bank, ("a", "b"), rows, True, chunk_rows=2)
+    got = S.fused_rows(bank, ("a", "b"), rows, segmented=True, chunk_rows=2)
     assert got.dtype == np.float32 and got.shape == (9, 12)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(
-        S.fused_rows(bank, ("a", "b"), rows, False), whole["original"][rows[:, 0]]
+        S.fused_rows(bank, ("a", "b"), rows, segmented=False), whole["original"][rows[:, 0]]
     )
     out = np.zeros((9, 7), dtype=np.float32)
-    assert S.fused_rows(bank, ("b",), rows, True, out=out) is out
+    assert S.fused_rows(bank, ("b",), rows, segmented=True, out=out) is out
     np.testing.assert_array_equal(out, expected[:, 5:])
     with pytest.raises(KeyError, match="not extracted"):
-        S.fused_rows(bank, ("a",), np.array([[2, 1]]), True)  # cell 2 has no copy 1
+        S.fused_rows(bank, ("a",), np.array([[2, 1]]), segmented=True)  # cell 2 has no copy 1
     with pytest.raises(ValueError, match="float32"):
-        S.fused_rows(bank, ("a",), rows, True, out=np.zeros((9, 5)))
+        S.fused_rows(bank, ("a",), rows, segmented=True, out=np.zeros((9, 5)))
 
 
 def test_fit_pca_equals_the_full_svd_without_stacking_blocks():
@@ -308,9 +308,9 @@ def test_fit_rows_is_fit_predict_on_the_fused_rows_and_is_cached(tmp_path, monke
     logged = []
     first = S.fit_rows(bank, ("a", "b"), train, y, test, keep_model=True, log=logged.append, **kw)
     direct = S.fit_predict(
-        S.fused_rows(bank, ("a", "b"), train, True),
+        S.fused_rows(bank, ("a", "b"), train, segmented=True),
         y[train[:, 0]],
-        S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True),
+        S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), segmented=True),
         pca_variance=0.9,
         pca_fit="all",
         rf_trees=5,
@@ -323,7 +323,7 @@ def test_fit_rows_is_fit_predict_on_the_fused_rows_and_is_cached(tmp_path, monke
     np.testing.assert_allclose(
         again["model"].predict_proba(
             again["pca"].transform(
-                S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), True)
+                S.fused_rows(bank, ("a", "b"), np.stack([test, 0 * test], 1), segmented=True)
             )
         ),
         first["proba"],

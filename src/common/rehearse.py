@@ -426,7 +426,7 @@ def out_root() -> Path:
     return repo_root() / "results" / "rehearsal"
 
 
-def check_request(nb: str, scale: float, size: int | None, epochs: int | None) -> Spec:
+def check_request(nb: str, *, scale: float, size: int | None, epochs: int | None) -> Spec:
     """Fail in one line, before anything runs, on a request that cannot work."""
     if nb not in SPECS:
         raise SystemExit(f"error: no notebook {nb!r}; choose one of {', '.join(SPECS)}")
@@ -456,7 +456,7 @@ def rehearse(
     nb: str, scale: float, *, size: int | None = None, epochs: int | None = None, keep: bool = False
 ) -> dict[str, Any]:
     """Run one rehearsal; returns (and writes) its record."""
-    spec = check_request(nb, scale, size, epochs)
+    spec = check_request(nb, scale=scale, size=size, epochs=epochs)
     size = size or (spec.default_size if spec.paper_size else None)
     t0 = time.time()
     root = twin(nb, scale)

@@ -122,7 +122,7 @@ if mode == "stage":
     accuracy = float((result["proba"].argmax(1) == y[test]).mean())
 else:  # one fit of each base learner on all the rows, as the stacker builds them
     from sklearn.base import clone
-    X = S.fused_rows(bank, tuple(bank), train, True)
+    X = S.fused_rows(bank, tuple(bank), train, segmented=True)
     for name, learner in S.build_stacker(rf_trees=trees).estimators:
         clone(learner).fit(X, y[:rows])
     n_components, accuracy = None, None

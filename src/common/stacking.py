@@ -534,8 +534,8 @@ def fused_rows(
     bank: Mapping[str, FeatureBank],
     nets: Sequence[str],
     table_rows: np.ndarray,
-    segmented: bool,
     *,
+    segmented: bool,
     out: np.ndarray | None = None,
     chunk_rows: int = 2048,
 ) -> np.ndarray:
@@ -836,12 +836,14 @@ def fit_rows(
     else:
         out = None
     try:
-        X_train = fused_rows(bank, nets, train_rows, segmented, out=out, chunk_rows=chunk_rows)
+        X_train = fused_rows(
+            bank, nets, train_rows, segmented=segmented, out=out, chunk_rows=chunk_rows
+        )
         X_test = fused_rows(
             bank,
             nets,
             np.stack([test_cells, np.zeros_like(test_cells)], axis=1),
-            segmented,
+            segmented=segmented,
             chunk_rows=chunk_rows,
         )
         pca = None
@@ -878,7 +880,9 @@ def predict_cells(
     """Class probabilities of a fitted setting (a :func:`fit_rows` result with ``keep_model``) for
     the segmented, unaugmented ``cells``: their fused features, its PCA (if any), its stacker."""
     cells = np.asarray(cells, dtype=np.int64)
-    X = fused_rows(bank, tuple(nets), np.stack([cells, np.zeros_like(cells)], axis=1), True)
+    X = fused_rows(
+        bank, tuple(nets), np.stack([cells, np.zeros_like(cells)], axis=1), segmented=True
+    )
     X = fitted["pca"].transform(X) if fitted["pca"] is not None else X
     return fitted["model"].predict_proba(X)
 
