@@ -788,7 +788,6 @@ def train_image_model(
     on the images ``paths[train]`` of ``rows`` = (train, validation, test) with RMSProp at
     ``rmsprop``, kept as ``<name>-<label>`` under ``key`` (plus the rows' digest, the setting and
     ``epochs``). Returns its test probabilities."""
-    from common import modelstore
     from common.backbones import build_backbone, fine_tune_model
     from common.progress import EpochLog
 
@@ -819,14 +818,7 @@ def train_image_model(
         build,
         fit,
         lambda m: m.predict(image_batches(paths[test], **batches), verbose=0),
-        name=f"{name}-{label}" if label else name,
-        key={
-            **(key or {}),
-            "rows": modelstore.indices_digest(train, val, test),
-            "rmsprop": rmsprop,
-            "baseline_epochs": epochs,
-        },
-        paper=paper,
+        **_baseline_entry(name, label, key, rows, rmsprop=rmsprop, epochs=epochs, paper=paper),
     )
 
 
@@ -850,7 +842,6 @@ def train_feature_head(
     :data:`HEAD_EPOCH_FACTOR` x ``epochs`` epochs with RMSProp at ``rmsprop``, kept as
     ``<name>-<label>`` under ``key`` (plus the rows' digest, the setting and ``epochs``).
     Returns its test probabilities."""
-    from common import modelstore
 
     train, val, test = rows
 
@@ -871,15 +862,34 @@ def train_feature_head(
         ),
         fit,
         lambda m: m.predict(features[test], verbose=0),
-        name=f"{name}-{label}" if label else name,
-        key={
+        **_baseline_entry(name, label, key, rows, rmsprop=rmsprop, epochs=epochs, paper=paper),
+    )
+
+
+def _baseline_entry(
+    name: str,
+    label: str | None,
+    key: dict | None,
+    rows: Sequence[np.ndarray],
+    *,
+    rmsprop: dict,
+    epochs: int,
+    paper: str,
+) -> dict:
+    """:func:`kept`'s name, key and paper for a comparison model: ``<name>-<label>``, keyed by
+    ``key`` plus the rows' digest, the RMSProp setting and the epochs."""
+    from common import modelstore
+
+    return {
+        "name": f"{name}-{label}" if label else name,
+        "key": {
             **(key or {}),
-            "rows": modelstore.indices_digest(train, val, test),
+            "rows": modelstore.indices_digest(*rows),
             "rmsprop": rmsprop,
             "baseline_epochs": epochs,
         },
-        paper=paper,
-    )
+        "paper": paper,
+    }
 
 
 def train_baseline(
