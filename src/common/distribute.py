@@ -1,6 +1,6 @@
 """Data-parallel training over every visible GPU.
 
-Every network in notebooks 01-05 is trained through :func:`common.modelstore.train_or_load`,
+Every network notebooks 02-05 train goes through :func:`common.modelstore.train_or_load`,
 which builds, compiles and fits it inside :func:`data_parallel`. With two or more devices the
 model's variables are replicated on each and every batch is split across them:
 
