@@ -306,3 +306,24 @@ def test_key_figures_default_to_all_figures_and_must_be_among_them(tmp_path):
     )["key_figures"] == ["b.png"]
     with pytest.raises(ValueError, match=r"key_figures .* not there: \['c.png'\]"):
         notebook_meta(write({"paper": "x", "figures": ["a.png"], "key_figures": ["c.png"]}))
+
+
+def test_the_committed_run_json_names_paths_inside_the_repository_relatively(tmp_path):
+    repo = tmp_path / "checkout"
+    text = json.dumps(
+        {
+            "cache_root": f"{repo}/data/cache",
+            "repo": str(repo),
+            "note": f"cache root {repo}/data/cache: 3 GB free",
+            "elsewhere": "/kaggle/working/cache",
+            "sibling": f"{repo}-other/x",
+        }
+    )
+    got = json.loads(canonical.repo_relative(text, repo))
+    assert got == {
+        "cache_root": "data/cache",
+        "repo": ".",
+        "note": "cache root data/cache: 3 GB free",
+        "elsewhere": "/kaggle/working/cache",
+        "sibling": f"{repo}-other/x",
+    }

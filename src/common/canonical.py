@@ -76,6 +76,13 @@ def _folder_bytes(folder: Path) -> int:
     )
 
 
+def repo_relative(text: str, repo: Path) -> str:
+    """``text`` with every absolute path inside ``repo`` made relative to it (the committed
+    run.json names ``data/cache/...``, not the path of the checkout that made it)."""
+    root = str(Path(repo).resolve())
+    return text.replace(root + "/", "").replace(f'"{root}"', '"."')
+
+
 def refresh_paper(
     run_dir: Path,
     paper: str,
@@ -127,6 +134,8 @@ def refresh_paper(
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
     written = [Path(shutil.copyfile(run_dir / name, can_dir / name)) for name in CANONICAL_FILES]
+    run_json = can_dir / "run.json"
+    run_json.write_text(repo_relative(run_json.read_text(encoding="utf-8"), repo), encoding="utf-8")
     for name, data in pngs.items():
         (fig_dir / name).write_bytes(data)
         written.append(fig_dir / name)
