@@ -558,8 +558,13 @@ def rehearse(
     }
     dest = out_root() / nb / _tag(scale, params)
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "rehearsal.json").write_text(json.dumps(record, indent=1) + "\n")
-    (dest / "row.md").write_text(markdown_row(record) + "\n")
+    # committed files: paths inside the checkout are written relative to it
+    from common.canonical import repo_relative
+
+    (dest / "rehearsal.json").write_text(
+        repo_relative(json.dumps(record, indent=1) + "\n", repo_root())
+    )
+    (dest / "row.md").write_text(repo_relative(markdown_row(record) + "\n", repo_root()))
     print(markdown_row(record))
     if not keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -246,8 +246,13 @@ def run(
     }
     dest = Path(root or out_root()) / tag(rows, trees, pca, mode=mode, svm_max_iter=svm_max_iter)
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "stacking.json").write_text(json.dumps(record, indent=1) + "\n")
-    (dest / "row.md").write_text(markdown_row(record) + "\n")
+    from common.canonical import repo_relative  # committed: paths inside the checkout relative
+    from common.paths import repo_root
+
+    (dest / "stacking.json").write_text(
+        repo_relative(json.dumps(record, indent=1) + "\n", repo_root())
+    )
+    (dest / "row.md").write_text(repo_relative(markdown_row(record) + "\n", repo_root()))
     print(markdown_row(record))
     return record
 
