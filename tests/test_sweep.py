@@ -114,7 +114,7 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
         metric={"metric": "accuracy", "model": "logreg", "class": "overall"},
     )
     plan = sweep.load_spec(spec)
-    dirs = [plan.run_dir(r, results) for r in plan.runs]
+    dirs = [plan.run_dir(r, results=results) for r in plan.runs]
 
     # a session that is killed while its second run is executing
     env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path / "elsewhere")}
@@ -152,7 +152,7 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
     seeds = [json.loads((d / "run.json").read_text())["params"]["seed"] for d in dirs]
     assert seeds == [0, 1, 0, 1]
 
-    collected = sweep.collect(plan, results)
+    collected = sweep.collect(plan, results=results)
     table = collected["table"]
     chosen = sweep.chosen_rows(plan, table)
     assert set(chosen["protocol"]) == {"published", "leak_free"}
@@ -167,7 +167,7 @@ def test_sweep_resumes_after_a_kill_collects_and_reports(tmp_path):
     # C=0.05 over-regularises iris: a real difference the collected table must show
     means = chosen[chosen["protocol"] == "published"].set_index("C")["mean"]
     assert means[0.05] < means[10.0]
-    root = plan.root(results)
+    root = plan.root(results=results)
     assert {"collected.csv", "collected.md", "collected.png", "runs.csv", "sweep.json"} <= {
         p.name for p in root.iterdir()
     }
@@ -189,7 +189,7 @@ def test_failures_are_recorded_and_do_not_stop_the_other_runs(tmp_path, capsys):
     spec = write_spec(tmp_path, settings=[{"fail": True}, {"fail": False}], seeds=[3])
     plan = sweep.load_spec(spec)
     assert sweep.main(["run", str(spec), "--results", str(results)]) == 1
-    failed_dir, ok_dir = (plan.run_dir(r, results) for r in plan.runs)
+    failed_dir, ok_dir = (plan.run_dir(r, results=results) for r in plan.runs)
     failure = json.loads((failed_dir / sweep.FAILURE_FILE).read_text())
     assert "fail=True: this run was asked to fail" in failure["error"]
     assert (failed_dir / FIXTURE.name).is_file(), "the executed notebook of a failed run is kept"
@@ -199,13 +199,13 @@ def test_failures_are_recorded_and_do_not_stop_the_other_runs(tmp_path, capsys):
     assert sweep.main(["collect", str(spec), "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert "1 failed run(s)" in out and plan.runs[0].id in out
-    assert "## Failed runs" in (plan.root(results) / "collected.md").read_text()
+    assert "## Failed runs" in (plan.root(results=results) / "collected.md").read_text()
 
 
 def test_collect_without_complete_runs_says_what_to_do(tmp_path):
     plan = sweep.load_spec(write_spec(tmp_path, seeds=[0]))
     with pytest.raises(ValueError, match="run `python -m common.sweep run` first"):
-        sweep.collect(plan, tmp_path / "results")
+        sweep.collect(plan, results=tmp_path / "results")
 
 
 def test_the_example_specs_in_sweeps_plan():

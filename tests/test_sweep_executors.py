@@ -59,7 +59,9 @@ def test_pool_runs_every_run_once_each_on_its_workers_gpu(tmp_path):
     done = sweep_executors.run_pool(plan, plan.runs, results=results, workers=2, gpus=["5", "6"])
     assert done == {r.id: "completed" for r in plan.runs}
     given = [
-        json.loads((plan.run_dir(r, results) / "run.json").read_text())["cuda_visible_devices"]
+        json.loads((plan.run_dir(r, results=results) / "run.json").read_text())[
+            "cuda_visible_devices"
+        ]
         for r in plan.runs
     ]
     assert set(given) == {"5", "6"}, f"each run gets its worker's GPU id, got {given}"
@@ -98,18 +100,18 @@ def test_submitit_local_job_killed_half_way_is_recorded_and_resumes(tmp_path):
             break
     assert job_pid, "".join(lines)
     deadline = time.time() + 120
-    while not plan.run_dir(slow, results).is_dir() and time.time() < deadline:
+    while not plan.run_dir(slow, results=results).is_dir() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(3)
     os.kill(job_pid, signal.SIGINT)  # what submitit's job.cancel() sends a local job
     out = "".join(lines) + proc.stdout.read()
     assert proc.wait(timeout=120) == 1, out
     assert "completed 1, skipped 0, failed 0, interrupted 1" in out, out
-    assert sweep.run_state(plan.run_dir(quick, results)) == "complete"
-    assert sweep.run_state(plan.run_dir(slow, results)) == "interrupted"
-    record = json.loads((plan.run_dir(slow, results) / sweep.FAILURE_FILE).read_text())
+    assert sweep.run_state(plan.run_dir(quick, results=results)) == "complete"
+    assert sweep.run_state(plan.run_dir(slow, results=results)) == "interrupted"
+    record = json.loads((plan.run_dir(slow, results=results) / sweep.FAILURE_FILE).read_text())
     assert record["interrupted"] and "interrupted" in record["error"]
-    first = (plan.run_dir(quick, results) / "run.json").stat().st_mtime_ns
+    first = (plan.run_dir(quick, results=results) / "run.json").stat().st_mtime_ns
 
     # the next `sweep run` resumes: the complete run is skipped, the interrupted one runs again
     outcome = sweep.execute(plan, results=results, executor="submitit")
@@ -119,9 +121,9 @@ def test_submitit_local_job_killed_half_way_is_recorded_and_resumes(tmp_path):
         "failed": [],
         "interrupted": [],
     }
-    assert (plan.run_dir(quick, results) / "run.json").stat().st_mtime_ns == first
-    assert (plan.root(results) / "submitit").is_dir(), "submitit's logs stay with the sweep"
-    collected = sweep.collect(plan, results)
+    assert (plan.run_dir(quick, results=results) / "run.json").stat().st_mtime_ns == first
+    assert (plan.root(results=results) / "submitit").is_dir(), "submitit's logs stay with the sweep"
+    collected = sweep.collect(plan, results=results)
     assert not collected["missing"] and not collected["failed"]
 
 

@@ -100,12 +100,12 @@ class Sweep:
     spec: Path | None = None  # the spec file (pool and submitit workers load it again)
     executor_options: dict = field(default_factory=dict)  # the spec's pool:/submitit: mappings
 
-    def root(self, results: Path | None = None) -> Path:
+    def root(self, *, results: Path | None = None) -> Path:
         """``<results>/sweeps/<name>``: every run of this sweep lives below it."""
         return Path(results or results_root()) / "sweeps" / self.name
 
-    def run_dir(self, run: PlannedRun, results: Path | None = None) -> Path:
-        return self.root(results) / self.paper / run.id
+    def run_dir(self, run: PlannedRun, *, results: Path | None = None) -> Path:
+        return self.root(results=results) / self.paper / run.id
 
 
 def notebook_parameters(path: Path) -> list[str]:
@@ -299,7 +299,7 @@ def run_state(run_dir: Path) -> str:
     return "pending"
 
 
-def plan_table(sweep: Sweep, results: Path | None = None) -> pd.DataFrame:
+def plan_table(sweep: Sweep, *, results: Path | None = None) -> pd.DataFrame:
     """One row per planned run: id, shard-independent index, seed, setting, state."""
     rows = []
     for k, run in enumerate(sweep.runs, start=1):
@@ -309,7 +309,7 @@ def plan_table(sweep: Sweep, results: Path | None = None) -> pd.DataFrame:
                 "id": run.id,
                 "seed": run.seed,
                 **run.setting,
-                "state": run_state(sweep.run_dir(run, results)),
+                "state": run_state(sweep.run_dir(run, results=results)),
             }
         )
     return pd.DataFrame(rows)
@@ -325,8 +325,8 @@ def run_one(
     """
     from common.notebooks import run_notebook
 
-    root = sweep.root(results)
-    run_dir = sweep.run_dir(run, results)
+    root = sweep.root(results=results)
+    run_dir = sweep.run_dir(run, results=results)
     (run_dir / FAILURE_FILE).unlink(missing_ok=True)
     start = time.time()
     try:
@@ -383,7 +383,7 @@ def settle(
 ) -> str:
     """The outcome of a run whose process has ended, read from its folder: ``completed``,
     ``failed``, or ``interrupted`` (no result: recorded so, and run again on resume)."""
-    run_dir = sweep.run_dir(run, results)
+    run_dir = sweep.run_dir(run, results=results)
     state = run_state(run_dir)
     if state == "complete":
         return "completed"
@@ -445,7 +445,7 @@ def execute(
             f"executor {executor!r} is not one of {', '.join(sweep_executors.EXECUTORS)}"
         )
     results = Path(results or results_root()).resolve()
-    root = sweep.root(results)
+    root = sweep.root(results=results)
     _write_sweep_json(sweep, root)
     outcome: dict[str, list[str]] = {
         "skipped": [],
@@ -455,7 +455,7 @@ def execute(
     }
     mine, todo = shard_runs(sweep.runs, shard), []
     for k, run in enumerate(mine, start=1):
-        state = run_state(sweep.run_dir(run, results))
+        state = run_state(sweep.run_dir(run, results=results))
         if state == "complete" or (state == "failed" and not retry_failed):
             print(f"[{k}/{len(mine)}] {run.id}: {state}, skipped", flush=True)
             outcome["skipped"].append(run.id)
@@ -494,7 +494,7 @@ def _t_interval(values: np.ndarray) -> tuple[float, float, float, float]:
     return mean, sd, mean - half, mean + half
 
 
-def collect(sweep: Sweep, results: Path | None = None) -> dict[str, Any]:
+def collect(sweep: Sweep, *, results: Path | None = None) -> dict[str, Any]:
     """Merge the completed runs into aggregated tables and a plot (written under the sweep root).
 
     Returns {"table": aggregated DataFrame, "runs": per-run rows, "failed": {id: error},
@@ -502,10 +502,10 @@ def collect(sweep: Sweep, results: Path | None = None) -> dict[str, Any]:
     """
     from common.evaluate import read_metrics
 
-    root = sweep.root(results)
+    root = sweep.root(results=results)
     per_run, failed, missing = [], {}, []
     for run in sweep.runs:
-        run_dir = sweep.run_dir(run, results)
+        run_dir = sweep.run_dir(run, results=results)
         state = run_state(run_dir)
         if state == "failed":
             failed[run.id] = json.loads((run_dir / FAILURE_FILE).read_text())["error"]
@@ -714,10 +714,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep = load_spec(args.spec)
         if args.command == "plan":
-            table = plan_table(sweep, args.results)
+            table = plan_table(sweep, results=args.results)
             print(
                 f"sweep {sweep.name}: {len(table)} runs of {sweep.notebook.name} (profile "
-                f"{sweep.profile}) under {sweep.root(args.results)}"
+                f"{sweep.profile}) under {sweep.root(results=args.results)}"
             )
             print(table.to_string(index=False))
             return 0
@@ -761,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(outcome['interrupted'])}"
             )
             return 1 if outcome["failed"] or outcome["interrupted"] else 0
-        result = collect(sweep, args.results)
+        result = collect(sweep, results=args.results)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

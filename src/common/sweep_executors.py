@@ -99,7 +99,7 @@ def run_pool(
             env = dict(os.environ)
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
-            run_dir = sweep.run_dir(run, results)
+            run_dir = sweep.run_dir(run, results=results)
             run_dir.mkdir(parents=True, exist_ok=True)
             print(f"  {run.id}: running on {'GPU ' + gpu if gpu else 'CPU'} ...", flush=True)
             start = time.time()
@@ -198,7 +198,7 @@ def run_submitit(
     from common.sweep import settle
 
     options = dict(options or {})
-    folder = sweep.root(results) / "submitit"
+    folder = sweep.root(results=results) / "submitit"
     executor = submitit_executor(folder / "%j", options, name=f"sweep-{sweep.name}")
     limit = int(options.get("array_parallelism") or SUBMITIT_DEFAULTS["array_parallelism"])
     print(
