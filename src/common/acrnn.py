@@ -643,21 +643,7 @@ def search_on_grid(
 
     train, val, test = rows
     stored_key = {**(key or {}), "rows": modelstore.indices_digest(train, val, test)}
-
-    def fit(model: keras.Model, callbacks: Sequence[Any] = ()) -> dict:
-        return fit_on_grid(
-            model,
-            grid,
-            y,
-            train=train,
-            val=val,
-            epochs=epochs,
-            batch_size=batch_size,
-            eager=eager,
-            callbacks=callbacks,
-            label=label,
-        )
-
+    fit = _grid_fit(grid, y, rows, epochs=epochs, batch_size=batch_size, eager=eager, label=label)
     return rmsprop_search(
         lambda: build_acrnn(grid.shape[1:]),
         fit,
@@ -703,8 +689,30 @@ def train_selected_on_grid(
         build=lambda: compile_rmsprop(
             build_acrnn(grid.shape[1:]), rmsprop["learning_rate"], rmsprop["rho"]
         ),
-        fit=lambda m, callbacks: fit_on_grid(
-            m,
+        fit=_grid_fit(
+            grid, y, rows, epochs=epochs, batch_size=batch_size, eager=eager, label=label
+        ),
+        outputs=lambda m: {"test": m.predict(grid[test], verbose=0)},
+    )[1]["test"]
+
+
+def _grid_fit(
+    grid: np.ndarray,
+    y: np.ndarray,
+    rows: Sequence[np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    eager: bool,
+    label: str,
+) -> Callable[..., dict]:
+    """``fit(model, callbacks)`` for the model store: :func:`fit_on_grid` on the training
+    rows of ``rows``, validated on its validation rows."""
+    train, val, _ = rows
+
+    def fit(model: keras.Model, callbacks: Sequence[Any] = ()) -> dict:
+        return fit_on_grid(
+            model,
             grid,
             y,
             train=train,
@@ -714,9 +722,9 @@ def train_selected_on_grid(
             eager=eager,
             callbacks=callbacks,
             label=label,
-        ),
-        outputs=lambda m: {"test": m.predict(grid[test], verbose=0)},
-    )[1]["test"]
+        )
+
+    return fit
 
 
 # -------------------------------------------------- Table 3's models trained here
