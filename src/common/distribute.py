@@ -94,20 +94,15 @@ def describe(*, count: int | None = None) -> dict[str, Any]:
         devices = training_devices(count=count)
     except ValueError as exc:
         return {"backend": backend, "devices": None, "error": str(exc)}
-    many = len(devices) > 1
-    strategy = (
-        {
-            "tensorflow": "tf.distribute.MirroredStrategy",
-            "jax": "keras.distribution.DataParallel",
-        }.get(backend, "none (the torch backend has no Keras data parallelism)")
-        if many
-        else "none (one device)"
-    )
+    strategies = {
+        "tensorflow": "tf.distribute.MirroredStrategy",
+        "jax": "keras.distribution.DataParallel",
+    }  # two or more devices only on these two: _devices lists none for torch
     return {
         "backend": backend,
-        "devices": len(devices) if backend in {"tensorflow", "jax"} else 1,
+        "devices": len(devices),
         "device_names": devices,
-        "strategy": strategy,
+        "strategy": strategies[backend] if len(devices) > 1 else "none (one device)",
         "batch": "global: each notebook's batch parameter, split across the devices",
     }
 

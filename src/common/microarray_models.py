@@ -38,6 +38,12 @@ PROFILE_SHARED = dict(
     merge_width=16382,
     min_features=10000,
     loso_models=["hybrid"],
+    synthetic=False,
+    min_class_size=5,
+    ae_epochs=50,
+    epochs=30,
+    folds=5,
+    n_bootstrap=1000,
 )
 PROFILES = {
     "smoke": {
@@ -54,26 +60,8 @@ PROFILES = {
         "min_features": 100,
         "loso_models": [],
     },
-    "demo": {
-        **PROFILE_SHARED,
-        "dataset": "bioc_all",
-        "synthetic": False,
-        "min_class_size": 5,
-        "ae_epochs": 50,
-        "epochs": 30,
-        "folds": 5,
-        "n_bootstrap": 1000,
-    },
-    "paper": {
-        **PROFILE_SHARED,
-        "dataset": "cumida",
-        "synthetic": False,
-        "min_class_size": 5,
-        "ae_epochs": 50,
-        "epochs": 30,
-        "folds": 5,
-        "n_bootstrap": 1000,
-    },
+    "demo": {**PROFILE_SHARED, "dataset": "bioc_all"},  # the paper's settings on Bioconductor ALL
+    "paper": {**PROFILE_SHARED, "dataset": "cumida"},
 }
 # The parameters that :func:`published_round`, :func:`leak_free_rounds` and
 # :func:`leave_one_series_out` pass on to :func:`fit_and_score`.

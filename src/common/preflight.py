@@ -367,8 +367,7 @@ def check_device(report: Preflight, expects_gpu: bool) -> None:
         report.ok("device", f"{backend} backend on the CPU ({why})")
     from common.distribute import describe
 
-    training = describe()
-    report.record["device"]["training"] = training
+    training = describe()  # run.json records it at the top level (runs.backend_and_devices)
     if training["devices"] is None:
         report.fail("training devices", training["error"])
     elif training["devices"] > 1:

@@ -733,18 +733,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.executor == "pool":
                 options = {"workers": args.workers}
             elif args.executor == "submitit":
-                options = {
-                    key: getattr(args, key)
-                    for key in (
-                        "cluster",
-                        "partition",
-                        "timeout_min",
-                        "gpus_per_job",
-                        "cpus_per_job",
-                        "mem_gb",
-                        "array_parallelism",
-                    )
-                }
+                from common.sweep_executors import SUBMITIT_DEFAULTS
+
+                options = {key: getattr(args, key) for key in SUBMITIT_DEFAULTS}
             else:
                 options = {}
             outcome = execute(

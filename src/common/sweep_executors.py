@@ -204,13 +204,14 @@ def run_submitit(
     print(
         f"submitit: {executor.cluster} executor, {len(runs)} run(s), logs in {folder}", flush=True
     )
+    # Slurm throttles the array itself; the local executor is given at most `limit` at a time
     if executor.cluster == "slurm":
-        waiting = submit_array(executor, sweep, runs, results=results)
+        waiting, todo = submit_array(executor, sweep, runs, results=results), []
     else:
         waiting, todo = [], list(runs)
     outcomes: dict[str, str] = {}
-    while waiting or (executor.cluster != "slurm" and todo):
-        while executor.cluster != "slurm" and todo and len(waiting) < limit:
+    while waiting or todo:
+        while todo and len(waiting) < limit:
             run = todo.pop(0)
             waiting.append((executor.submit(SweepJob(sweep.spec, run.id, results)), run))
             print(f"  {run.id}: local job {waiting[-1][0].job_id}", flush=True)
@@ -223,5 +224,6 @@ def run_submitit(
                 note = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
             outcomes[run.id] = settle(sweep, run, results=results, exit_note=note)
             print(f"  {run.id}: {outcomes[run.id]}", flush=True)
-        time.sleep(poll_s)
+        if waiting or todo:
+            time.sleep(poll_s)
     return outcomes
